@@ -1,0 +1,76 @@
+"""Shared fixtures: real data from ../shared/data, tiny models, synthetic images."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+SHARED_DATA = Path(
+    os.environ.get("TILERUN_SHARED_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data")
+).resolve()
+
+
+def shared_file(relative: str) -> Path:
+    """A file from ../shared/data; skip (or fail when TILERUN_REQUIRE_SHARED_DATA=1) if absent."""
+    path = SHARED_DATA / relative
+    if not path.is_file():
+        reason = f"real test data {path} is absent (../shared/data not beside the checkout)"
+        if os.environ.get("TILERUN_REQUIRE_SHARED_DATA") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return path
+
+
+class Identity(nn.Module):
+    """Output = input: blending must then reproduce the input exactly."""
+
+    downsampling = 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+class Asymmetric(nn.Module):
+    """A fixed, position-dependent, non-symmetric convolution (deterministic weights)."""
+
+    downsampling = 1
+
+    def __init__(self, bands: int = 3, classes: int = 2) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(bands, classes, 5, padding=2)
+        g = torch.Generator().manual_seed(1)
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.randn(self.conv.weight.shape, generator=g))
+            self.conv.bias.copy_(torch.randn(self.conv.bias.shape, generator=g))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+@pytest.fixture
+def identity() -> Identity:
+    return Identity()
+
+
+@pytest.fixture
+def small_unet() -> nn.Module:
+    from tilerun.models import build_unet
+
+    torch.manual_seed(0)
+    return build_unet("unet", in_channels=3, classes=3, base=4, depth=2, batch_norm=True).eval()
+
+
+@pytest.fixture
+def image() -> np.ndarray:
+    """A float32 (3, 150, 170) image: not a multiple of any tile, small enough to be quick."""
+    return np.random.default_rng(0).normal(size=(3, 150, 170)).astype(np.float32)
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread() -> None:
+    torch.set_num_threads(1)

@@ -1,0 +1,78 @@
+"""The Dask graph of a run: one ``tiles`` task and one ``write`` task per output chunk.
+
+Shared objects (source, plan, runner, sink) are graph keys of their own, so a distributed
+scheduler ships each to a worker once rather than with every task.
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from tilerun.engine.partial import ChunkResult, Partial, assemble, labels_from_logits, run_tiles
+from tilerun.engine.plan import ChunkPlan
+from tilerun.engine.runner import Normalizer, TileRunner
+from tilerun.sinks import LABEL_FILL, Sink
+from tilerun.sources import Source
+
+WRITE = "tilerun-write"
+
+
+@dataclass(frozen=True)
+class Job:
+    """Everything a chunk task needs, bundled so the graph carries one reference."""
+
+    source: Source
+    plan: ChunkPlan
+    runner: TileRunner
+    normalize: Normalizer
+    weights: np.ndarray
+    classes: int
+    sink: Sink
+    labels: bool
+
+
+def _tiles(job: Job, index: tuple[int, int]) -> tuple[Partial, ...]:
+    return run_tiles(
+        job.source, job.plan, index, job.runner, job.normalize, job.weights, job.classes
+    )
+
+
+def _write(job: Job, index: tuple[int, int], pieces: list[Partial]) -> ChunkResult:
+    window = job.plan.chunk_window(*index)
+    logits, valid = assemble(window, pieces, job.classes)
+    labels = labels_from_logits(logits, valid, LABEL_FILL) if job.labels else None
+    job.sink.write(window, logits, labels)
+    return ChunkResult(
+        index=index,
+        tiles=len(job.plan.owned_tiles(*index)),
+        pixels=window.size,
+        valid_pixels=int(valid.sum()),
+    )
+
+
+def build_graph(job: Job, token: str) -> tuple[dict[Any, Any], list[tuple[Any, ...]]]:
+    """The task graph and the keys of its write tasks (row-major)."""
+    plan = job.plan
+    job_key = f"tilerun-job-{token}"
+    graph: dict[Any, Any] = {job_key: job}
+    for i, j in plan.chunks():
+        targets = plan.targets(i, j)
+        if targets:
+            graph[("tilerun-tiles", token, i, j)] = (_tiles, job_key, (i, j))
+        for n, (a, b) in enumerate(targets):
+            graph[("tilerun-piece", token, i, j, a, b)] = (
+                operator.getitem,
+                ("tilerun-tiles", token, i, j),
+                n,
+            )
+    writes = []
+    for i, j in plan.chunks():
+        pieces = [("tilerun-piece", token, a, b, i, j) for a, b in plan.sources(i, j)]
+        key = (WRITE, token, i, j)
+        graph[key] = (_write, job_key, (i, j), pieces)
+        writes.append(key)
+    return graph, writes

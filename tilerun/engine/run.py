@@ -1,0 +1,179 @@
+"""The run: check everything, create the output, execute the chunk graph, finalise.
+
+All validation happens before the output store is created, so bad input leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import dask
+import dask.threaded
+import xarray as xr
+from dask.callbacks import Callback
+from torch import nn
+
+from tilerun import __version__
+from tilerun.blending import Blend
+from tilerun.engine.graph import WRITE, Job, build_graph
+from tilerun.engine.options import PredictOptions
+from tilerun.engine.partial import ChunkResult
+from tilerun.engine.plan import ChunkPlan
+from tilerun.engine.runner import Normalizer, TileRunner, resolve_device
+from tilerun.errors import BandError
+from tilerun.geometry import make_grid
+from tilerun.models import ModelHandle, as_model
+from tilerun.sinks import OutputLayout, ZarrSink, check_output_path
+from tilerun.sources import Source, open_source
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What a finished run reports (also stored in the output's ``tilerun`` attributes)."""
+
+    output: str
+    tiles_run: int
+    tiles_minimum: int
+    chunks: int
+    pixels: int
+    valid_pixels: int
+    seconds: float
+    device: str
+
+    @property
+    def recompute_ratio(self) -> float:
+        return self.tiles_run / self.tiles_minimum
+
+    @property
+    def pixels_per_second(self) -> float:
+        return self.pixels / self.seconds if self.seconds > 0 else float("inf")
+
+
+ChunkCallback = Callable[[ChunkResult], None]
+
+
+def _check_bands(source: Source, model: ModelHandle) -> None:
+    bands = source.shape[0]
+    if model.in_channels is not None and model.in_channels != bands:
+        raise BandError(
+            source.name,
+            f"has {bands} band(s) selected but the model takes {model.in_channels}; "
+            "choose bands with --bands",
+        )
+
+
+def prepare(
+    source: Any, model: Any, out: str | Path, options: PredictOptions
+) -> tuple[Job, ZarrSink, dict[str, Any]]:
+    """Open and check source and model, plan the chunks and create the (staging) store."""
+    check_output_path(Path(out), options.overwrite)
+    src = open_source(source, options.bands)
+    handle = as_model(model, mean=options.mean, std=options.std)
+    _check_bands(src, handle)
+    bands, height, width = src.shape
+    grid = make_grid(height, width, options.tile, options.overlap, handle.downsampling)
+    blend = Blend(options.blend, options.sigma)
+    runner = TileRunner(handle, resolve_device(options.device), options.batch_size)
+    classes = runner.probe(bands, grid.tile)
+    layout = OutputLayout(
+        height, width, classes, options.chunk, options.output, options.dtype, handle.class_names
+    )
+    sink = ZarrSink(out, layout, overwrite=options.overwrite)
+    attrs = {
+        "version": __version__,
+        "input": src.name,
+        "model": handle.name,
+        "tile": grid.tile,
+        "overlap_px": grid.overlap,
+        "blend": blend.name,
+        "sigma": blend.sigma,
+        "bands": list(options.bands) if options.bands else list(range(1, bands + 1)),
+    }
+    job = Job(
+        source=src,
+        plan=ChunkPlan(grid, blend, options.chunk),
+        runner=runner,
+        normalize=Normalizer.for_model(handle, bands),
+        weights=blend.weights(grid),
+        classes=classes,
+        sink=sink,
+        labels="labels" in options.output,
+    )
+    sink.create(src.georef, attrs)
+    return job, sink, attrs
+
+
+def run(
+    source: Any,
+    model: str | Path | nn.Module | ModelHandle,
+    out: str | Path,
+    options: PredictOptions | None = None,
+    on_chunk: ChunkCallback | None = None,
+    on_start: Callable[[int], None] | None = None,
+) -> RunSummary:
+    """Predict ``source`` with ``model`` into the Zarr store ``out``; returns the summary.
+
+    ``on_start(n_chunks)`` is called once the work is planned, ``on_chunk(result)`` after each
+    chunk is written (both in the calling thread), e.g. to drive a progress bar.
+    """
+    options = options or PredictOptions()
+    job, sink, _ = prepare(source, model, out, options)
+    graph, writes = build_graph(job, uuid.uuid4().hex[:12])
+    if on_start is not None:
+        on_start(len(writes))
+    start = time.perf_counter()
+    results = _execute(graph, writes, options, on_chunk)
+    seconds = time.perf_counter() - start
+    summary = RunSummary(
+        output=str(out),
+        tiles_run=job.runner.tiles_run,
+        tiles_minimum=job.plan.grid.count,
+        chunks=len(results),
+        pixels=sum(r.pixels for r in results),
+        valid_pixels=sum(r.valid_pixels for r in results),
+        seconds=seconds,
+        device=str(job.runner.device),
+    )
+    sink.finalize({k: v for k, v in asdict(summary).items() if k != "output"})
+    return summary
+
+
+def _execute(
+    graph: dict[Any, Any],
+    keys: list[Any],
+    options: PredictOptions,
+    on_chunk: ChunkCallback | None,
+) -> list[ChunkResult]:
+    def posttask(key: Any, result: Any, *_: Any) -> None:
+        if on_chunk is not None and isinstance(key, tuple) and key[0] == WRITE:
+            on_chunk(result)
+
+    with Callback(posttask=posttask):
+        if options.scheduler == "sync":
+            results = dask.get(graph, keys)
+        else:
+            results = dask.threaded.get(graph, keys, num_workers=options.threads)
+    return list(results)
+
+
+def predict(
+    source: Any,
+    model: str | Path | nn.Module | ModelHandle,
+    out: str | Path,
+    *,
+    on_chunk: ChunkCallback | None = None,
+    **options: Any,
+) -> xr.Dataset:
+    """Run a model over an image and return the written output, opened lazily with xarray.
+
+    ``source``: a raster path, a numpy/dask array ``(bands, y, x)``, an xarray DataArray (with
+    rioxarray georeferencing) or a :class:`~tilerun.sources.Source`. ``model``: a model package
+    path or any ``torch.nn.Module``. ``options``: see :class:`PredictOptions`.
+    """
+    summary = run(source, model, out, PredictOptions.from_kwargs(**options), on_chunk)
+    return xr.open_zarr(summary.output, decode_coords="all")

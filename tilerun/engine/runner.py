@@ -1,0 +1,117 @@
+"""Running batches of tiles through a model: normalisation, device transfer, float32 logits.
+
+One :class:`TileRunner` is shared by every task of a run. Model calls are serialised by a lock:
+the model then gets all intra-op threads (CPU) or the whole GPU, while other tasks read,
+normalise, blend and write concurrently. That is how I/O overlaps compute.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from tilerun.errors import ModelError, NonFiniteError, OptionError
+from tilerun.models import ModelHandle
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` picks CUDA when available, else the CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise OptionError("--device", f"{device} requested but CUDA is not available")
+    try:
+        return torch.device(device)
+    except RuntimeError as err:
+        raise OptionError("--device", f"unknown device {device!r}") from err
+
+
+@dataclass(frozen=True)
+class Normalizer:
+    """``x' = (x - mean) / std`` per band in float32; invalid values become 0 (the mean)."""
+
+    mean: np.ndarray
+    std: np.ndarray
+
+    @classmethod
+    def for_model(cls, model: ModelHandle, bands: int) -> Normalizer:
+        mean = (
+            np.zeros(bands, np.float32)
+            if model.mean is None
+            else np.asarray(model.mean, np.float32)
+        )
+        std = np.ones(bands, np.float32) if model.std is None else np.asarray(model.std, np.float32)
+        if mean.shape != (bands,) or std.shape != (bands,):
+            raise ModelError(
+                model.name, f"normalisation has {mean.size}/{std.size} values for {bands} bands"
+            )
+        if np.any(std <= 0):
+            raise ModelError(model.name, "normalisation std must be > 0")
+        return cls(mean, std)
+
+    def __call__(self, pixels: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        x = pixels.astype(np.float32)
+        x -= self.mean[:, None, None]
+        x /= self.std[:, None, None]
+        x[~valid] = 0.0
+        return x
+
+
+class TileRunner:
+    """Feeds ``(n, bands, T, T)`` float32 tiles to the model ``batch_size`` at a time."""
+
+    def __init__(self, model: ModelHandle, device: torch.device, batch_size: int) -> None:
+        if batch_size < 1:
+            raise OptionError("--batch-size", f"must be ≥ 1, got {batch_size}")
+        self.model = model
+        self.device = device
+        self.batch_size = batch_size
+        self.module = model.module.to(device).eval()
+        self._lock = threading.Lock()
+        self.tiles_run = 0
+
+    def __call__(self, tiles: np.ndarray) -> np.ndarray:
+        with self._lock, torch.inference_mode():
+            x = torch.from_numpy(tiles).to(self.device, non_blocking=True)
+            y = self.module(x).float()
+            out: np.ndarray = y.cpu().numpy()
+            self.tiles_run += tiles.shape[0]
+        if out.ndim != 4 or out.shape[0] != tiles.shape[0] or out.shape[2:] != tiles.shape[2:]:
+            raise ModelError(
+                self.model.name,
+                f"maps tiles {tuple(tiles.shape)} to {tuple(out.shape)}; "
+                "expected (N, classes, H, W) with the input's H and W",
+            )
+        return out
+
+    def probe(self, bands: int, tile: int) -> int:
+        """Run one tile to learn the class count and check the model accepts ``bands``."""
+        try:
+            out = self(np.zeros((1, bands, tile, tile), np.float32))
+        except RuntimeError as err:
+            first_line = str(err).splitlines()[0]
+            raise ModelError(
+                self.model.name, f"cannot run on {bands}-band tiles: {first_line}"
+            ) from err
+        finally:
+            self.tiles_run = 0
+        return int(out.shape[1])
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+
+def check_finite(logits: np.ndarray, where: str) -> None:
+    """Refuse to blend NaN/inf logits: they would silently poison neighbouring pixels."""
+    if not np.isfinite(logits).all():
+        raise NonFiniteError(where, "the model produced non-finite logits")

@@ -1,0 +1,48 @@
+"""One root error with named subclasses, so callers catch exactly what they mean.
+
+Every message is one line that names the file (or option) and the problem; the CLI prints it
+and exits with code 2.
+"""
+
+from __future__ import annotations
+
+
+class TilerunError(Exception):
+    """Root of every error tilerun raises on purpose."""
+
+    def __init__(self, subject: object, problem: str) -> None:
+        self.subject = str(subject)
+        self.problem = problem
+        super().__init__(f"{self.subject}: {problem}")
+
+
+class InputError(TilerunError):
+    """The input image is missing, unreadable or not a raster."""
+
+
+class UnsupportedDtypeError(InputError):
+    """The input's pixel type cannot be fed to a model (complex, bool …)."""
+
+
+class BandError(InputError):
+    """Band selection or band count does not fit the model."""
+
+
+class ModelError(TilerunError):
+    """The model file or object cannot be loaded or used."""
+
+
+class OptionError(TilerunError):
+    """An option value is invalid (tile size, overlap, blend name …)."""
+
+
+class OutputError(TilerunError):
+    """The output cannot be written where asked."""
+
+
+class OutputExistsError(OutputError):
+    """The output exists and overwriting was not asked for."""
+
+
+class NonFiniteError(TilerunError):
+    """The model produced NaN or infinite logits for a tile."""

@@ -1,0 +1,128 @@
+"""The global tile grid: where tiles sit, which part of each is trusted, how borders are padded.
+
+One grid covers the whole image, anchored at pixel (0, 0), whatever the chunking; that is what
+makes the output independent of chunk size. Along each axis (the same formulas hold for y and x):
+
+* tile size ``T``, overlap ``O`` and stride ``S = T - O``; ``T`` and ``S`` are multiples of the
+  model's downsampling factor ``m`` (``2**depth`` for a U-Net), so every tile sees the same
+  pooling grid relative to the image;
+* tile ``k`` starts at ``origin(k) = k * S - M`` with margin ``M = O // 2``, so it spans
+  ``[k*S - M, k*S - M + T)``;
+* its *core* is ``[k*S, (k+1)*S)``: the cores tile the axis without gaps or overlap, and the
+  first core starts exactly at the image border, which therefore sits ``M`` pixels inside tile 0
+  (never on a tile's edge, where blending weights are smallest);
+* the number of tiles is ``n = ceil(L / S)`` for an axis of length ``L``, so the cores cover
+  ``[0, n*S) ⊇ [0, L)`` (``n = 1`` when the image is smaller than a tile);
+* the padded image spans ``[-M, (n-1)*S - M + T)``; pixels outside ``[0, L)`` come from mirror
+  (reflect) padding, see :func:`reflect_index`.
+
+The minimum number of tiles for an ``H × W`` image is therefore ``ceil(H/S) * ceil(W/S)``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from tilerun.errors import OptionError
+from tilerun.geometry.window import Window
+
+
+@dataclass(frozen=True)
+class TileGrid:
+    """Tile positions over an ``height × width`` image (see the module docstring for formulas)."""
+
+    height: int
+    width: int
+    tile: int
+    overlap: int
+
+    @property
+    def stride(self) -> int:
+        return self.tile - self.overlap
+
+    @property
+    def margin(self) -> int:
+        """Pixels of context on the near side of each tile's core: ``M = O // 2``."""
+        return self.overlap // 2
+
+    @property
+    def rows(self) -> int:
+        return max(1, math.ceil(self.height / self.stride))
+
+    @property
+    def cols(self) -> int:
+        return max(1, math.ceil(self.width / self.stride))
+
+    @property
+    def count(self) -> int:
+        """Tiles in the grid, which is also the minimum any chunking must compute."""
+        return self.rows * self.cols
+
+    def tile_window(self, row: int, col: int) -> Window:
+        """Pixels the model sees for tile ``(row, col)``; may extend past the image."""
+        s, m = self.stride, self.margin
+        return Window(row * s - m, col * s - m, self.tile, self.tile)
+
+    def core_window(self, row: int, col: int) -> Window:
+        """The tile's core ``[k*S, (k+1)*S)`` per axis; cores never overlap each other."""
+        s = self.stride
+        return Window(row * s, col * s, s, s)
+
+    def padded_window(self) -> Window:
+        """The mirror-padded image all tiles read from."""
+        first = self.tile_window(0, 0)
+        last = self.tile_window(self.rows - 1, self.cols - 1)
+        return first.union(last)
+
+    def image_window(self) -> Window:
+        return Window(0, 0, self.height, self.width)
+
+
+def make_grid(
+    height: int, width: int, tile: int, overlap: float | int, multiple: int = 1
+) -> TileGrid:
+    """Validate options and build a :class:`TileGrid`.
+
+    ``overlap`` is a fraction of the tile when a float (in ``[0, 1)``), pixels when an int;
+    it is rounded to the nearest multiple of ``multiple`` so the stride stays a multiple too:
+    ``O = m * round(f * T / m)``.
+    """
+    if height < 1 or width < 1:
+        raise OptionError("image", f"has no pixels ({height} × {width})")
+    if multiple < 1:
+        raise OptionError("multiple", f"must be ≥ 1, got {multiple}")
+    if tile < multiple or tile % multiple:
+        raise OptionError(
+            "--tile",
+            f"{tile} is not a positive multiple of the model's downsampling factor {multiple}",
+        )
+    if isinstance(overlap, float):
+        if not 0.0 <= overlap < 1.0:
+            raise OptionError("--overlap", f"fraction {overlap} is outside [0, 1)")
+        pixels = multiple * round(overlap * tile / multiple)
+    else:
+        pixels = int(overlap)
+        if pixels % multiple:
+            raise OptionError(
+                "--overlap", f"{pixels} px is not a multiple of the downsampling factor {multiple}"
+            )
+    if not 0 <= pixels < tile:
+        raise OptionError("--overlap", f"{pixels} px must be ≥ 0 and smaller than the tile {tile}")
+    return TileGrid(height=height, width=width, tile=tile, overlap=pixels)
+
+
+def reflect_index(index: np.ndarray, length: int) -> np.ndarray:
+    """Map any integer positions onto ``[0, length)`` by mirror reflection without edge repeat.
+
+    This is numpy's ``np.pad(mode="reflect")`` generalised to pads of any width (repeated
+    reflection): with period ``p = 2 * (length - 1)``, ``i -> r = |i| mod p`` then
+    ``r -> p - r`` when ``r >= length``. A length-1 axis maps everything to 0.
+    """
+    if length == 1:
+        return np.zeros_like(index)
+    period = 2 * (length - 1)
+    r = np.abs(index) % period
+    return np.where(r >= length, period - r, r)

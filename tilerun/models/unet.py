@@ -1,0 +1,121 @@
+"""A configurable U-Net (Ronneberger et al., 2015) with 'same' padding.
+
+Each level halves the resolution with 2×2 max pooling, so inputs must be multiples of
+``2**depth`` (:attr:`UNet.downsampling`); the engine picks tile sizes accordingly. Channel widths
+double per level: ``base · 2**level`` for ``level = 0 … depth``. The original paper's
+configuration (:data:`PRESETS` ``"unet-original"``: base 64, depth 4, so 64→1024 channels,
+transposed-convolution upsampling, no batch norm) has 31.0 M parameters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from tilerun.errors import ModelError
+
+UPSAMPLING = ("transpose", "bilinear")
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    """Everything that defines a U-Net's architecture (its weights aside)."""
+
+    in_channels: int = 3
+    classes: int = 2
+    base: int = 64
+    depth: int = 4
+    batch_norm: bool = True
+    upsampling: str = "transpose"
+
+    def __post_init__(self) -> None:
+        if self.upsampling not in UPSAMPLING:
+            raise ModelError(
+                "unet", f"upsampling must be one of {UPSAMPLING}, got {self.upsampling!r}"
+            )
+        if min(self.in_channels, self.classes, self.base, self.depth) < 1:
+            raise ModelError("unet", f"channels, classes, base and depth must be ≥ 1: {self}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "unet-original": {"base": 64, "depth": 4, "batch_norm": False, "upsampling": "transpose"},
+    "unet-small": {"base": 16, "depth": 4, "batch_norm": True, "upsampling": "transpose"},
+}
+
+
+def _double_conv(cin: int, cout: int, batch_norm: bool) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for c in (cin, cout):
+        layers.append(nn.Conv2d(c, cout, 3, padding=1, bias=not batch_norm))
+        if batch_norm:
+            layers.append(nn.BatchNorm2d(cout))
+        layers.append(nn.ReLU(inplace=True))
+    return nn.Sequential(*layers)
+
+
+class _Up(nn.Module):
+    """Upsample ×2, concatenate the skip connection, double conv."""
+
+    def __init__(self, cin: int, cout: int, cfg: UNetConfig) -> None:
+        super().__init__()
+        self.up: nn.Module
+        if cfg.upsampling == "transpose":
+            self.up = nn.ConvTranspose2d(cin, cout, 2, stride=2)
+        else:
+            self.up = nn.Sequential(
+                nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
+                nn.Conv2d(cin, cout, 1),
+            )
+        self.conv = _double_conv(2 * cout, cout, cfg.batch_norm)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        return self.conv(torch.cat([skip, self.up(x)], dim=1))
+
+
+class UNet(nn.Module):
+    """Encoder–decoder with skip connections; logits out, ``(N, classes, H, W)``."""
+
+    def __init__(self, config: UNetConfig | None = None, **kwargs: Any) -> None:
+        super().__init__()
+        self.config = config if config is not None else UNetConfig(**kwargs)
+        cfg = self.config
+        widths = [cfg.base * 2**level for level in range(cfg.depth + 1)]
+        self.encoders = nn.ModuleList([_double_conv(cfg.in_channels, widths[0], cfg.batch_norm)])
+        self.encoders.extend(
+            _double_conv(widths[i], widths[i + 1], cfg.batch_norm) for i in range(cfg.depth)
+        )
+        self.decoders = nn.ModuleList(
+            _Up(widths[i + 1], widths[i], cfg) for i in reversed(range(cfg.depth))
+        )
+        self.head = nn.Conv2d(widths[0], cfg.classes, 1)
+        self.pool = nn.MaxPool2d(2)
+
+    @property
+    def downsampling(self) -> int:
+        """Input sizes must be multiples of this: ``2**depth``."""
+        return int(2**self.config.depth)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for i, encoder in enumerate(self.encoders):
+            x = encoder(x if i == 0 else self.pool(x))
+            skips.append(x)
+        x = skips.pop()
+        for decoder in self.decoders:
+            x = decoder(x, skips.pop())
+        return self.head(x)
+
+
+def build_unet(name: str = "unet", **arguments: Any) -> UNet:
+    """A U-Net by preset name (``unet-original``, ``unet-small``) or ``unet`` with arguments."""
+    if name == "unet":
+        return UNet(UNetConfig(**arguments))
+    if name not in PRESETS:
+        raise ModelError(name, f"unknown architecture; choose from {['unet', *PRESETS]}")
+    return UNet(UNetConfig(**{**PRESETS[name], **arguments}))

@@ -1,0 +1,179 @@
+"""Chunked Zarr v3 output with CF/xarray georeferencing, written atomically.
+
+Layout (``xarray.open_zarr(path, decode_coords="all")`` + rioxarray give back CRS and affine):
+
+* ``logits(class, y, x)`` float32 or float16, chunks ``(classes, Z, Z)``, NaN where the input
+  was nodata;
+* ``labels(y, x)`` uint8 argmax (optional), ``_FillValue`` :data:`LABEL_FILL` where nodata;
+* ``spatial_ref``: scalar with ``crs_wkt`` and ``GeoTransform`` (written by rioxarray), named by
+  every raster variable's ``grid_mapping``; ``x``/``y`` pixel-centre coordinates.
+
+Nothing partial ever sits at the requested path: the run writes into ``<out>.partial`` and
+renames it to ``<out>`` when every chunk is written. An existing output is replaced only when
+asked, only if it is a Zarr store, and only after the new one is complete.
+"""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import xarray as xr
+import zarr
+
+from tilerun.errors import OutputError, OutputExistsError
+from tilerun.geometry import Window
+from tilerun.sinks.base import Sink
+from tilerun.sources import GeoRef
+
+LABEL_FILL = 255
+OUTPUT_VARIABLES = ("logits", "labels")
+LOGIT_DTYPES = ("float32", "float16")
+
+
+@dataclass(frozen=True)
+class OutputLayout:
+    """Shape and encoding of the output store."""
+
+    height: int
+    width: int
+    classes: int
+    chunk: int
+    variables: tuple[str, ...] = ("logits",)
+    logits_dtype: str = "float32"
+    class_names: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        unknown = set(self.variables) - set(OUTPUT_VARIABLES)
+        if unknown or not self.variables:
+            raise OutputError("--output", f"choose from {OUTPUT_VARIABLES}, got {self.variables}")
+        if self.logits_dtype not in LOGIT_DTYPES:
+            raise OutputError("--dtype", f"choose from {LOGIT_DTYPES}, got {self.logits_dtype}")
+        if "labels" in self.variables and self.classes >= LABEL_FILL:
+            raise OutputError("--output", f"labels hold at most {LABEL_FILL - 1} classes")
+
+
+def _is_zarr_store(path: Path) -> bool:
+    return path.is_dir() and (path / "zarr.json").is_file()
+
+
+def check_output_path(path: Path, overwrite: bool) -> None:
+    """Refuse an existing output unless ``overwrite``; never replace something that is not Zarr."""
+    if not path.exists():
+        if not path.parent.exists():
+            raise OutputError(path, f"parent folder {path.parent} does not exist")
+        return
+    if not overwrite:
+        raise OutputExistsError(path, "already exists; pass --overwrite to replace it")
+    if not _is_zarr_store(path):
+        raise OutputError(path, "exists and is not a Zarr store; refusing to replace it")
+
+
+class ZarrSink(Sink):
+    """Writes chunk windows straight into the Zarr arrays (no locks: one writer per chunk)."""
+
+    def __init__(self, path: str | Path, layout: OutputLayout, overwrite: bool = False) -> None:
+        self.path = Path(path)
+        self.staging = self.path.with_name(self.path.name + ".partial")
+        self.layout = layout
+        self.overwrite = overwrite
+        self._arrays: dict[str, Any] | None = None
+
+    def create(self, georef: GeoRef | None, attrs: dict[str, Any]) -> None:
+        """Validate the destination and write the store's metadata and coordinates."""
+        check_output_path(self.path, self.overwrite)
+        if self.staging.exists():
+            if not _is_zarr_store(self.staging):
+                raise OutputError(self.staging, "exists and is not a Zarr store; remove it first")
+            shutil.rmtree(self.staging)
+        skeleton = _skeleton(self.layout, georef)
+        skeleton.attrs.update({"tilerun": {**attrs, "complete": False}})
+        encoding = _encoding(self.layout)
+        skeleton.to_zarr(
+            self.staging,
+            mode="w-",
+            compute=False,
+            zarr_format=3,
+            encoding=encoding,
+            consolidated=False,
+        )
+
+    def _array(self, name: str) -> Any:
+        if self._arrays is None:
+            group = zarr.open_group(self.staging, mode="r+")
+            self._arrays = {v: group[v] for v in self.layout.variables}
+        return self._arrays[name]
+
+    def write(self, window: Window, logits: np.ndarray, labels: np.ndarray | None) -> None:
+        ys, xs = window.slices()
+        if "logits" in self.layout.variables:
+            self._array("logits")[:, ys, xs] = logits.astype(self.layout.logits_dtype)
+        if "labels" in self.layout.variables and labels is not None:
+            self._array("labels")[ys, xs] = labels
+
+    def finalize(self, summary: dict[str, Any]) -> None:
+        group = zarr.open_group(self.staging, mode="r+")
+        attrs = dict(group.attrs["tilerun"])  # type: ignore[arg-type]
+        group.attrs["tilerun"] = {**attrs, **summary, "complete": True}
+        with warnings.catch_warnings():
+            # Consolidated metadata is an extension in Zarr v3; xarray opens faster with it.
+            warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
+            zarr.consolidate_metadata(self.staging)
+        old = self.path.with_name(self.path.name + ".replaced")
+        if self.path.exists():
+            self.path.rename(old)
+        self.staging.rename(self.path)
+        if old.exists():
+            shutil.rmtree(old)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_arrays": None}
+
+
+def _skeleton(layout: OutputLayout, georef: GeoRef | None) -> xr.Dataset:
+    """A lazy dataset with the output's variables, coordinates and georeferencing."""
+    h, w, k, z = layout.height, layout.width, layout.classes, layout.chunk
+    classes = list(layout.class_names) if layout.class_names else list(range(k))
+    coords: dict[str, Any] = {"class": classes}
+    centres = georef.pixel_centres(h, w) if georef is not None else None
+    if centres is not None:
+        coords["y"], coords["x"] = centres
+    data: dict[str, xr.DataArray] = {}
+    if "logits" in layout.variables:
+        empty = da.empty((k, h, w), dtype=layout.logits_dtype, chunks=(k, z, z))
+        data["logits"] = xr.DataArray(empty, dims=("class", "y", "x"))
+    if "labels" in layout.variables:
+        empty = da.empty((h, w), dtype=np.uint8, chunks=(z, z))
+        data["labels"] = xr.DataArray(empty, dims=("y", "x"))
+    ds = xr.Dataset(data, coords=coords)
+    if georef is not None:
+        import rioxarray  # noqa: F401  (registers the .rio accessor)
+
+        if georef.crs_wkt is not None:
+            ds = ds.rio.write_crs(georef.crs_wkt)
+        ds = ds.rio.write_transform(_affine(georef))
+        for name in data:
+            ds[name].encoding.pop("grid_mapping", None)
+            ds[name].attrs["grid_mapping"] = "spatial_ref"
+    return ds
+
+
+def _affine(georef: GeoRef) -> Any:
+    from affine import Affine
+
+    return Affine(*georef.transform)
+
+
+def _encoding(layout: OutputLayout) -> dict[str, dict[str, Any]]:
+    k, z = layout.classes, layout.chunk
+    encoding: dict[str, dict[str, Any]] = {}
+    if "logits" in layout.variables:
+        encoding["logits"] = {"chunks": (k, z, z), "_FillValue": np.nan}
+    if "labels" in layout.variables:
+        encoding["labels"] = {"chunks": (z, z), "_FillValue": LABEL_FILL}
+    return encoding

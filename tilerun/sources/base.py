@@ -1,0 +1,131 @@
+"""The one seam every reader implements: :class:`Source`.
+
+A source is a lazy ``(bands, height, width)`` image. The engine asks it for windows (several
+threads or processes at once); nothing ever reads the whole image. Concrete sources implement
+:meth:`Source.read`; mirror padding, validity and the dask view are built here once for all.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+import dask.array as da
+import numpy as np
+
+from tilerun.errors import UnsupportedDtypeError
+from tilerun.geometry import Window, reflect_index
+
+#: numpy kinds a model can be fed: bool, unsigned, signed, float.
+SUPPORTED_KINDS = "buif"
+
+
+@dataclass(frozen=True)
+class GeoRef:
+    """Where the pixels are on Earth: a CRS (WKT, or None) and a GDAL-ordered affine.
+
+    ``transform = (a, b, c, d, e, f)`` maps pixel corner ``(col, row)`` to
+    ``(x, y) = (a*col + b*row + c, d*col + e*row + f)``, as in rasterio/affine.
+    """
+
+    crs_wkt: str | None
+    transform: tuple[float, float, float, float, float, float]
+
+    def pixel_centres(self, height: int, width: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """1-D ``y``/``x`` coordinates of pixel centres, or None for a rotated/sheared grid."""
+        a, b, c, d, e, f = self.transform
+        if b != 0 or d != 0:
+            return None
+        return f + (np.arange(height) + 0.5) * e, c + (np.arange(width) + 0.5) * a
+
+
+class Source(ABC):
+    """A lazily read ``(bands, height, width)`` image with validity and georeferencing."""
+
+    #: What to call this source in messages (a path, or a description of an in-memory array).
+    name: str
+
+    @property
+    @abstractmethod
+    def shape(self) -> tuple[int, int, int]:
+        """``(bands, height, width)`` after band selection."""
+
+    @property
+    @abstractmethod
+    def dtype(self) -> np.dtype[Any]:
+        """The pixel type as stored."""
+
+    @property
+    def georef(self) -> GeoRef | None:
+        """CRS and affine, or None for plain arrays."""
+        return None
+
+    @property
+    def nodata(self) -> float | None:
+        """The declared nodata value, if any (NaN is a valid answer)."""
+        return None
+
+    @abstractmethod
+    def read(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
+        """Read a window that lies inside the image.
+
+        Returns ``(pixels, valid)``: pixels ``(bands, h, w)`` in the stored dtype, and a boolean
+        ``(bands, h, w)`` that is False where a band's value is nodata, masked or non-finite.
+        Must be safe to call from several threads at once.
+        """
+
+    # -- built on read() ---------------------------------------------------------------------
+
+    def check_dtype(self) -> None:
+        if self.dtype.kind not in SUPPORTED_KINDS:
+            raise UnsupportedDtypeError(
+                self.name, f"pixel type {self.dtype} cannot be fed to a model"
+            )
+
+    def read_padded(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
+        """Read any window, mirror-padding (reflect) the parts outside the image.
+
+        Reads the bounding box of the reflected indices once, then gathers; inside the image
+        it is a plain read.
+        """
+        _, height, width = self.shape
+        rows = reflect_index(np.arange(window.y, window.bottom), height)
+        cols = reflect_index(np.arange(window.x, window.right), width)
+        inner = Window(
+            int(rows.min()),
+            int(cols.min()),
+            int(rows.max() - rows.min()) + 1,
+            int(cols.max() - cols.min()) + 1,
+        )
+        pixels, valid = self.read(inner)
+        if inner == window:
+            return pixels, valid
+        index = np.ix_(rows - inner.y, cols - inner.x)
+        return pixels[:, index[0], index[1]], valid[:, index[0], index[1]]
+
+    def to_dask(self, chunks: int = 1024) -> da.Array:
+        """The image as a lazy dask array of shape ``(bands, height, width)``."""
+        bands = self.shape[0]
+        return da.from_array(
+            _ArrayView(self), chunks=(bands, chunks, chunks), asarray=False, fancy=False
+        )
+
+
+class _ArrayView:
+    """Just enough of the numpy array protocol for :func:`dask.array.from_array`."""
+
+    def __init__(self, source: Source) -> None:
+        self.source = source
+        self.shape = source.shape
+        self.dtype = source.dtype
+        self.ndim = 3
+
+    def __getitem__(self, key: tuple[slice, slice, slice]) -> np.ndarray:
+        b, ys, xs = key
+        y0, y1, _ = ys.indices(self.shape[1])
+        x0, x1, _ = xs.indices(self.shape[2])
+        if y1 <= y0 or x1 <= x0:
+            return np.empty((self.shape[0], max(y1 - y0, 0), max(x1 - x0, 0)), self.dtype)
+        pixels, _ = self.source.read(Window(y0, x0, y1 - y0, x1 - x0))
+        return pixels[b]

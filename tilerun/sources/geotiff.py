@@ -1,0 +1,103 @@
+"""GeoTIFF (and anything else GDAL reads) through rasterio, lazily and thread-safely.
+
+A rasterio dataset handle must not be shared between threads, so each thread opens its own
+handle on first use (cheap: GDAL reads the header only). The source pickles as its path and
+band list, so Dask processes and cluster workers reopen the file themselves.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+from rasterio.errors import RasterioError
+from rasterio.windows import Window as RioWindow
+
+from tilerun.errors import InputError
+from tilerun.geometry import Window
+from tilerun.sources.bands import select_bands
+from tilerun.sources.base import GeoRef, Source
+
+#: GDAL's block cache per process (MB). GDAL's default (5 % of RAM) would let memory grow with
+#: the size of the image read; tilerun reads each window about once, so a small cache suffices.
+GDAL_CACHE_MB = 64
+
+
+class GeoTIFFSource(Source):
+    """A raster file read window by window through rasterio."""
+
+    def __init__(self, path: str | Path, bands: Sequence[int] | None = None) -> None:
+        self.path = Path(path)
+        self.name = str(path)
+        if not self.path.exists():
+            raise InputError(self.name, "no such file")
+        try:
+            with self._env(), rasterio.open(self.path) as ds:
+                self.bands = select_bands(self.name, ds.count, bands)
+                self._shape = (len(self.bands), ds.height, ds.width)
+                self._dtype = np.dtype(ds.dtypes[self.bands[0] - 1])
+                self._nodata = ds.nodata
+                crs = ds.crs.to_wkt() if ds.crs else None
+                self._georef = GeoRef(crs, tuple(ds.transform)[:6])
+                dtypes = {ds.dtypes[b - 1] for b in self.bands}
+        except RasterioError as err:
+            raise InputError(self.name, f"not a raster GDAL can read ({err})") from err
+        if len(dtypes) > 1:
+            raise InputError(self.name, f"selected bands mix pixel types {sorted(dtypes)}")
+        self.check_dtype()
+        self._local = threading.local()
+
+    @staticmethod
+    def _env() -> rasterio.Env:
+        return rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return self._shape
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        return self._dtype
+
+    @property
+    def georef(self) -> GeoRef:
+        return self._georef
+
+    @property
+    def nodata(self) -> float | None:
+        return self._nodata
+
+    def _dataset(self) -> Any:
+        ds = getattr(self._local, "dataset", None)
+        if ds is None:
+            with self._env():
+                ds = rasterio.open(self.path)
+            self._local.dataset = ds
+        return ds
+
+    def read(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
+        ds = self._dataset()
+        rio_window = RioWindow(window.x, window.y, window.width, window.height)
+        try:
+            with self._env():
+                pixels = ds.read(self.bands, window=rio_window)
+                masks = ds.read_masks(self.bands, window=rio_window)
+        except RasterioError as err:
+            raise InputError(self.name, f"failed to read {window}: {err}") from err
+        valid = masks > 0
+        if pixels.dtype.kind == "f":
+            valid &= np.isfinite(pixels)
+        return pixels, valid
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        del state["_local"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._local = threading.local()
