@@ -11,7 +11,9 @@ import torch
 from torch import nn
 
 SHARED_DATA = Path(
-    os.environ.get("TILERUN_SHARED_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data")
+    os.environ.get(
+        "TILERUN_SHARED_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+    )
 ).resolve()
 
 

@@ -24,8 +24,14 @@ def test_crop_equals_whole_image_inference(tmp_path, small_unet, chunk):
     image = np.random.default_rng(3).normal(size=(3, 123, 141)).astype(np.float32)
     tile, overlap = 96, 64  # margin 32 > receptive-field radius of a depth-2 U-Net (~22 px)
     ds = tilerun.predict(
-        image, small_unet, tmp_path / "o.zarr", tile=tile, overlap=overlap, blend="crop",
-        chunk=chunk, batch_size=2,
+        image,
+        small_unet,
+        tmp_path / "o.zarr",
+        tile=tile,
+        overlap=overlap,
+        blend="crop",
+        chunk=chunk,
+        batch_size=2,
     )
     grid = make_grid(123, 141, tile, overlap, small_unet.downsampling)
     padded, _ = ArraySource(image).read_padded(grid.padded_window())

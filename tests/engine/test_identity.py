@@ -13,8 +13,14 @@ from tilerun.blending import BLEND_MODES
 @pytest.mark.parametrize(("chunk", "batch"), [(64, 1), (100, 3), (512, 8)])
 def test_identity_reproduces_input(tmp_path, identity, image, blend, chunk, batch):
     ds = tilerun.predict(
-        image, identity, tmp_path / "out.zarr", tile=32, overlap=0.25, blend=blend,
-        chunk=chunk, batch_size=batch,
+        image,
+        identity,
+        tmp_path / "out.zarr",
+        tile=32,
+        overlap=0.25,
+        blend=blend,
+        chunk=chunk,
+        batch_size=batch,
     )
     out = ds.logits.values
     assert out.shape == image.shape

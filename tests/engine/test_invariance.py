@@ -10,8 +10,17 @@ import tilerun
 
 @pytest.fixture
 def reference(tmp_path, small_unet, image):
-    ds = tilerun.predict(image, small_unet, tmp_path / "ref.zarr", tile=48, overlap=0.25,
-                         chunk=4096, batch_size=1, workers=1, scheduler="sync")
+    ds = tilerun.predict(
+        image,
+        small_unet,
+        tmp_path / "ref.zarr",
+        tile=48,
+        overlap=0.25,
+        chunk=4096,
+        batch_size=1,
+        workers=1,
+        scheduler="sync",
+    )
     return ds.logits.values
 
 
@@ -19,9 +28,19 @@ def reference(tmp_path, small_unet, image):
     ("chunk", "batch", "workers"),
     [(32, 1, 1), (50, 5, 2), (64, 8, 4), (100, 3, 3), (171, 16, 2)],
 )
-def test_chunk_batch_thread_invariance(tmp_path, small_unet, image, reference, chunk, batch, workers):
-    ds = tilerun.predict(image, small_unet, tmp_path / "o.zarr", tile=48, overlap=0.25,
-                         chunk=chunk, batch_size=batch, workers=workers)
+def test_chunk_batch_thread_invariance(
+    tmp_path, small_unet, image, reference, chunk, batch, workers
+):
+    ds = tilerun.predict(
+        image,
+        small_unet,
+        tmp_path / "o.zarr",
+        tile=48,
+        overlap=0.25,
+        chunk=chunk,
+        batch_size=batch,
+        workers=workers,
+    )
     out = ds.logits.values
     assert np.isfinite(out).all()
     np.testing.assert_allclose(out, reference, rtol=0, atol=1e-6)
@@ -36,8 +55,9 @@ def test_no_tile_is_computed_twice(tmp_path, small_unet, image, chunk):
 
 def test_blend_modes_differ_but_agree_roughly(tmp_path, small_unet, image):
     outs = {
-        blend: tilerun.predict(image, small_unet, tmp_path / f"{blend}.zarr", tile=48,
-                               overlap=0.5, blend=blend).logits.values
+        blend: tilerun.predict(
+            image, small_unet, tmp_path / f"{blend}.zarr", tile=48, overlap=0.5, blend=blend
+        ).logits.values
         for blend in ("gaussian", "crop")
     }
     diff = np.abs(outs["gaussian"] - outs["crop"])

@@ -19,8 +19,15 @@ def test_original_configuration_has_31m_parameters():
 @pytest.mark.parametrize("upsampling", ["transpose", "bilinear"])
 @pytest.mark.parametrize("batch_norm", [True, False])
 def test_shapes(upsampling, batch_norm):
-    model = build_unet("unet", in_channels=5, classes=3, base=4, depth=3,
-                       batch_norm=batch_norm, upsampling=upsampling).eval()
+    model = build_unet(
+        "unet",
+        in_channels=5,
+        classes=3,
+        base=4,
+        depth=3,
+        batch_norm=batch_norm,
+        upsampling=upsampling,
+    ).eval()
     with torch.inference_mode():
         out = model(torch.randn(2, 5, 40, 48))
     assert out.shape == (2, 3, 40, 48)

@@ -59,8 +59,15 @@ def run(request, tmp_path_factory) -> Run:
     path = shared_file(relative)
     out = tmp_path_factory.mktemp("georef") / "out.zarr"
     ds = tilerun.predict(
-        path, Identity(), out, tile=64, overlap=16, chunk=192, batch_size=8,
-        bands=bands, output=("logits", "labels"),
+        path,
+        Identity(),
+        out,
+        tile=64,
+        overlap=16,
+        chunk=192,
+        batch_size=8,
+        bands=bands,
+        output=("logits", "labels"),
     )
     return Run(path, bands, out, ds)
 

@@ -31,8 +31,11 @@ def _pad_reference(array: np.ndarray, window: Window) -> np.ndarray:
     by, ay = max(0, -window.y), max(0, window.bottom - height)
     bx, ax = max(0, -window.x), max(0, window.right - width)
     padded = np.pad(array, ((0, 0), (by, ay), (bx, ax)), mode="reflect")
-    return padded[:, window.y + by : window.y + by + window.height,
-                  window.x + bx : window.x + bx + window.width]
+    return padded[
+        :,
+        window.y + by : window.y + by + window.height,
+        window.x + bx : window.x + bx + window.width,
+    ]
 
 
 @pytest.fixture
@@ -218,8 +221,10 @@ def _data_array(data: np.ndarray, crs="EPSG:32633", nodata=None) -> xr.DataArray
     xs = TRANSFORM.c + (np.arange(w) + 0.5) * TRANSFORM.a
     ys = TRANSFORM.f + (np.arange(h) + 0.5) * TRANSFORM.e
     arr = xr.DataArray(
-        data, dims=("band", "y", "x"),
-        coords={"band": np.arange(1, data.shape[0] + 1), "y": ys, "x": xs}, name="img",
+        data,
+        dims=("band", "y", "x"),
+        coords={"band": np.arange(1, data.shape[0] + 1), "y": ys, "x": xs},
+        name="img",
     )
     arr = arr.rio.write_crs(crs).rio.write_transform(TRANSFORM)
     if nodata is not None:

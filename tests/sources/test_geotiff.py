@@ -276,17 +276,18 @@ def test_complex_dtype_is_refused(tmp_path, dtype):
     assert str(path) in str(info.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="library bug: GeoTIFFSource calls np.dtype('complex_int16') (geotiff.py __init__), "
-    "which raises TypeError instead of UnsupportedDtypeError",
-)
 def test_complex_int16_is_refused(tmp_path):
     path = tmp_path / "cint16.tif"
     with rasterio.open(
-        path, "w", driver="GTiff", count=1, height=8, width=8, dtype="complex_int16",
-        crs="EPSG:32633", transform=TRANSFORM,
+        path,
+        "w",
+        driver="GTiff",
+        count=1,
+        height=8,
+        width=8,
+        dtype="complex_int16",
+        crs="EPSG:32633",
+        transform=TRANSFORM,
     ):
         pass
     with pytest.raises(UnsupportedDtypeError) as info:

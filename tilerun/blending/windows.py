@@ -27,6 +27,10 @@ from tilerun.geometry import TileGrid
 
 BLEND_MODES = ("gaussian", "hann", "linear", "constant", "crop")
 
+#: Floor of the 1-D profiles, so 2-D weights (products) stay ≥ 1e-12, far from float32
+#: underflow even for a very narrow gaussian: every covered pixel keeps a positive weight.
+MIN_WEIGHT = 1e-6
+
 
 def _centres(tile: int) -> np.ndarray:
     return (np.arange(tile, dtype=np.float64) + 0.5) / tile
@@ -77,7 +81,7 @@ class Blend:
             w[grid.margin : grid.margin + grid.stride] = 1.0
         else:
             w = _PROFILES[self.name](grid.tile, self.sigma)
-            w = w / w.max()
+            w = np.maximum(w / w.max(), MIN_WEIGHT)
         return w.astype(np.float32)
 
     def weights(self, grid: TileGrid) -> np.ndarray:

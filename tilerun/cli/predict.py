@@ -129,6 +129,8 @@ def _run_with_progress(
         TextColumn("chunks"),
         TimeElapsedColumn(),
     )
+    if not console.is_terminal:  # no bar (and none of its blank lines) in logs and pipes
+        return run(source, model, out, opts)
     with Progress(*columns, console=console, transient=True) as bar:
         task = bar.add_task("chunks", total=None)
 

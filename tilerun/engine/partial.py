@@ -23,9 +23,12 @@ class Partial:
     valid: np.ndarray
 
     def crop(self, window: Window) -> Partial:
+        """The part inside ``window``, copied so that it does not pin the whole arrays."""
         part = self.window.intersection(window)
         ys, xs = part.slices(self.window)
-        return Partial(part, self.num[:, ys, xs], self.den[ys, xs], self.valid[ys, xs])
+        return Partial(
+            part, self.num[:, ys, xs].copy(), self.den[ys, xs].copy(), self.valid[ys, xs].copy()
+        )
 
 
 def _batches(items: list[Window], size: int) -> Iterator[list[Window]]:

@@ -48,13 +48,15 @@ class ArraySource(Source):
         import rioxarray  # noqa: F401  (registers the .rio accessor)
 
         name = f"<DataArray {data.name or ''}>".replace(" >", ">")
-        if data.ndim == 3:
-            data = data.transpose(data.dims[0], "y", "x") if {"y", "x"} <= set(data.dims) else data
-        georef = None
-        if {"y", "x"} <= set(data.dims):
+        spatial = {"y", "x"} <= set(data.dims)
+        if spatial and data.ndim == 3:
+            (band_dim,) = [d for d in data.dims if d not in ("y", "x")]
+            data = data.transpose(band_dim, "y", "x")
+        georef, nodata = None, None
+        if spatial:
             crs = data.rio.crs
             georef = GeoRef(crs.to_wkt() if crs else None, tuple(data.rio.transform())[:6])
-        nodata = data.rio.nodata if {"y", "x"} <= set(data.dims) else None
+            nodata = data.rio.nodata
         return cls(data.data, bands=bands, nodata=nodata, georef=georef, name=name)
 
     @property

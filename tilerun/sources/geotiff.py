@@ -17,7 +17,7 @@ import rasterio
 from rasterio.errors import RasterioError
 from rasterio.windows import Window as RioWindow
 
-from tilerun.errors import InputError
+from tilerun.errors import InputError, UnsupportedDtypeError
 from tilerun.geometry import Window
 from tilerun.sources.bands import select_bands
 from tilerun.sources.base import GeoRef, Source
@@ -25,6 +25,16 @@ from tilerun.sources.base import GeoRef, Source
 #: GDAL's block cache per process (MB). GDAL's default (5 % of RAM) would let memory grow with
 #: the size of the image read; tilerun reads each window about once, so a small cache suffices.
 GDAL_CACHE_MB = 64
+
+
+def _numpy_dtype(name: str, gdal_type: str) -> np.dtype[Any]:
+    """numpy has no type for GDAL's complex integers (CInt16, CInt32): refuse them clearly."""
+    try:
+        return np.dtype(gdal_type)
+    except TypeError:
+        raise UnsupportedDtypeError(
+            name, f"pixel type {gdal_type} cannot be fed to a model"
+        ) from None
 
 
 class GeoTIFFSource(Source):
@@ -39,7 +49,7 @@ class GeoTIFFSource(Source):
             with self._env(), rasterio.open(self.path) as ds:
                 self.bands = select_bands(self.name, ds.count, bands)
                 self._shape = (len(self.bands), ds.height, ds.width)
-                self._dtype = np.dtype(ds.dtypes[self.bands[0] - 1])
+                self._dtype = _numpy_dtype(self.name, ds.dtypes[self.bands[0] - 1])
                 self._nodata = ds.nodata
                 crs = ds.crs.to_wkt() if ds.crs else None
                 self._georef = GeoRef(crs, tuple(ds.transform)[:6])
