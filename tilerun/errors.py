@@ -28,6 +28,10 @@ class BandError(InputError):
     """Band selection or band count does not fit the model."""
 
 
+class PixelSizeError(InputError):
+    """The input's pixel size differs from the model's beyond the tolerance."""
+
+
 class ModelError(TilerunError):
     """The model file or object cannot be loaded or used."""
 
@@ -46,3 +50,7 @@ class OutputExistsError(OutputError):
 
 class NonFiniteError(TilerunError):
     """The model produced NaN or infinite logits for a tile."""
+
+
+class TilerunWarning(UserWarning):
+    """Something the user should know that does not stop the run."""

@@ -21,7 +21,7 @@ def test_round_trip_keeps_weights_and_spec(tmp_path):
     with torch.inference_mode():
         assert torch.equal(unet(x), loaded(x))
     handle = as_model(path)
-    assert handle.in_channels == 4 and handle.downsampling == 4 and handle.std == (5, 6, 7, 8)
+    assert handle.in_channels == 4 and handle.downsampling == 4 and handle.spec.std == (5, 6, 7, 8)
 
 
 def test_package_normalisation_is_applied(tmp_path):

@@ -9,19 +9,24 @@ from dataclasses import dataclass
 from tilerun.errors import OptionError
 
 SCHEDULERS = ("threads", "sync")
+PRECISIONS = ("fp32", "bf16", "fp16")
+TTA_MODES = ("none", "flips", "d4")
 
 
 @dataclass(frozen=True)
 class PredictOptions:
     """Every knob of :func:`tilerun.predict` (the CLI flags map one to one).
 
+    ``tile``/``overlap`` default to the model spec's recommendation, else 256 and 0.25;
     ``overlap`` is a fraction of the tile (float) or pixels (int). ``chunk`` is the output Zarr
     chunk edge in pixels and the unit of work. ``workers`` is the number of threads (default:
-    the machine's cores, at least 2 so that reading overlaps compute).
+    the machine's cores, at least 2 so that reading overlaps compute). ``precision`` is the
+    model's autocast type (blending is float32 whatever it is); ``tta`` averages each tile over
+    flips (4 views) or the dihedral group (8 views).
     """
 
-    tile: int = 256
-    overlap: float | int = 0.25
+    tile: int | None = None
+    overlap: float | int | None = None
     blend: str = "gaussian"
     sigma: float = 0.125
     batch_size: int = 8
@@ -35,12 +40,22 @@ class PredictOptions:
     workers: int | None = None
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
+    precision: str = "fp32"
+    tta: str = "none"
+    allow_pickle: bool = False
+    pixel_size_tolerance: float = 0.1
 
     def __post_init__(self) -> None:
         if self.chunk < 1:
             raise OptionError("--chunk", f"must be ≥ 1, got {self.chunk}")
         if self.scheduler not in SCHEDULERS:
             raise OptionError("--scheduler", f"choose from {SCHEDULERS}, got {self.scheduler!r}")
+        if self.precision not in PRECISIONS:
+            raise OptionError("--precision", f"choose from {PRECISIONS}, got {self.precision!r}")
+        if self.tta not in TTA_MODES:
+            raise OptionError("--tta", f"choose from {TTA_MODES}, got {self.tta!r}")
+        if not self.pixel_size_tolerance >= 0:
+            raise OptionError("--pixel-size-tolerance", "must be ≥ 0")
         if self.workers is not None and self.workers < 1:
             raise OptionError("--workers", f"must be ≥ 1, got {self.workers}")
 

@@ -20,16 +20,19 @@ from torch import nn
 
 from tilerun import __version__
 from tilerun.blending import Blend
+from tilerun.engine.checks import check_input
 from tilerun.engine.graph import WRITE, Job, build_graph
 from tilerun.engine.options import PredictOptions
 from tilerun.engine.partial import ChunkResult
 from tilerun.engine.plan import ChunkPlan
 from tilerun.engine.runner import Normalizer, TileRunner, resolve_device
-from tilerun.errors import BandError
 from tilerun.geometry import make_grid
 from tilerun.models import ModelHandle, as_model
 from tilerun.sinks import OutputLayout, ZarrSink, check_output_path
-from tilerun.sources import Source, open_source
+from tilerun.sources import open_source
+
+DEFAULT_TILE = 256
+DEFAULT_OVERLAP = 0.25
 
 
 @dataclass(frozen=True)
@@ -57,14 +60,9 @@ class RunSummary:
 ChunkCallback = Callable[[ChunkResult], None]
 
 
-def _check_bands(source: Source, model: ModelHandle) -> None:
-    bands = source.shape[0]
-    if model.in_channels is not None and model.in_channels != bands:
-        raise BandError(
-            source.name,
-            f"has {bands} band(s) selected but the model takes {model.in_channels}; "
-            "choose bands with --bands",
-        )
+def _first(*values: Any) -> Any:
+    """The first value that is not None (an explicit option beats the spec's recommendation)."""
+    return next(v for v in values if v is not None)
 
 
 def prepare(
@@ -73,15 +71,19 @@ def prepare(
     """Open and check source and model, plan the chunks and create the (staging) store."""
     check_output_path(Path(out), options.overwrite)
     src = open_source(source, options.bands)
-    handle = as_model(model, mean=options.mean, std=options.std)
-    _check_bands(src, handle)
+    handle = as_model(model, allow_pickle=options.allow_pickle, mean=options.mean, std=options.std)
+    check_input(src, handle, options.pixel_size_tolerance)
     bands, height, width = src.shape
-    grid = make_grid(height, width, options.tile, options.overlap, handle.downsampling)
+    spec = handle.spec
+    tile = _first(options.tile, spec.tile, DEFAULT_TILE)
+    overlap = _first(options.overlap, spec.overlap, DEFAULT_OVERLAP)
+    grid = make_grid(height, width, tile, overlap, handle.downsampling)
     blend = Blend(options.blend, options.sigma)
-    runner = TileRunner(handle, resolve_device(options.device), options.batch_size)
+    device = resolve_device(options.device)
+    runner = TileRunner(handle, device, options.batch_size, options.precision, options.tta)
     classes = runner.probe(bands, grid.tile)
     layout = OutputLayout(
-        height, width, classes, options.chunk, options.output, options.dtype, handle.class_names
+        height, width, classes, options.chunk, options.output, options.dtype, spec.class_names
     )
     sink = ZarrSink(out, layout, overwrite=options.overwrite)
     attrs = {
@@ -98,7 +100,7 @@ def prepare(
         source=src,
         plan=ChunkPlan(grid, blend, options.chunk),
         runner=runner,
-        normalize=Normalizer.for_model(handle, bands),
+        normalize=Normalizer.for_model(handle, bands, src.dtype),
         weights=blend.weights(grid),
         classes=classes,
         sink=sink,

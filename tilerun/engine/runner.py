@@ -7,6 +7,7 @@ normalise, blend and write concurrently. That is how I/O overlaps compute.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -14,8 +15,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from tilerun.engine.tta import averaged
 from tilerun.errors import ModelError, NonFiniteError, OptionError
 from tilerun.models import ModelHandle
+
+AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def resolve_device(device: str) -> torch.device:
@@ -32,31 +36,37 @@ def resolve_device(device: str) -> torch.device:
 
 @dataclass(frozen=True)
 class Normalizer:
-    """``x' = (x - mean) / std`` per band in float32; invalid values become 0 (the mean)."""
+    """``x' = (x - offset) / scale`` per band in float32; invalid values become 0.
 
-    mean: np.ndarray
-    std: np.ndarray
+    From the spec: ``mean``/``std`` give ``offset = mean, scale = std``; ``dtype_range`` gives
+    ``offset = lo, scale = hi - lo`` over the input dtype's range (floats are taken as already
+    in ``[0, 1]``); no normalisation gives ``0`` and ``1``.
+    """
+
+    offset: np.ndarray
+    scale: np.ndarray
 
     @classmethod
-    def for_model(cls, model: ModelHandle, bands: int) -> Normalizer:
-        mean = (
-            np.zeros(bands, np.float32)
-            if model.mean is None
-            else np.asarray(model.mean, np.float32)
-        )
-        std = np.ones(bands, np.float32) if model.std is None else np.asarray(model.std, np.float32)
-        if mean.shape != (bands,) or std.shape != (bands,):
+    def for_model(cls, model: ModelHandle, bands: int, dtype: np.dtype[Any]) -> Normalizer:
+        spec = model.spec
+        offset, scale = np.zeros(bands, np.float32), np.ones(bands, np.float32)
+        if spec.mean is not None and spec.std is not None:
+            offset, scale = np.asarray(spec.mean, np.float32), np.asarray(spec.std, np.float32)
+        elif spec.scale == "dtype_range" and dtype.kind in "ui":
+            info = np.iinfo(dtype)
+            offset[:], scale[:] = info.min, float(info.max) - float(info.min)
+        if offset.shape != (bands,) or scale.shape != (bands,):
             raise ModelError(
-                model.name, f"normalisation has {mean.size}/{std.size} values for {bands} bands"
+                model.name, f"normalisation has {offset.size}/{scale.size} values for {bands} bands"
             )
-        if np.any(std <= 0):
+        if np.any(scale <= 0):
             raise ModelError(model.name, "normalisation std must be > 0")
-        return cls(mean, std)
+        return cls(offset, scale)
 
     def __call__(self, pixels: np.ndarray, valid: np.ndarray) -> np.ndarray:
         x = pixels.astype(np.float32)
-        x -= self.mean[:, None, None]
-        x /= self.std[:, None, None]
+        x -= self.offset[:, None, None]
+        x /= self.scale[:, None, None]
         x[~valid] = 0.0
         return x
 
@@ -64,21 +74,31 @@ class Normalizer:
 class TileRunner:
     """Feeds ``(n, bands, T, T)`` float32 tiles to the model ``batch_size`` at a time."""
 
-    def __init__(self, model: ModelHandle, device: torch.device, batch_size: int) -> None:
+    def __init__(
+        self,
+        model: ModelHandle,
+        device: torch.device,
+        batch_size: int,
+        precision: str = "fp32",
+        tta: str = "none",
+    ) -> None:
         if batch_size < 1:
             raise OptionError("--batch-size", f"must be ≥ 1, got {batch_size}")
         self.model = model
         self.device = device
         self.batch_size = batch_size
+        self.autocast = AUTOCAST[precision]
+        self.tta = tta
         self.module = model.module.to(device).eval()
         self._lock = threading.Lock()
         self.tiles_run = 0
 
     def __call__(self, tiles: np.ndarray) -> np.ndarray:
-        with self._lock, torch.inference_mode():
+        """Logits ``(n, classes, h, w)`` in float32, whatever the autocast precision."""
+        with self._lock, torch.inference_mode(), self._autocast():
             x = torch.from_numpy(tiles).to(self.device, non_blocking=True)
-            y = self.module(x).float()
-            out: np.ndarray = y.cpu().numpy()
+            y = averaged(self.module, x, self.tta)
+            out: np.ndarray = y.float().cpu().numpy()
             self.tiles_run += tiles.shape[0]
         if out.ndim != 4 or out.shape[0] != tiles.shape[0] or out.shape[2:] != tiles.shape[2:]:
             raise ModelError(
@@ -87,6 +107,11 @@ class TileRunner:
                 "expected (N, classes, H, W) with the input's H and W",
             )
         return out
+
+    def _autocast(self) -> Any:
+        if self.autocast is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast)
 
     def probe(self, bands: int, tile: int) -> int:
         """Run one tile to learn the class count and check the model accepts ``bands``."""

@@ -2,31 +2,29 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from torch import nn
 
 from tilerun.errors import ModelError
-from tilerun.models.package import load_package
+from tilerun.models.loading import load_model
+from tilerun.models.spec import ModelSpec
 
 
 @dataclass(frozen=True)
 class ModelHandle:
-    """A module plus the facts the engine checks and applies before running it.
-
-    ``in_channels`` is None when it cannot be read off the module (then the source's band count
-    is trusted); ``downsampling`` is the factor tile sizes must be multiples of.
-    """
+    """A module plus its spec; ``downsampling`` is what tile sizes must be multiples of."""
 
     module: nn.Module
     name: str
-    in_channels: int | None
+    spec: ModelSpec
     downsampling: int
-    mean: tuple[float, ...] | None = None
-    std: tuple[float, ...] | None = None
-    class_names: tuple[str, ...] | None = None
+
+    @property
+    def in_channels(self) -> int | None:
+        return self.spec.bands
 
 
 def _first_conv_channels(module: nn.Module) -> int | None:
@@ -39,36 +37,32 @@ def _first_conv_channels(module: nn.Module) -> int | None:
 def as_model(
     model: str | Path | nn.Module | ModelHandle,
     *,
-    mean: Sequence[float] | None = None,
-    std: Sequence[float] | None = None,
-    class_names: Sequence[str] | None = None,
+    allow_pickle: bool = False,
+    spec: ModelSpec | None = None,
+    **overrides: Any,
 ) -> ModelHandle:
-    """A package path or any ``torch.nn.Module`` as a :class:`ModelHandle`.
+    """A model file or any ``torch.nn.Module`` as a :class:`ModelHandle`.
 
-    For a plain module the downsampling factor is its ``downsampling`` attribute when it has
-    one (tilerun's U-Net does), else 32, which suits common encoders.
+    ``overrides`` replace spec fields (e.g. ``mean``/``std`` for a plain module). For a plain
+    module, ``bands`` is read off its first convolution when it has one, and the downsampling
+    factor is its ``downsampling`` attribute when it has one (tilerun's U-Nets do), else 32,
+    which suits common encoders.
     """
     if isinstance(model, ModelHandle):
         return model
+    overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()
+                 if v is not None}
     if isinstance(model, (str, Path)):
-        module, spec = load_package(model)
-        return ModelHandle(
-            module=module,
-            name=str(model),
-            in_channels=_first_conv_channels(module),
-            downsampling=int(getattr(module, "downsampling", 32)),
-            mean=tuple(mean) if mean is not None else spec.mean,
-            std=tuple(std) if std is not None else spec.std,
-            class_names=tuple(class_names) if class_names is not None else spec.class_names,
-        )
-    if isinstance(model, nn.Module):
-        return ModelHandle(
-            module=model.eval(),
-            name=type(model).__name__,
-            in_channels=_first_conv_channels(model),
-            downsampling=int(getattr(model, "downsampling", 32)),
-            mean=tuple(mean) if mean is not None else None,
-            std=tuple(std) if std is not None else None,
-            class_names=tuple(class_names) if class_names is not None else None,
-        )
-    raise ModelError(repr(type(model)), "not a model package path or a torch.nn.Module")
+        module, loaded = load_model(model, allow_pickle=allow_pickle, spec=spec)
+        name = str(model)
+    elif isinstance(model, nn.Module):
+        module, loaded, name = model.eval(), spec or ModelSpec(), type(model).__name__
+    else:
+        raise ModelError(repr(type(model)), "not a model file or a torch.nn.Module")
+    if loaded.bands is None:
+        loaded = replace(loaded, bands=_first_conv_channels(module))
+    try:
+        loaded = replace(loaded, **overrides)
+    except TypeError as err:
+        raise ModelError(name, f"unknown model option: {err}") from err
+    return ModelHandle(module, name, loaded, int(getattr(module, "downsampling", 32)))

@@ -1,28 +1,25 @@
-"""Model packages: one safetensors file whose metadata carries a JSON spec.
+"""Model packages: one safetensors file whose metadata carries the JSON :class:`ModelSpec`.
 
 Loading a package never executes code from the file: safetensors holds raw tensors, and the
 spec names an architecture from tilerun's own registry (:data:`ARCHITECTURES`) with its
-arguments. The spec also carries what is needed to feed the model correctly: per-band mean/std
-normalisation (applied by the engine in float32) and class names.
+arguments.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from tilerun.errors import ModelError
+from tilerun.models.spec import ModelSpec
 from tilerun.models.unet import PRESETS, UNet, build_unet
 
-#: Version of the JSON spec stored under :data:`METADATA_KEY`.
-SCHEMA_VERSION = 1
 METADATA_KEY = "tilerun.spec"
 
 ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
@@ -30,61 +27,36 @@ ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
 }
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    """What a package says about its model."""
-
-    architecture: str
-    arguments: dict[str, Any] = field(default_factory=dict)
-    mean: tuple[float, ...] | None = None
-    std: tuple[float, ...] | None = None
-    class_names: tuple[str, ...] | None = None
-    schema_version: int = SCHEMA_VERSION
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str, name: str) -> ModelSpec:
-        try:
-            data = json.loads(text)
-            if data.get("schema_version") != SCHEMA_VERSION:
-                raise ModelError(
-                    name, f"spec schema {data.get('schema_version')} is not {SCHEMA_VERSION}"
-                )
-            for key in ("mean", "std", "class_names"):
-                if data.get(key) is not None:
-                    data[key] = tuple(data[key])
-            return cls(**data)
-        except (ValueError, TypeError) as err:
-            raise ModelError(name, f"malformed model spec ({err})") from err
+def register_architecture(name: str, builder: Callable[..., nn.Module]) -> None:
+    """Make ``builder(**arguments)`` loadable from packages whose spec names ``name``."""
+    ARCHITECTURES[name] = builder
 
 
-def save_package(
-    module: UNet,
-    path: str | Path,
-    *,
-    mean: Sequence[float] | None = None,
-    std: Sequence[float] | None = None,
-    class_names: Sequence[str] | None = None,
-) -> ModelSpec:
-    """Write a U-Net's weights and spec to one ``.safetensors`` file."""
-    spec = ModelSpec(
-        architecture="unet",
-        arguments=module.config.to_dict(),
-        mean=tuple(float(v) for v in mean) if mean is not None else None,
-        std=tuple(float(v) for v in std) if std is not None else None,
-        class_names=tuple(class_names) if class_names is not None else None,
-    )
+def architecture_of(module: nn.Module) -> tuple[str, dict[str, Any]]:
+    """The registry name and arguments that rebuild ``module`` (tilerun's own models)."""
+    config = getattr(module, "config", None)
+    name = getattr(module, "architecture", "unet" if isinstance(module, UNet) else None)
+    if name not in ARCHITECTURES or config is None:
+        raise ModelError(type(module).__name__, "only tilerun's registered architectures can be "
+                         "packaged; export other modules with TorchScript or torch.export")
+    return name, config.to_dict()
+
+
+def save_package(module: nn.Module, path: str | Path, **spec: Any) -> ModelSpec:
+    """Write a registered model's weights and spec (any :class:`ModelSpec` field) to one file.
+
+    ``bands`` defaults to the module's input channels, so band-count checks always work.
+    """
+    name, arguments = architecture_of(module)
+    spec.setdefault("bands", arguments.get("in_channels"))
+    full = ModelSpec.from_dict({"architecture": name, "arguments": arguments, **spec}, str(path))
     state = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
-    save_file(state, str(path), metadata={METADATA_KEY: spec.to_json()})
-    return spec
+    save_file(state, str(path), metadata={METADATA_KEY: full.to_json()})
+    return full
 
 
 def read_spec(path: str | Path) -> ModelSpec:
     """The spec of a package, without loading its weights."""
-    from safetensors import safe_open
-
     name = str(path)
     try:
         with safe_open(name, framework="pt") as f:
@@ -92,9 +64,8 @@ def read_spec(path: str | Path) -> ModelSpec:
     except (SafetensorError, OSError) as err:
         raise ModelError(name, f"not a safetensors model package ({err})") from err
     if METADATA_KEY not in metadata:
-        raise ModelError(
-            name, f"safetensors file has no {METADATA_KEY!r} metadata; not a tilerun package"
-        )
+        raise ModelError(name, f"safetensors file has no {METADATA_KEY!r} metadata; "
+                         "build a package with `tilerun model pack`")
     return ModelSpec.from_json(metadata[METADATA_KEY], name)
 
 
@@ -107,8 +78,24 @@ def load_package(path: str | Path) -> tuple[nn.Module, ModelSpec]:
     if spec.architecture not in ARCHITECTURES:
         raise ModelError(name, f"unknown architecture {spec.architecture!r}")
     try:
-        module = ARCHITECTURES[spec.architecture](**spec.arguments)
+        module = ARCHITECTURES[spec.architecture](**(spec.arguments or {}))
         module.load_state_dict(load_file(name), strict=True)
     except (RuntimeError, TypeError, SafetensorError) as err:
-        raise ModelError(name, f"weights do not fit the spec's architecture ({err})") from err
+        first = str(err).splitlines()[0]
+        raise ModelError(name, f"weights do not fit the spec's architecture ({first})") from err
     return module.eval(), spec
+
+
+def pack_state_dict(state_file: str | Path, spec: ModelSpec, out: str | Path) -> ModelSpec:
+    """Build a package from a safetensors state dict and a spec (``tilerun model pack``)."""
+    if spec.architecture not in ARCHITECTURES:
+        raise ModelError(str(state_file), f"unknown architecture {spec.architecture!r}")
+    module = ARCHITECTURES[spec.architecture](**(spec.arguments or {}))
+    try:
+        module.load_state_dict(load_file(str(state_file)), strict=True)
+    except (RuntimeError, SafetensorError, OSError) as err:
+        first = str(err).splitlines()[0]
+        raise ModelError(str(state_file), f"does not fit {spec.architecture} ({first})") from err
+    fields = {k: v for k, v in spec.__dict__.items()
+              if k not in ("architecture", "arguments", "schema_version")}
+    return replace(save_package(module, out, **fields))

@@ -32,6 +32,20 @@ class GeoRef:
     crs_wkt: str | None
     transform: tuple[float, float, float, float, float, float]
 
+    def pixel_size(self) -> tuple[float, str] | None:
+        """Ground sampling distance in metres, ``sqrt(|a·e − b·d|)``, for metric CRSs only."""
+        if self.crs_wkt is None:
+            return None
+        from rasterio.crs import CRS
+        from rasterio.errors import CRSError
+
+        try:
+            _, factor = CRS.from_wkt(self.crs_wkt).linear_units_factor
+        except CRSError:  # geographic (degrees) or unit-less
+            return None
+        a, b, _, d, e, _ = self.transform
+        return float(abs(a * e - b * d) ** 0.5 * factor), "m"
+
     def pixel_centres(self, height: int, width: int) -> tuple[np.ndarray, np.ndarray] | None:
         """1-D ``y``/``x`` coordinates of pixel centres, or None for a rotated/sheared grid."""
         a, b, c, d, e, f = self.transform
@@ -65,6 +79,10 @@ class Source(ABC):
     def nodata(self) -> float | None:
         """The declared nodata value, if any (NaN is a valid answer)."""
         return None
+
+    def pixel_size(self) -> tuple[float, str] | None:
+        """``(size, unit)`` of a pixel — metres for rasters, microns for slides — or None."""
+        return self.georef.pixel_size() if self.georef is not None else None
 
     @abstractmethod
     def read(self, window: Window) -> tuple[np.ndarray, np.ndarray]:

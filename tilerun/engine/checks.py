@@ -1,0 +1,56 @@
+"""Check the input against the model's spec before any work: bands, dtype, pixel size."""
+
+from __future__ import annotations
+
+import warnings
+
+from tilerun.errors import BandError, InputError, PixelSizeError, TilerunWarning
+from tilerun.models import ModelHandle
+from tilerun.sources import Source
+
+
+def check_input(source: Source, model: ModelHandle, pixel_size_tolerance: float) -> None:
+    """Raise a one-line error naming the file when the input does not fit the model.
+
+    Pixel size: with ``r = input / model``, an error when ``|r - 1| > tolerance`` (the message
+    gives the factor ``r``); ``tolerance = inf`` turns the check off. An input whose pixel size
+    is unknown (no georeferencing, degrees) only warns.
+    """
+    spec = model.spec
+    bands = source.shape[0]
+    if spec.bands is not None and spec.bands != bands:
+        raise BandError(
+            source.name,
+            f"has {bands} band(s) selected but the model takes {spec.bands}"
+            + (f" ({', '.join(spec.band_names)})" if spec.band_names else "")
+            + "; choose bands with --bands",
+        )
+    if spec.dtype is not None and str(source.dtype) != spec.dtype:
+        raise InputError(
+            source.name,
+            f"pixel type {source.dtype} but the model was trained on {spec.dtype}; "
+            "convert the input (e.g. gdal_translate -ot) so its values mean what the model expects",
+        )
+    if spec.pixel_size is None or pixel_size_tolerance == float("inf"):
+        return
+    size = source.pixel_size()
+    if size is None:
+        warnings.warn(
+            f"{source.name}: pixel size unknown; cannot check it against the model's "
+            f"{spec.pixel_size:g} {spec.pixel_unit}",
+            TilerunWarning,
+            stacklevel=2,
+        )
+        return
+    value, unit = size
+    if unit != spec.pixel_unit:
+        problem = f"pixel size is in {unit}, the model's in {spec.pixel_unit}"
+        raise PixelSizeError(source.name, problem)
+    factor = value / spec.pixel_size
+    if abs(factor - 1) > pixel_size_tolerance:
+        raise PixelSizeError(
+            source.name,
+            f"pixel size {value:g} {unit} is {factor:.3g}× the model's {spec.pixel_size:g} "
+            f"{unit} (tolerance {pixel_size_tolerance:.0%}); resample the input or raise "
+            "--pixel-size-tolerance",
+        )

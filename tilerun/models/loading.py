@@ -1,0 +1,103 @@
+"""Loading models from disk without ever running code from the file unasked.
+
+* ``.safetensors`` packages: raw tensors + a JSON spec; the architecture comes from tilerun.
+* TorchScript archives (``torch.jit.save``) and ``torch.export`` programs (``.pt2``): compiled
+  graphs, loaded by torch's own restricted loaders; a spec may ride along as the extra file
+  :data:`SPEC_FILE`.
+* Pickled checkpoints (``.pt``/``.pth``/``.ckpt`` …): unpickling can execute arbitrary code, so
+  they are refused unless ``allow_pickle=True`` — and even then read with
+  ``torch.load(weights_only=True)``, which only rebuilds tensors and plain containers. A
+  state dict needs a spec to say which architecture it belongs to.
+"""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from tilerun.errors import ModelError
+from tilerun.models.package import ARCHITECTURES, load_package
+from tilerun.models.spec import ModelSpec
+
+SPEC_FILE = "tilerun_spec.json"
+PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".pkl", ".bin")
+
+
+def model_format(path: Path) -> str:
+    """``safetensors``, ``torchscript``, ``export`` or ``pickle``, from the file's content.
+
+    safetensors starts with a little-endian u64 header length followed by a JSON ``{``;
+    TorchScript and ``torch.export`` archives are zip files with telltale members.
+    """
+    with path.open("rb") as f:
+        head = f.read(9)
+    size = path.stat().st_size
+    if len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < size:
+        return "safetensors"
+    if not zipfile.is_zipfile(path):
+        return "pickle"
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+    if any("/code/" in n for n in names) or any(n.endswith("constants.pkl") for n in names):
+        return "torchscript"
+    if path.suffix == ".pt2" or any(n.endswith("serialized_exported_program.json") for n in names):
+        return "export"
+    return "pickle"  # torch.save's zip format is still a pickle inside
+
+
+def load_model(
+    path: str | Path, *, allow_pickle: bool = False, spec: ModelSpec | None = None
+) -> tuple[nn.Module, ModelSpec]:
+    """Load a model file and its spec (from the file, or ``spec`` for formats without one)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(path, "no such model file")
+    kind = model_format(path)
+    if kind == "safetensors":
+        return load_package(path)
+    if kind == "torchscript":
+        extra = {SPEC_FILE: ""}
+        module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+        return module.eval(), _spec_or(spec, extra[SPEC_FILE], path)
+    if kind == "export":
+        extra = {SPEC_FILE: ""}
+        program = torch.export.load(str(path), extra_files=extra)
+        return program.module(), _spec_or(spec, extra[SPEC_FILE], path)
+    if not allow_pickle:
+        raise ModelError(
+            path,
+            "is a pickled checkpoint, and unpickling can run code hidden in the file; convert "
+            "it once with `tilerun model pack CHECKPOINT --spec SPEC.json -o MODEL.safetensors "
+            "--allow-pickle`, or pass --allow-pickle to load it (weights only)",
+        )
+    return _load_pickled_state(path, spec)
+
+
+def _spec_or(spec: ModelSpec | None, text: str, path: Path) -> ModelSpec:
+    if spec is not None:
+        return spec
+    return ModelSpec.from_json(text, str(path)) if text else ModelSpec()
+
+
+def _load_pickled_state(path: Path, spec: ModelSpec | None) -> tuple[nn.Module, ModelSpec]:
+    try:
+        state: Any = torch.load(str(path), map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
+        first = str(err).splitlines()[0]
+        raise ModelError(path, f"refused by the weights-only unpickler: {first}") from err
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]  # Lightning-style checkpoint
+    if spec is None or spec.architecture not in ARCHITECTURES:
+        raise ModelError(path, "a pickled state dict needs a spec naming a tilerun architecture")
+    module = ARCHITECTURES[spec.architecture](**(spec.arguments or {}))
+    try:
+        module.load_state_dict(state, strict=True)
+    except (RuntimeError, TypeError, AttributeError) as err:
+        first = str(err).splitlines()[0]
+        raise ModelError(path, f"weights do not fit {spec.architecture} ({first})") from err
+    return module.eval(), spec
