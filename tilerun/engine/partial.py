@@ -59,8 +59,18 @@ def run_tiles(
     num = np.zeros((classes, region.height, region.width), np.float32)
     den = np.zeros((region.height, region.width), np.float32)
     windows = [grid.tile_window(r, c) for r, c in plan.owned_tiles(*index)]
+    b = grid.border
     for batch in _batches(windows, runner.batch_size):
-        tiles = np.stack([x[(slice(None), *w.slices(read))] for w in batch])
+        tiles = np.stack(
+            [
+                x[
+                    :,
+                    w.y - b - read.y : w.bottom + b - read.y,
+                    w.x - b - read.x : w.right + b - read.x,
+                ]
+                for w in batch
+            ]
+        )
         logits = runner(tiles)
         check_finite(logits, f"tiles at (y, x) {[(w.y, w.x) for w in batch]}")
         for tile_window, z in zip(batch, logits, strict=True):

@@ -83,7 +83,7 @@ def plan_axis(length: int, chunk: int, grid: TileGrid, support: tuple[int, int])
         owned.append((k0, k1))
         first, last = k0 * stride - margin, (k1 - 1) * stride - margin
         partial.append((max(first + support[0], 0), min(last + support[1], length)))
-        read.append((first, last + grid.tile))
+        read.append((first - grid.border, last + grid.tile + grid.border))
     return AxisPlan(length, chunk, tuple(owned), tuple(partial), tuple(read))
 
 

@@ -77,11 +77,11 @@ def prepare(
     spec = handle.spec
     tile = _first(options.tile, spec.tile, DEFAULT_TILE)
     overlap = _first(options.overlap, spec.overlap, DEFAULT_OVERLAP)
-    grid = make_grid(height, width, tile, overlap, handle.downsampling)
+    grid = make_grid(height, width, tile, overlap, handle.downsampling, spec.border)
     blend = Blend(options.blend, options.sigma)
     device = resolve_device(options.device)
     runner = TileRunner(handle, device, options.batch_size, options.precision, options.tta)
-    classes = runner.probe(bands, grid.tile)
+    classes = runner.probe(bands, grid.input_tile)
     layout = OutputLayout(
         height, width, classes, options.chunk, options.output, options.dtype, spec.class_names
     )

@@ -100,11 +100,13 @@ class TileRunner:
             y = averaged(self.module, x, self.tta)
             out: np.ndarray = y.float().cpu().numpy()
             self.tiles_run += tiles.shape[0]
-        if out.ndim != 4 or out.shape[0] != tiles.shape[0] or out.shape[2:] != tiles.shape[2:]:
+        b = self.model.spec.border
+        expected = (tiles.shape[2] - 2 * b, tiles.shape[3] - 2 * b)
+        if out.ndim != 4 or out.shape[0] != tiles.shape[0] or out.shape[2:] != expected:
             raise ModelError(
                 self.model.name,
-                f"maps tiles {tuple(tiles.shape)} to {tuple(out.shape)}; "
-                "expected (N, classes, H, W) with the input's H and W",
+                f"maps tiles {tuple(tiles.shape)} to {tuple(out.shape)}; expected (N, classes, "
+                f"{expected[0]}, {expected[1]}) for a border of {b} px",
             )
         return out
 

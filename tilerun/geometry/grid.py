@@ -17,6 +17,10 @@ makes the output independent of chunk size. Along each axis (the same formulas h
   (reflect) padding, see :func:`reflect_index`.
 
 The minimum number of tiles for an ``H × W`` image is therefore ``ceil(H/S) * ceil(W/S)``.
+
+Models with valid (unpadded) convolutions return the centre of their input, smaller by a
+``border`` ``B`` on each side. Then ``T`` above is the *output* tile; the model reads the input
+window grown by ``B`` on every side, ``T + 2B`` pixels, and everything else is unchanged.
 """
 
 from __future__ import annotations
@@ -38,6 +42,12 @@ class TileGrid:
     width: int
     tile: int
     overlap: int
+    border: int = 0
+
+    @property
+    def input_tile(self) -> int:
+        """What the model is fed: ``T + 2B``."""
+        return self.tile + 2 * self.border
 
     @property
     def stride(self) -> int:
@@ -66,6 +76,11 @@ class TileGrid:
         s, m = self.stride, self.margin
         return Window(row * s - m, col * s - m, self.tile, self.tile)
 
+    def input_window(self, row: int, col: int) -> Window:
+        """The pixels the model reads for tile ``(row, col)``: its window grown by ``B``."""
+        w, b = self.tile_window(row, col), self.border
+        return Window(w.y - b, w.x - b, w.height + 2 * b, w.width + 2 * b)
+
     def core_window(self, row: int, col: int) -> Window:
         """The tile's core ``[k*S, (k+1)*S)`` per axis; cores never overlap each other."""
         s = self.stride
@@ -73,8 +88,8 @@ class TileGrid:
 
     def padded_window(self) -> Window:
         """The mirror-padded image all tiles read from."""
-        first = self.tile_window(0, 0)
-        last = self.tile_window(self.rows - 1, self.cols - 1)
+        first = self.input_window(0, 0)
+        last = self.input_window(self.rows - 1, self.cols - 1)
         return first.union(last)
 
     def image_window(self) -> Window:
@@ -82,9 +97,13 @@ class TileGrid:
 
 
 def make_grid(
-    height: int, width: int, tile: int, overlap: float | int, multiple: int = 1
+    height: int, width: int, tile: int, overlap: float | int, multiple: int = 1, border: int = 0
 ) -> TileGrid:
     """Validate options and build a :class:`TileGrid`.
+
+    ``tile`` is the model's input tile; with a valid-convolution ``border`` the output tile is
+    ``tile - 2 * border``, and overlap and stride refer to it. A same-padding model's tile must
+    be a multiple of ``multiple``; a valid one's sizes are checked by running it.
 
     ``overlap`` is a fraction of the tile when a float (in ``[0, 1)``), pixels when an int;
     it is rounded to the nearest multiple of ``multiple`` so the stride stays a multiple too:
@@ -94,24 +113,33 @@ def make_grid(
         raise OptionError("image", f"has no pixels ({height} × {width})")
     if multiple < 1:
         raise OptionError("multiple", f"must be ≥ 1, got {multiple}")
-    if tile < multiple or tile % multiple:
+    if border < 0 or tile - 2 * border < max(multiple, 1):
+        raise OptionError("--tile", f"{tile} leaves no output with the model's border {border}")
+    if border == 0 and (tile < multiple or tile % multiple):
         raise OptionError(
             "--tile",
             f"{tile} is not a positive multiple of the model's downsampling factor {multiple}",
         )
+    out_tile = tile - 2 * border
     if isinstance(overlap, float):
         if not 0.0 <= overlap < 1.0:
             raise OptionError("--overlap", f"fraction {overlap} is outside [0, 1)")
-        pixels = multiple * round(overlap * tile / multiple)
+        pixels = multiple * round(overlap * out_tile / multiple)
     else:
         pixels = int(overlap)
         if pixels % multiple:
             raise OptionError(
                 "--overlap", f"{pixels} px is not a multiple of the downsampling factor {multiple}"
             )
-    if not 0 <= pixels < tile:
-        raise OptionError("--overlap", f"{pixels} px must be ≥ 0 and smaller than the tile {tile}")
-    return TileGrid(height=height, width=width, tile=tile, overlap=pixels)
+    if not 0 <= pixels < out_tile:
+        raise OptionError(
+            "--overlap", f"{pixels} px must be ≥ 0 and smaller than the output tile {out_tile}"
+        )
+    if (out_tile - pixels) % multiple:
+        raise OptionError(
+            "--overlap", f"stride {out_tile - pixels} is not a multiple of {multiple}"
+        )
+    return TileGrid(height=height, width=width, tile=out_tile, overlap=pixels, border=border)
 
 
 def reflect_index(index: np.ndarray, length: int) -> np.ndarray:

@@ -61,6 +61,9 @@ def as_model(
         raise ModelError(repr(type(model)), "not a model file or a torch.nn.Module")
     if loaded.bands is None:
         loaded = replace(loaded, bands=_first_conv_channels(module))
+    border: Any = getattr(module, "border", 0)
+    if loaded.border == 0 and border:
+        loaded = replace(loaded, border=int(border))
     try:
         loaded = replace(loaded, **overrides)
     except TypeError as err:

@@ -49,6 +49,7 @@ def save_package(module: nn.Module, path: str | Path, **spec: Any) -> ModelSpec:
     """
     name, arguments = architecture_of(module)
     spec.setdefault("bands", arguments.get("in_channels"))
+    spec.setdefault("border", int(getattr(module, "border", 0)))
     full = ModelSpec.from_dict({"architecture": name, "arguments": arguments, **spec}, str(path))
     state = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
     save_file(state, str(path), metadata={METADATA_KEY: full.to_json()})

@@ -4,7 +4,9 @@ Each level halves the resolution with 2×2 max pooling, so inputs must be multip
 ``2**depth`` (:attr:`UNet.downsampling`); the engine picks tile sizes accordingly. Channel widths
 double per level: ``base · 2**level`` for ``level = 0 … depth``. The original paper's
 configuration (:data:`PRESETS` ``"unet-original"``: base 64, depth 4, so 64→1024 channels,
-transposed-convolution upsampling, no batch norm) has 31.0 M parameters.
+transposed-convolution upsampling, no batch norm) has 31.0 M parameters; ``"unet-original-valid"``
+also uses the paper's valid (unpadded) convolutions, so its output is the centre of its input,
+smaller by :attr:`UNet.border` on each side.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from torch import nn
 from tilerun.errors import ModelError
 
 UPSAMPLING = ("transpose", "bilinear")
+PADDINGS = ("same", "valid")
 
 
 @dataclass(frozen=True)
@@ -30,8 +33,11 @@ class UNetConfig:
     depth: int = 4
     batch_norm: bool = True
     upsampling: str = "transpose"
+    padding: str = "same"
 
     def __post_init__(self) -> None:
+        if self.padding not in PADDINGS:
+            raise ModelError("unet", f"padding must be one of {PADDINGS}, got {self.padding!r}")
         if self.upsampling not in UPSAMPLING:
             raise ModelError(
                 "unet", f"upsampling must be one of {UPSAMPLING}, got {self.upsampling!r}"
@@ -45,14 +51,21 @@ class UNetConfig:
 
 PRESETS: dict[str, dict[str, Any]] = {
     "unet-original": {"base": 64, "depth": 4, "batch_norm": False, "upsampling": "transpose"},
+    "unet-original-valid": {
+        "base": 64,
+        "depth": 4,
+        "batch_norm": False,
+        "upsampling": "transpose",
+        "padding": "valid",
+    },
     "unet-small": {"base": 16, "depth": 4, "batch_norm": True, "upsampling": "transpose"},
 }
 
 
-def _double_conv(cin: int, cout: int, batch_norm: bool) -> nn.Sequential:
+def _double_conv(cin: int, cout: int, batch_norm: bool, pad: int = 1) -> nn.Sequential:
     layers: list[nn.Module] = []
     for c in (cin, cout):
-        layers.append(nn.Conv2d(c, cout, 3, padding=1, bias=not batch_norm))
+        layers.append(nn.Conv2d(c, cout, 3, padding=pad, bias=not batch_norm))
         if batch_norm:
             layers.append(nn.BatchNorm2d(cout))
         layers.append(nn.ReLU(inplace=True))
@@ -72,10 +85,23 @@ class _Up(nn.Module):
                 nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
                 nn.Conv2d(cin, cout, 1),
             )
-        self.conv = _double_conv(2 * cout, cout, cfg.batch_norm)
+        self.conv = _double_conv(2 * cout, cout, cfg.batch_norm, _pad(cfg))
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        return self.conv(torch.cat([skip, self.up(x)], dim=1))
+        x = self.up(x)
+        return self.conv(torch.cat([_centre_crop(skip, x.shape[-2:]), x], dim=1))
+
+
+def _pad(cfg: UNetConfig) -> int:
+    return 1 if cfg.padding == "same" else 0
+
+
+def _centre_crop(x: torch.Tensor, size: Any) -> torch.Tensor:
+    """The centre ``size`` of ``x`` (valid convolutions shrink the decoder path)."""
+    dy, dx = (x.shape[-2] - size[0]) // 2, (x.shape[-1] - size[1]) // 2
+    if dy == 0 and dx == 0:
+        return x
+    return x[..., dy : dy + size[0], dx : dx + size[1]]
 
 
 class UNet(nn.Module):
@@ -86,9 +112,12 @@ class UNet(nn.Module):
         self.config = config if config is not None else UNetConfig(**kwargs)
         cfg = self.config
         widths = [cfg.base * 2**level for level in range(cfg.depth + 1)]
-        self.encoders = nn.ModuleList([_double_conv(cfg.in_channels, widths[0], cfg.batch_norm)])
+        pad = _pad(cfg)
+        self.encoders = nn.ModuleList(
+            [_double_conv(cfg.in_channels, widths[0], cfg.batch_norm, pad)]
+        )
         self.encoders.extend(
-            _double_conv(widths[i], widths[i + 1], cfg.batch_norm) for i in range(cfg.depth)
+            _double_conv(widths[i], widths[i + 1], cfg.batch_norm, pad) for i in range(cfg.depth)
         )
         self.decoders = nn.ModuleList(
             _Up(widths[i + 1], widths[i], cfg) for i in reversed(range(cfg.depth))
@@ -100,6 +129,17 @@ class UNet(nn.Module):
     def downsampling(self) -> int:
         """Input sizes must be multiples of this: ``2**depth``."""
         return int(2**self.config.depth)
+
+    @property
+    def border(self) -> int:
+        """Pixels lost per side with valid convolutions: ``B = 6 · 2**depth − 4``, else 0.
+
+        Each 3×3 valid convolution at level ``i`` trims ``2**i`` input pixels per side; there
+        are two per level on the way down (levels ``0…d−1``), two at the bottom (level ``d``)
+        and two per level on the way up: ``Σ 2·2·2**i + 2·2**d = 6·2**d − 4`` (92 for depth 4,
+        so a 572² tile gives the paper's 388² output).
+        """
+        return 6 * 2**self.config.depth - 4 if self.config.padding == "valid" else 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skips = []
