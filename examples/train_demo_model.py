@@ -30,11 +30,11 @@ OUT = Path(__file__).resolve().parents[1] / "tilerun" / "models" / "data" / "dem
 TRAIN_SCENES = 8  # seeds 0 … 7
 VAL_SEED = 999  # held out; seeds ≥ 1000 belong to the tests
 SCENE_SIZE = 512
-CROP = 128
-BATCH = 12
+CROP = 64
+BATCH = 16
 LEARNING_RATE = 3e-3
-MAX_STEPS = 1200
-EVAL_EVERY = 100
+MAX_STEPS = 500
+EVAL_EVERY = 50
 TARGET_IOU = 0.95
 ARCHITECTURE = {"in_channels": 3, "classes": len(CLASSES), "base": 8, "depth": 3,
                 "batch_norm": True}
@@ -92,8 +92,9 @@ def main() -> None:
     scenes = [make_scene(SCENE_SIZE, SCENE_SIZE, seed) for seed in range(TRAIN_SCENES)]
     raw = np.stack([s.image for s in scenes]).astype(np.float32)
     truths = np.stack([s.truth for s in scenes])
-    mean = raw.mean(axis=(0, 2, 3)).round(3)  # rounded: the spec stores exactly these
-    std = raw.std(axis=(0, 2, 3)).round(3)
+    # Rounded, so that training uses exactly the values the spec stores.
+    mean = raw.mean(axis=(0, 2, 3), dtype=np.float64).round(3).astype(np.float32)
+    std = raw.std(axis=(0, 2, 3), dtype=np.float64).round(3).astype(np.float32)
     images = (raw - mean[None, :, None, None]) / std[None, :, None, None]
     val = make_scene(SCENE_SIZE, SCENE_SIZE, VAL_SEED)
     val_image = torch.from_numpy(
@@ -102,7 +103,7 @@ def main() -> None:
     share = np.bincount(truths.ravel(), minlength=len(CLASSES)) / truths.size
     print("training pixels per class:",
           ", ".join(f"{n} {f:.1%}" for n, f in zip(CLASSES, share, strict=True)))
-    print(f"mean {np.round(mean, 2).tolist()}  std {np.round(std, 2).tolist()}")
+    print(f"mean {mean.tolist()}  std {std.tolist()}")
 
     model = build_unet("unet", **ARCHITECTURE)
     params = sum(p.numel() for p in model.parameters())
@@ -122,7 +123,7 @@ def main() -> None:
         loss.backward()
         optimiser.step()
         schedule.step()
-        running += float(loss)
+        running += loss.item()
         if step % EVAL_EVERY and step != MAX_STEPS:
             continue
         ious = validate(model, val_image, val.truth)
@@ -149,8 +150,8 @@ def main() -> None:
     save_package(
         model.eval(),
         args.out,
-        mean=tuple(float(v) for v in mean),
-        std=tuple(float(v) for v in std),
+        mean=tuple(round(float(v), 3) for v in mean),
+        std=tuple(round(float(v), 3) for v in std),
         bands=3,
         band_names=("red", "green", "blue"),
         dtype="uint8",

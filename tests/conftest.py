@@ -60,6 +60,11 @@ def identity() -> Identity:
 
 
 @pytest.fixture
+def asymmetric() -> Asymmetric:
+    return Asymmetric().eval()
+
+
+@pytest.fixture
 def small_unet() -> nn.Module:
     from tilerun.models import build_unet
 

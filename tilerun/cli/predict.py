@@ -52,13 +52,11 @@ def _overlap(text: str) -> float | int:
     type=click.Path(path_type=Path),
     help="Model package (.safetensors) [default: the bundled demo model].",
 )
-@click.option("--tile", default=256, show_default=True, help="Tile edge in pixels.")
-@click.option(
-    "--overlap",
-    default="0.25",
-    show_default=True,
-    help="Overlap between tiles: a fraction of the tile (0.25) or pixels (64).",
-)
+@click.option("--tile", type=int,
+              help="Model input tile edge in pixels [default: the model's, else 256].")
+@click.option("--overlap",
+              help="Overlap between tiles: a fraction of the tile (0.25) or pixels (64) "
+                   "[default: the model's, else 0.25].")
 @click.option("--blend", type=click.Choice(BLEND_MODES), default="gaussian", show_default=True)
 @click.option(
     "--sigma", default=0.125, show_default=True, help="Gaussian sigma as a fraction of the tile."
@@ -81,6 +79,14 @@ def _overlap(text: str) -> float | int:
     show_default=True,
     help="Stored logits type (blending is always float32).",
 )
+@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32",
+              show_default=True, help="Model autocast precision; accumulation stays float32.")
+@click.option("--tta", type=click.Choice(["none", "flips", "d4"]), default="none",
+              show_default=True, help="Test-time augmentation: average flips or all 8 D4 views.")
+@click.option("--pixel-size-tolerance", type=float, default=0.1, show_default=True,
+              help="Allowed relative difference from the model's pixel size (inf: no check).")
+@click.option("--allow-pickle", is_flag=True,
+              help="Allow a pickled checkpoint (read with torch's weights-only loader).")
 @click.option("--workers", type=int, help="Threads [default: CPU cores, at least 2].")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output store.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -98,7 +104,7 @@ def predict_command(
     """Predict INPUT (a GeoTIFF or any raster GDAL reads) into a chunked Zarr store."""
     out = out if out is not None else input.with_suffix(".zarr")
     opts = PredictOptions.from_kwargs(
-        overlap=_overlap(overlap),
+        overlap=_overlap(overlap) if overlap is not None else None,
         bands=_int_list("--bands", bands),
         output=tuple(v.strip() for v in variables.split(",") if v.strip()),
         **options,

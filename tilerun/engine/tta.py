@@ -48,8 +48,10 @@ def averaged(
 ) -> torch.Tensor:
     """The float32 mean of the model's un-transformed predictions over the mode's views."""
     views = VIEWS[mode]
-    total = model(views[0].forward(x)).float()
-    total = views[0].inverse(total)
-    for view in views[1:]:
-        total += view.inverse(model(view.forward(x)).float())
-    return total / len(views) if len(views) > 1 else total
+    if len(views) == 1:
+        return model(x).float()
+    # Out of place: a model may return (a view of) its input, which must not be modified.
+    total = torch.zeros((), dtype=torch.float32, device=x.device)
+    for view in views:
+        total = total + view.inverse(model(view.forward(x)).float())
+    return total / len(views)

@@ -1,11 +1,10 @@
 """Models: the U-Net, safe packages (safetensors + JSON spec), loaders and the engine's handle."""
 
 from tilerun.models.handle import ModelHandle, as_model
-from tilerun.models.loading import load_model
+from tilerun.models.loading import build_from_state, load_model, read_state_dict
 from tilerun.models.package import (
     ARCHITECTURES,
     load_package,
-    pack_state_dict,
     read_spec,
     register_architecture,
     save_package,
@@ -21,11 +20,12 @@ __all__ = [
     "UNet",
     "UNetConfig",
     "as_model",
+    "build_from_state",
     "build_unet",
     "load_model",
     "load_package",
-    "pack_state_dict",
     "read_spec",
+    "read_state_dict",
     "register_architecture",
     "save_package",
 ]

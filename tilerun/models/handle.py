@@ -50,8 +50,9 @@ def as_model(
     """
     if isinstance(model, ModelHandle):
         return model
-    overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()
-                 if v is not None}
+    overrides = {
+        k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items() if v is not None
+    }
     if isinstance(model, (str, Path)):
         module, loaded = load_model(model, allow_pickle=allow_pickle, spec=spec)
         name = str(model)

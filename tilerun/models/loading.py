@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file
 from torch import nn
 
 from tilerun.errors import ModelError
@@ -68,14 +69,10 @@ def load_model(
         extra = {SPEC_FILE: ""}
         program = torch.export.load(str(path), extra_files=extra)
         return program.module(), _spec_or(spec, extra[SPEC_FILE], path)
-    if not allow_pickle:
-        raise ModelError(
-            path,
-            "is a pickled checkpoint, and unpickling can run code hidden in the file; convert "
-            "it once with `tilerun model pack CHECKPOINT --spec SPEC.json -o MODEL.safetensors "
-            "--allow-pickle`, or pass --allow-pickle to load it (weights only)",
-        )
-    return _load_pickled_state(path, spec)
+    state = read_state_dict(path, allow_pickle=allow_pickle)  # refuses unless allowed
+    if spec is None:
+        raise ModelError(path, "a pickled state dict needs a spec naming a tilerun architecture")
+    return build_from_state(state, spec, path), spec
 
 
 def _spec_or(spec: ModelSpec | None, text: str, path: Path) -> ModelSpec:
@@ -84,7 +81,20 @@ def _spec_or(spec: ModelSpec | None, text: str, path: Path) -> ModelSpec:
     return ModelSpec.from_json(text, str(path)) if text else ModelSpec()
 
 
-def _load_pickled_state(path: Path, spec: ModelSpec | None) -> tuple[nn.Module, ModelSpec]:
+def read_state_dict(path: str | Path, *, allow_pickle: bool = False) -> dict[str, torch.Tensor]:
+    """Tensors from safetensors, or from a pickle only with ``allow_pickle`` (weights only)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(path, "no such file")
+    if model_format(path) == "safetensors":
+        return load_file(str(path))
+    if not allow_pickle:
+        raise ModelError(
+            path,
+            "is a pickled checkpoint, and unpickling can run code hidden in the file; convert "
+            "it once with `tilerun model pack CHECKPOINT --spec SPEC.json -o MODEL.safetensors "
+            "--allow-pickle`, or pass --allow-pickle to load it (weights only)",
+        )
     try:
         state: Any = torch.load(str(path), map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
@@ -92,12 +102,19 @@ def _load_pickled_state(path: Path, spec: ModelSpec | None) -> tuple[nn.Module, 
         raise ModelError(path, f"refused by the weights-only unpickler: {first}") from err
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]  # Lightning-style checkpoint
-    if spec is None or spec.architecture not in ARCHITECTURES:
-        raise ModelError(path, "a pickled state dict needs a spec naming a tilerun architecture")
+    if not isinstance(state, dict):
+        raise ModelError(path, f"holds a {type(state).__name__}, not a state dict")
+    return state
+
+
+def build_from_state(state: dict[str, torch.Tensor], spec: ModelSpec, name: object) -> nn.Module:
+    """The spec's registered architecture with ``state`` loaded strictly."""
+    if spec.architecture not in ARCHITECTURES:
+        raise ModelError(name, f"spec names unknown architecture {spec.architecture!r}")
     module = ARCHITECTURES[spec.architecture](**(spec.arguments or {}))
     try:
         module.load_state_dict(state, strict=True)
     except (RuntimeError, TypeError, AttributeError) as err:
         first = str(err).splitlines()[0]
-        raise ModelError(path, f"weights do not fit {spec.architecture} ({first})") from err
-    return module.eval(), spec
+        raise ModelError(name, f"weights do not fit {spec.architecture} ({first})") from err
+    return module.eval()

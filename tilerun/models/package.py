@@ -8,7 +8,6 @@ arguments.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +36,11 @@ def architecture_of(module: nn.Module) -> tuple[str, dict[str, Any]]:
     config = getattr(module, "config", None)
     name = getattr(module, "architecture", "unet" if isinstance(module, UNet) else None)
     if name not in ARCHITECTURES or config is None:
-        raise ModelError(type(module).__name__, "only tilerun's registered architectures can be "
-                         "packaged; export other modules with TorchScript or torch.export")
+        raise ModelError(
+            type(module).__name__,
+            "only tilerun's registered architectures can be "
+            "packaged; export other modules with TorchScript or torch.export",
+        )
     return name, config.to_dict()
 
 
@@ -48,8 +50,10 @@ def save_package(module: nn.Module, path: str | Path, **spec: Any) -> ModelSpec:
     ``bands`` defaults to the module's input channels, so band-count checks always work.
     """
     name, arguments = architecture_of(module)
-    spec.setdefault("bands", arguments.get("in_channels"))
-    spec.setdefault("border", int(getattr(module, "border", 0)))
+    if spec.get("bands") is None:
+        spec["bands"] = arguments.get("in_channels")
+    if not spec.get("border"):
+        spec["border"] = int(getattr(module, "border", 0))
     full = ModelSpec.from_dict({"architecture": name, "arguments": arguments, **spec}, str(path))
     state = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
     save_file(state, str(path), metadata={METADATA_KEY: full.to_json()})
@@ -65,8 +69,11 @@ def read_spec(path: str | Path) -> ModelSpec:
     except (SafetensorError, OSError) as err:
         raise ModelError(name, f"not a safetensors model package ({err})") from err
     if METADATA_KEY not in metadata:
-        raise ModelError(name, f"safetensors file has no {METADATA_KEY!r} metadata; "
-                         "build a package with `tilerun model pack`")
+        raise ModelError(
+            name,
+            f"safetensors file has no {METADATA_KEY!r} metadata; "
+            "build a package with `tilerun model pack`",
+        )
     return ModelSpec.from_json(metadata[METADATA_KEY], name)
 
 
@@ -85,18 +92,3 @@ def load_package(path: str | Path) -> tuple[nn.Module, ModelSpec]:
         first = str(err).splitlines()[0]
         raise ModelError(name, f"weights do not fit the spec's architecture ({first})") from err
     return module.eval(), spec
-
-
-def pack_state_dict(state_file: str | Path, spec: ModelSpec, out: str | Path) -> ModelSpec:
-    """Build a package from a safetensors state dict and a spec (``tilerun model pack``)."""
-    if spec.architecture not in ARCHITECTURES:
-        raise ModelError(str(state_file), f"unknown architecture {spec.architecture!r}")
-    module = ARCHITECTURES[spec.architecture](**(spec.arguments or {}))
-    try:
-        module.load_state_dict(load_file(str(state_file)), strict=True)
-    except (RuntimeError, SafetensorError, OSError) as err:
-        first = str(err).splitlines()[0]
-        raise ModelError(str(state_file), f"does not fit {spec.architecture} ({first})") from err
-    fields = {k: v for k, v in spec.__dict__.items()
-              if k not in ("architecture", "arguments", "schema_version")}
-    return replace(save_package(module, out, **fields))

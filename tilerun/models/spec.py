@@ -55,19 +55,25 @@ class ModelSpec:
         _check(self.activation in ACTIVATIONS, f"activation must be one of {ACTIVATIONS}")
         _check(self.scale in SCALES, f"scale must be one of {SCALES}")
         _check(self.pixel_unit in (None, *PIXEL_UNITS), f"pixel_unit must be one of {PIXEL_UNITS}")
-        _check((self.pixel_size is None) == (self.pixel_unit is None),
-               "pixel_size and pixel_unit go together")
+        _check(
+            (self.pixel_size is None) == (self.pixel_unit is None),
+            "pixel_size and pixel_unit go together",
+        )
         _check((self.mean is None) == (self.std is None), "mean and std go together")
         _check(self.mean is None or self.scale == "none", "use mean/std or scale, not both")
         _check(self.border >= 0, "border must be ≥ 0")
         if self.bands is not None:
             for name in ("band_names", "mean", "std"):
                 value = getattr(self, name)
-                _check(value is None or len(value) == self.bands,
-                       f"{name} has {len(value or ())} values for {self.bands} bands")
+                _check(
+                    value is None or len(value) == self.bands,
+                    f"{name} has {len(value or ())} values for {self.bands} bands",
+                )
         if self.class_names is not None and self.class_colours is not None:
-            _check(len(self.class_colours) == len(self.class_names),
-                   "class_colours and class_names differ in length")
+            _check(
+                len(self.class_colours) == len(self.class_names),
+                "class_colours and class_names differ in length",
+            )
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
