@@ -129,8 +129,8 @@ def main() -> None:
         ious = validate(model, val_image, val.truth)
         miou = float(np.nanmean(ious))
         minutes = (time.perf_counter() - start) / 60
-        print(f"step {step:5d}  loss {running / EVAL_EVERY:.4f}  val mIoU {miou:.4f}  "
-              f"({minutes:.1f} min)", flush=True)
+        print(f"step {step:5d}  loss {running / EVAL_EVERY:.4f}  val mIoU {miou:.4f} "
+              f"({' '.join(f'{v:.3f}' for v in ious)})  {minutes:.1f} min", flush=True)
         running = 0.0
         if miou > best_iou:
             best_iou, best_step = miou, step

@@ -41,7 +41,9 @@ def _tiles(job: Job, index: tuple[int, int]) -> tuple[Partial, ...]:
     )
 
 
-def _write(job: Job, index: tuple[int, int], pieces: list[Partial]) -> ChunkResult:
+def _write(
+    job: Job, index: tuple[int, int], pieces: list[Partial], _outgoing: list[Partial]
+) -> ChunkResult:
     window = job.plan.chunk_window(*index)
     logits, valid = assemble(window, pieces, job.classes)
     labels = labels_from_logits(logits, valid, LABEL_FILL) if job.labels else None
@@ -72,7 +74,11 @@ def build_graph(job: Job, token: str) -> tuple[dict[Any, Any], list[tuple[Any, .
     writes = []
     for i, j in plan.chunks():
         pieces = [("tilerun-piece", token, a, b, i, j) for a, b in plan.sources(i, j)]
+        # Also depend on the pieces this chunk's tiles send *forward*: that makes the scheduler
+        # split the tiles result right after computing it, so the big tuple is freed at once
+        # and only thin spill strips wait for later chunks (memory flat in image size).
+        outgoing = [("tilerun-piece", token, i, j, a, b) for a, b in plan.targets(i, j)]
         key = (WRITE, token, i, j)
-        graph[key] = (_write, job_key, (i, j), pieces)
+        graph[key] = (_write, job_key, (i, j), pieces, [k for k in outgoing if k not in pieces])
         writes.append(key)
     return graph, writes

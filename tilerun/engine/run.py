@@ -22,6 +22,7 @@ from tilerun import __version__
 from tilerun.blending import Blend
 from tilerun.engine.checks import check_input
 from tilerun.engine.graph import WRITE, Job, build_graph
+from tilerun.engine.memory import release_large_buffers_eagerly
 from tilerun.engine.options import PredictOptions
 from tilerun.engine.partial import ChunkResult
 from tilerun.engine.plan import ChunkPlan
@@ -124,6 +125,7 @@ def run(
     chunk is written (both in the calling thread), e.g. to drive a progress bar.
     """
     options = options or PredictOptions()
+    release_large_buffers_eagerly()
     job, sink, _ = prepare(source, model, out, options)
     graph, writes = build_graph(job, uuid.uuid4().hex[:12])
     if on_start is not None:

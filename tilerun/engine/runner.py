@@ -89,7 +89,7 @@ class TileRunner:
         self.batch_size = batch_size
         self.autocast = AUTOCAST[precision]
         self.tta = tta
-        self.module = model.module.to(device).eval()
+        self.module = _on_device(model.module, device)
         self._lock = threading.Lock()
         self.tiles_run = 0
 
@@ -119,8 +119,8 @@ class TileRunner:
         """Run one tile to learn the class count and check the model accepts ``bands``."""
         try:
             out = self(np.zeros((1, bands, tile, tile), np.float32))
-        except RuntimeError as err:
-            first_line = str(err).splitlines()[0]
+        except (RuntimeError, AssertionError) as err:  # torch.export guards raise AssertionError
+            first_line = (str(err) or type(err).__name__).splitlines()[0]
             raise ModelError(
                 self.model.name, f"cannot run on {bands}-band tiles: {first_line}"
             ) from err
@@ -136,6 +136,14 @@ class TileRunner:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._lock = threading.Lock()
+
+
+def _on_device(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """Move to ``device`` in eval mode; exported programs support neither call, and need none."""
+    try:
+        return module.to(device).eval()
+    except NotImplementedError:
+        return module
 
 
 def check_finite(logits: np.ndarray, where: str) -> None:

@@ -1,5 +1,6 @@
 """Models: the U-Net, safe packages (safetensors + JSON spec), loaders and the engine's handle."""
 
+from tilerun.models import attention  # noqa: F401  (registers "attention-unet")
 from tilerun.models.handle import ModelHandle, as_model
 from tilerun.models.loading import build_from_state, load_model, read_state_dict
 from tilerun.models.package import (

@@ -36,6 +36,7 @@ from tilerun.errors import ModelError, OptionError, OutputError
 from tilerun.models.handle import ModelHandle, as_model
 from tilerun.models.loading import SPEC_FILE, load_model
 from tilerun.models.onnx_runtime import DOWNSAMPLING_KEY, SPEC_KEY, load_onnx
+from tilerun.models.package import architecture_of
 from tilerun.models.spec import ModelSpec
 
 FORMATS = ("torchscript", "onnx")
@@ -47,10 +48,11 @@ INSTALL_HINT = "pip install 'tilerun[onnx]'"
 
 
 class _Exported(nn.Module):
-    """The exported archive's top module: the traced model plus what the engine reads off it."""
+    """The exported archive's top module: the traced model plus what the engine reads off it.
 
-    downsampling: int
-    border: int
+    (No class-level annotations: with postponed evaluation TorchScript cannot resolve them;
+    it infers the ``int`` attributes from their values.)
+    """
 
     def __init__(self, model: nn.Module, downsampling: int, border: int) -> None:
         super().__init__()
@@ -120,6 +122,14 @@ def _handle(
         return as_model(module, spec=loaded)
     if isinstance(model, ModelHandle):
         return model if spec is None else replace(model, spec=spec)
+    if spec is None:
+        try:  # tilerun's own architectures are named in the spec, as in a package
+            name, arguments = architecture_of(model)
+        except ModelError:
+            pass
+        else:
+            spec = ModelSpec(architecture=name, arguments=arguments,
+                             bands=arguments.get("in_channels"))
     return as_model(model, spec=spec)
 
 

@@ -2,8 +2,10 @@
 
 * ``.safetensors`` packages: raw tensors + a JSON spec; the architecture comes from tilerun.
 * TorchScript archives (``torch.jit.save``) and ``torch.export`` programs (``.pt2``): compiled
-  graphs, loaded by torch's own restricted loaders; a spec may ride along as the extra file
-  :data:`SPEC_FILE`.
+  graphs, with a spec riding along as the extra file :data:`SPEC_FILE`. A ``.pt2`` whose
+  weights are marked as pickles is refused, and torch's loaders run with ``weights_only``
+  forced on (``torch.export.load`` would otherwise retry unsafely).
+* ONNX files run through onnxruntime (optional extra ``tilerun[onnx]``).
 * Pickled checkpoints (``.pt``/``.pth``/``.ckpt`` …): unpickling can execute arbitrary code, so
   they are refused unless ``allow_pickle=True`` — and even then read with
   ``torch.load(weights_only=True)``, which only rebuilds tensors and plain containers. A
@@ -12,8 +14,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import pickle
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +63,10 @@ def load_model(
     path = Path(path)
     if not path.is_file():
         raise ModelError(path, "no such model file")
+    if path.suffix.lower() == ".onnx":
+        from tilerun.models.onnx_runtime import load_onnx
+
+        return load_onnx(path, spec)
     kind = model_format(path)
     if kind == "safetensors":
         return load_package(path)
@@ -66,13 +75,60 @@ def load_model(
         module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
         return module.eval(), _spec_or(spec, extra[SPEC_FILE], path)
     if kind == "export":
+        _refuse_pickled_members(path, allow_pickle)
         extra = {SPEC_FILE: ""}
-        program = torch.export.load(str(path), extra_files=extra)
+        with _weights_only_torch_load():
+            program = torch.export.load(str(path), extra_files=extra)
         return program.module(), _spec_or(spec, extra[SPEC_FILE], path)
     state = read_state_dict(path, allow_pickle=allow_pickle)  # refuses unless allowed
     if spec is None:
         raise ModelError(path, "a pickled state dict needs a spec naming a tilerun architecture")
     return build_from_state(state, spec, path), spec
+
+
+def _refuse_pickled_members(path: Path, allow_pickle: bool) -> None:
+    """A ``.pt2`` archive may mark weights ``use_pickle``; torch would unpickle them unsafely."""
+    if allow_pickle:
+        return
+    with zipfile.ZipFile(path) as archive:
+        for name in archive.namelist():
+            if name.endswith(".json") and _uses_pickle(archive.read(name)):
+                raise ModelError(path, f"{name} asks for pickled weights, and unpickling can "
+                                 "run code hidden in the file; re-export without pickles")
+
+
+def _uses_pickle(text: bytes) -> bool:
+    def walk(node: Any) -> bool:
+        if isinstance(node, dict):
+            return node.get("use_pickle") is True or any(walk(v) for v in node.values())
+        if isinstance(node, list):
+            return any(walk(v) for v in node)
+        return False
+
+    try:
+        return walk(json.loads(text))
+    except ValueError:
+        return True  # unreadable config: refuse rather than guess
+
+
+@contextlib.contextmanager
+def _weights_only_torch_load() -> Iterator[None]:
+    """Force ``torch.load(weights_only=True)`` inside torch's own loaders.
+
+    ``torch.export.load`` retries a failed safe load with ``weights_only=False``; this makes the
+    retry safe too.
+    """
+    original = torch.load
+
+    def safe_load(*args: Any, **kwargs: Any) -> Any:
+        kwargs["weights_only"] = True
+        return original(*args, **kwargs)
+
+    torch.load = safe_load
+    try:
+        yield
+    finally:
+        torch.load = original
 
 
 def _spec_or(spec: ModelSpec | None, text: str, path: Path) -> ModelSpec:

@@ -37,10 +37,13 @@ class OnnxModule(nn.Module):
     ``forward(x)`` feeds ``x`` as float32 to the model's first input and returns its first
     output as a float32 tensor on ``x``'s device. CUDA is used when onnxruntime offers it, else
     the CPU. ``.to()``/``.eval()`` are accepted and change nothing (the session owns the
-    weights). ``downsampling`` comes from the file's metadata, else 32.
+    weights). ``downsampling`` comes from the file's metadata, else 32. ``threads`` is
+    onnxruntime's intra-op thread count (default: ``torch.get_num_threads()``).
     """
 
-    def __init__(self, path: str | Path, providers: list[str] | None = None) -> None:
+    def __init__(
+        self, path: str | Path, providers: list[str] | None = None, threads: int | None = None
+    ) -> None:
         super().__init__()
         ort = _onnxruntime(path)
         self.path = str(path)
@@ -49,8 +52,9 @@ class OnnxModule(nn.Module):
             providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider")
                          if p in available] or list(available)
         self.providers = list(providers)
+        self.threads = threads if threads is not None else torch.get_num_threads()
         try:
-            self.session = ort.InferenceSession(self.path, providers=self.providers)
+            self.session = self._session(ort)
         except Exception as err:  # onnxruntime raises its own, undocumented exception types
             first = str(err).splitlines()[0] if str(err) else type(err).__name__
             raise ModelError(path, f"onnxruntime cannot load this model ({first})") from err
@@ -76,9 +80,12 @@ class OnnxModule(nn.Module):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self.session = _onnxruntime(self.path).InferenceSession(
-            self.path, providers=self.providers
-        )
+        self.session = self._session(_onnxruntime(self.path))
+
+    def _session(self, ort: Any) -> Any:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = max(1, self.threads)
+        return ort.InferenceSession(self.path, sess_options=options, providers=self.providers)
 
 
 def _downsampling(text: str | None, path: str) -> int:
