@@ -51,14 +51,29 @@ def iou_per_class(pred: np.ndarray, truth: np.ndarray, classes: int) -> np.ndarr
     return out
 
 
+def class_pixels(truths: np.ndarray) -> list[np.ndarray]:
+    """For each class, the ``(scene, row, col)`` of every pixel of that class (for sampling)."""
+    return [np.argwhere(truths == k) for k in range(len(CLASSES))]
+
+
 def random_batch(
-    images: np.ndarray, truths: np.ndarray, rng: np.random.Generator
+    images: np.ndarray, truths: np.ndarray, where: list[np.ndarray], rng: np.random.Generator
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``BATCH`` random ``CROP``² crops with random horizontal/vertical flips."""
+    """``BATCH`` random ``CROP``² crops with random horizontal/vertical flips.
+
+    Class-balanced: each crop is centred (as far as the scene allows) on a pixel of a class
+    drawn uniformly, so rare water is seen as often as the rest; without this, an unlucky start
+    can leave a network that never predicts water.
+    """
     xs, ys = [], []
+    present = [k for k, w in enumerate(where) if len(w)]
     for _ in range(BATCH):
-        s = int(rng.integers(len(images)))
-        r, c = (int(v) for v in rng.integers(0, SCENE_SIZE - CROP + 1, size=2))
+        pixels = where[present[int(rng.integers(len(present)))]]
+        s, r, c = (int(v) for v in pixels[int(rng.integers(len(pixels)))])
+        r = min(max(r - CROP // 2 + int(rng.integers(-CROP // 4, CROP // 4 + 1)), 0),
+                SCENE_SIZE - CROP)
+        c = min(max(c - CROP // 2 + int(rng.integers(-CROP // 4, CROP // 4 + 1)), 0),
+                SCENE_SIZE - CROP)
         x = images[s, :, r : r + CROP, c : c + CROP]
         y = truths[s, r : r + CROP, c : c + CROP]
         if rng.random() < 0.5:
@@ -100,6 +115,7 @@ def main() -> None:
     val_image = torch.from_numpy(
         (val.image.astype(np.float32) - mean[:, None, None]) / std[:, None, None]
     )
+    where = class_pixels(truths)
     share = np.bincount(truths.ravel(), minlength=len(CLASSES)) / truths.size
     print("training pixels per class:",
           ", ".join(f"{n} {f:.1%}" for n, f in zip(CLASSES, share, strict=True)))
@@ -117,7 +133,7 @@ def main() -> None:
     running = 0.0
     model.train()
     for step in range(1, MAX_STEPS + 1):
-        x, y = random_batch(images, truths, rng)
+        x, y = random_batch(images, truths, where, rng)
         loss = loss_fn(model(x), y)
         optimiser.zero_grad()
         loss.backward()

@@ -58,3 +58,21 @@ def test_predict_refuses_pickle_and_names_the_way_out(tmp_path):
     result = CliRunner().invoke(main, ["predict", str(scene), "--model", str(ckpt), "--quiet"])
     assert result.exit_code == 2
     assert result.stderr.count("\n") == 1 and "tilerun model pack" in result.stderr
+
+
+def test_export_torchscript_then_predict_matches(tmp_path):
+    import numpy as np
+
+    import tilerun
+
+    path = tmp_path / "m.safetensors"
+    save_package(_unet(), path, tile=64)
+    out = tmp_path / "m.ts"
+    result = CliRunner().invoke(main, ["model", "export", str(path), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    again = CliRunner().invoke(main, ["model", "export", str(path), "-o", str(out)])
+    assert again.exit_code == 2 and "--overwrite" in again.stderr
+    image = np.random.default_rng(0).normal(size=(3, 70, 90)).astype(np.float32)
+    a = tilerun.predict(image, str(path), tmp_path / "a.zarr").logits.values
+    b = tilerun.predict(image, str(out), tmp_path / "b.zarr").logits.values
+    np.testing.assert_allclose(a, b, atol=1e-4)

@@ -84,3 +84,23 @@ def pack_command(
     }
     save_package(module, out, **fields)
     click.echo(f"wrote {out} ({spec.architecture}, {out.stat().st_size / 1e6:.2f} MB)")
+
+
+@model_group.command("export")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["torchscript", "onnx"]), default="torchscript",
+              show_default=True)
+@click.option("-o", "--output", "out", type=click.Path(path_type=Path), required=True)
+@click.option("--tile", type=int, help="Example tile edge for tracing [default: the spec's].")
+@click.option("--allow-pickle", is_flag=True, help="Allow a pickled checkpoint (weights only).")
+@click.option("--overwrite", is_flag=True)
+@exits_cleanly
+def export_command(path: Path, fmt: str, out: Path, tile: int | None, allow_pickle: bool,
+                   overwrite: bool) -> None:
+    """Export a model to TorchScript or ONNX (dynamic batch axis), spec included."""
+    from tilerun.models.export import export_model
+
+    if out.exists() and not overwrite:
+        raise OutputExistsError(out, "already exists; pass --overwrite to replace it")
+    export_model(path, out, format=fmt, tile=tile, allow_pickle=allow_pickle)
+    click.echo(f"wrote {out} ({fmt}, checked against the source model to 1e-4)")
