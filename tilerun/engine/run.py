@@ -96,6 +96,11 @@ def prepare(
         "blend": blend.name,
         "sigma": blend.sigma,
         "bands": list(options.bands) if options.bands else list(range(1, bands + 1)),
+        "class_names": list(spec.class_names) if spec.class_names else None,
+        "class_colours": list(spec.class_colours) if spec.class_colours else None,
+        "activation": spec.activation,
+        "precision": options.precision,
+        "tta": options.tta,
     }
     job = Job(
         source=src,
