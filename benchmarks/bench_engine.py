@@ -327,6 +327,7 @@ def child_model(batches: int, warmup: int) -> dict[str, Any]:
         "batch_times_s": times,
         "cpu_s": cpu,
         "torch_threads": torch.get_num_threads(),
+        "maxrss_mib": maxrss_mib(),
         "loadavg_end": load["loadavg"],
         "other_share": load["other_share"],
     }
@@ -393,6 +394,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--warmup", type=int, default=2, help="untimed model-only warm-up batches")
     parser.add_argument("--json", type=Path, help="also write all raw results to this JSON file")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="reuse measurements saved in WORKDIR/state.json by an interrupted run (same settings)",
+    )
     parser.add_argument("--child-run", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--child-model", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -415,22 +421,63 @@ def main(argv: list[str] | None = None) -> int:
 
     child_common = ["--workdir", str(args.workdir), "--seed", str(args.seed)]
     model_args = ["--child-model", str(model_batches), "--warmup", str(args.warmup)]
+    # Every finished measurement is saved at once, so an interrupted run can be resumed.
+    config = {
+        "sizes": sizes,
+        "ratio_size": ratio_size,
+        "model_batches": model_batches,
+        "warmup": args.warmup,
+        "seed": args.seed,
+        "scene_version": SCENE_VERSION,
+    }
+    state_path = args.workdir / "state.json"
+    state: dict[str, Any] = {"config": config, "started": None, "steps": {}}
+    if args.resume and state_path.exists():
+        saved = json.loads(state_path.read_text())
+        if saved.get("config") == config:
+            state = saved
+            log(f"resuming: {sorted(state['steps'])} already measured ({state_path})")
+        else:
+            log(f"not resuming: {state_path} holds a different configuration")
+    if state["started"] is None:
+        state["started"] = started.isoformat()
+    started = dt.datetime.fromisoformat(state["started"])
+
+    def step(name: str, what: str, child: list[str]) -> dict[str, Any]:
+        if name not in state["steps"]:
+            log(what)
+            state["steps"][name] = spawn(child)
+            state_path.write_text(json.dumps(state, indent=1))
+        return state["steps"][name]
+
     runs: dict[int, dict[str, Any]] = {}
     samples: list[dict[str, Any]] = []
     for size in sorted({*sizes, ratio_size}):
         if size == ratio_size:
-            log(f"model-only sample ({model_batches} batches) before the {size}² run")
-            samples.append(spawn(model_args))
-        log(f"tilerun.run on {size}² in a fresh process")
-        runs[size] = spawn(["--child-run", str(size), *child_common])
-        r = runs[size]
+            samples.append(
+                step(
+                    "model-before",
+                    f"model-only sample ({model_batches} batches) before the {size}² run",
+                    model_args,
+                )
+            )
+        runs[size] = r = step(
+            f"run-{size}",
+            f"tilerun.run on {size}² in a fresh process",
+            ["--child-run", str(size), *child_common],
+        )
         log(
             f"  {size}²: {r['wall_s']:.1f} s wall, {r['tiles_run']} tiles, "
             f"peak RSS {r['maxrss_mib']:.0f} MiB"
         )
         if size == ratio_size:
-            log(f"model-only sample ({model_batches} batches) after the {size}² run")
-            samples.append(spawn(model_args))
+            samples.append(
+                step(
+                    "model-after",
+                    f"model-only sample ({model_batches} batches) after the {size}² run",
+                    model_args,
+                )
+            )
 
     batch_times = [t for s in samples for t in s["batch_times_s"]]
     per_batch = statistics.mean(batch_times)
@@ -455,9 +502,9 @@ def main(argv: list[str] | None = None) -> int:
     out("")
     out(
         "| scene | tiles run | tiles min | run ÷ min | tilerun.run wall s | model-only s (extrap.) "
-        "| wall ÷ model-only | CPU ÷ model CPU | in-run model s | peak RSS MiB |"
+        "| wall ÷ model-only | CPU ÷ model CPU | in-run model s | model busy | peak RSS MiB |"
     )
-    out("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    out("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for size in sorted(runs):
         r = runs[size]
         model_only = per_tile * r["tiles_run"]
@@ -467,7 +514,8 @@ def main(argv: list[str] | None = None) -> int:
             f"| {size}²{mark} | {r['tiles_run']} | {r['tiles_minimum']} "
             f"| {fmt(r['tiles_run'] / r['tiles_minimum'])} | {r['wall_s']:.1f} | {model_only:.1f} "
             f"| {fmt(r['wall_s'] / model_only)} | {fmt(r['cpu_s'] / model_cpu)} "
-            f"| {r['model_in_run_s']:.1f} | {r['maxrss_mib']:.0f} |"
+            f"| {r['model_in_run_s']:.1f} | {100 * r['model_in_run_s'] / r['wall_s']:.1f} % "
+            f"| {r['maxrss_mib']:.0f} |"
         )
     out("")
     rr = runs[ratio_size]
@@ -507,9 +555,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     out(
         "`in-run model s` is the time spent inside the model's forward during tilerun.run "
-        "(forward hooks); `CPU ÷ model CPU` compares process CPU time (user+sys) of the run with "
-        "the model-only CPU time for the same tiles, which is less sensitive to other load on the "
-        "machine."
+        "(forward hooks), `model busy` that time ÷ the run's wall time (how well reading, "
+        "blending and writing hide behind the model); `CPU ÷ model CPU` compares the process CPU "
+        "time (user+sys, all threads) of the run with the model-only CPU time for the same tiles "
+        "(OpenMP spin-waiting inflates CPU time when other processes compete for the cores)."
     )
     batches = ", ".join(
         f"{size}²: " + " ".join(f"{n}×{c}" for n, c in runs[size]["batches"].items())
@@ -519,7 +568,10 @@ def main(argv: list[str] | None = None) -> int:
     out(
         "Peak RSS baseline (after imports and model build, before run): "
         + ", ".join(f"{s}²: {runs[s]['rss_before_run_mib']:.0f} MiB" for s in sorted(runs))
-        + "."
+        + "; peak RSS of the model-only processes (baseline + the model's activations for a batch "
+        + "of 8): "
+        + ", ".join(f"{smp['maxrss_mib']:.0f}" for smp in samples)
+        + " MiB."
     )
     out(
         "Load average (1/5/15 min) at start / end of each run: "

@@ -57,7 +57,8 @@ def _iou(pred: np.ndarray, truth: np.ndarray) -> list[float]:
 def test_bundled_model_segments_a_fresh_scene(predicted: Path) -> None:
     group = zarr.open_group(predicted, mode="r")
     labels = np.asarray(group["labels"][:])
-    assert [str(v) for v in group["class"][:]] == list(CLASSES)
+    assert group.attrs["tilerun"]["class_names"] == list(CLASSES)
+    assert group["labels"].attrs["flag_meanings"] == "water forest field built-up"
     truth = make_scene(SIZE, SIZE, SEED).truth
     ious = _iou(labels, truth)
     report = ", ".join(f"{n} {v:.3f}" for n, v in zip(CLASSES, ious, strict=True))

@@ -172,7 +172,10 @@ def _read_labels(
 
 
 def _class_names(group: Any, classes: int | None) -> tuple[str, ...]:
-    """The ``class`` coordinate as strings (indices when the store has none)."""
+    """Class names from the run's attributes, else the ``class`` coordinate, else indices."""
+    names = dict(group.attrs.get("tilerun") or {}).get("class_names")
+    if names:
+        return tuple(str(v) for v in names)
     if "class" in set(group.array_keys()):
         return tuple(str(v) for v in np.asarray(group["class"][:]).tolist())
     return tuple(str(k) for k in range(classes or 0))

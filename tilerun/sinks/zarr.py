@@ -138,18 +138,26 @@ class ZarrSink(Sink):
 def _skeleton(layout: OutputLayout, georef: GeoRef | None) -> xr.Dataset:
     """A lazy dataset with the output's variables, coordinates and georeferencing."""
     h, w, k, z = layout.height, layout.width, layout.classes, layout.chunk
-    classes = list(layout.class_names) if layout.class_names else list(range(k))
-    coords: dict[str, Any] = {"class": classes}
+    # Integer class indices: Zarr v3 has no standard string type yet. Names go in attributes,
+    # and labels carry the CF categorical attributes flag_values / flag_meanings.
+    coords: dict[str, Any] = {"class": np.arange(k, dtype=np.int16)}
+    names = list(layout.class_names) if layout.class_names else [str(i) for i in range(k)]
     centres = georef.pixel_centres(h, w) if georef is not None else None
     if centres is not None:
         coords["y"], coords["x"] = centres
     data: dict[str, xr.DataArray] = {}
     if "logits" in layout.variables:
         empty = da.empty((k, h, w), dtype=layout.logits_dtype, chunks=(k, z, z))
-        data["logits"] = xr.DataArray(empty, dims=("class", "y", "x"))
+        data["logits"] = xr.DataArray(
+            empty, dims=("class", "y", "x"), attrs={"class_names": names, "units": "1"}
+        )
     if "labels" in layout.variables:
         empty = da.empty((h, w), dtype=np.uint8, chunks=(z, z))
-        data["labels"] = xr.DataArray(empty, dims=("y", "x"))
+        meanings = [n.replace(" ", "_") for n in names]
+        if k == 1:  # one class: labels are logit > 0
+            meanings = [f"not_{meanings[0]}", meanings[0]]
+        flags = {"flag_values": list(range(len(meanings))), "flag_meanings": " ".join(meanings)}
+        data["labels"] = xr.DataArray(empty, dims=("y", "x"), attrs=flags)
     ds = xr.Dataset(data, coords=coords)
     if georef is not None:
         import rioxarray  # noqa: F401  (registers the .rio accessor)
