@@ -66,9 +66,7 @@ def _first(*values: Any) -> Any:
     return next(v for v in values if v is not None)
 
 
-def prepare(
-    source: Any, model: Any, out: str | Path, options: PredictOptions
-) -> tuple[Job, ZarrSink, dict[str, Any]]:
+def prepare(source: Any, model: Any, out: str | Path, options: PredictOptions) -> Job:
     """Open and check source and model, plan the chunks and create the (staging) store."""
     check_output_path(Path(out), options.overwrite)
     src = open_source(source, options.bands)
@@ -87,21 +85,6 @@ def prepare(
         height, width, classes, options.chunk, options.output, options.dtype, spec.class_names
     )
     sink = ZarrSink(out, layout, overwrite=options.overwrite)
-    attrs = {
-        "version": __version__,
-        "input": src.name,
-        "model": handle.name,
-        "tile": grid.tile,
-        "overlap_px": grid.overlap,
-        "blend": blend.name,
-        "sigma": blend.sigma,
-        "bands": list(options.bands) if options.bands else list(range(1, bands + 1)),
-        "class_names": list(spec.class_names) if spec.class_names else None,
-        "class_colours": list(spec.class_colours) if spec.class_colours else None,
-        "activation": spec.activation,
-        "precision": options.precision,
-        "tta": options.tta,
-    }
     job = Job(
         source=src,
         plan=ChunkPlan(grid, blend, options.chunk),
@@ -112,8 +95,30 @@ def prepare(
         sink=sink,
         labels="labels" in options.output,
     )
-    sink.create(src.georef, attrs)
-    return job, sink, attrs
+    sink.create(src.georef, _run_attributes(job, handle, options))
+    return job
+
+
+def _run_attributes(job: Job, model: ModelHandle, options: PredictOptions) -> dict[str, Any]:
+    """What the output records about how it was made (the ``tilerun`` root attribute)."""
+    grid, spec = job.plan.grid, model.spec
+    return {
+        "version": __version__,
+        "input": job.source.name,
+        "model": model.name,
+        "tile": grid.input_tile,
+        "overlap_px": grid.overlap,
+        "border_px": grid.border,
+        "blend": job.plan.blend.name,
+        "sigma": job.plan.blend.sigma,
+        "chunk": job.plan.chunk,
+        "bands": list(options.bands or range(1, job.source.shape[0] + 1)),
+        "class_names": list(spec.class_names) if spec.class_names else None,
+        "class_colours": list(spec.class_colours) if spec.class_colours else None,
+        "activation": spec.activation,
+        "precision": options.precision,
+        "tta": options.tta,
+    }
 
 
 def run(
@@ -131,7 +136,7 @@ def run(
     """
     options = options or PredictOptions()
     release_large_buffers_eagerly()
-    job, sink, _ = prepare(source, model, out, options)
+    job = prepare(source, model, out, options)
     graph, writes = build_graph(job, uuid.uuid4().hex[:12])
     if on_start is not None:
         on_start(len(writes))
@@ -148,7 +153,7 @@ def run(
         seconds=seconds,
         device=str(job.runner.device),
     )
-    sink.finalize({k: v for k, v in asdict(summary).items() if k != "output"})
+    job.sink.finalize({k: v for k, v in asdict(summary).items() if k != "output"})
     return summary
 
 
