@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -89,4 +90,60 @@ def write_scene(path: str | Path, height: int = 1024, width: int = 1024, seed: i
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(scene.image)
         dst.update_tags(classes=",".join(CLASSES), seed=str(seed))
+    return scene
+
+
+def make_slide_image(size: int = 2048, tissue_fraction: float = 0.3, seed: int = 0) -> Scene:
+    """An H&E-like RGB image: pink/purple tissue blobs on near-white glass.
+
+    The tissue is where a smooth random field exceeds its ``1 - tissue_fraction`` quantile, so
+    the true tissue fraction is ``tissue_fraction`` (to within a pixel's rounding). ``truth`` is
+    1 on tissue, 0 on glass.
+    """
+    rng = np.random.default_rng(seed)
+    field = _smooth_field(rng, size, size, max(size // 8, 16))
+    truth = (field > np.quantile(field, 1.0 - tissue_fraction)).astype(np.uint8)
+    nuclei = _smooth_field(rng, size, size, 3) > 1.0
+    glass = np.array([242, 240, 244], np.float32)[:, None, None]
+    stroma = np.array([222, 150, 190], np.float32)[:, None, None]
+    nucleus = np.array([110, 60, 150], np.float32)[:, None, None]
+    tissue = np.where(nuclei[None], nucleus, stroma)
+    image = np.where(truth[None].astype(bool), tissue, glass)
+    image = image + rng.normal(scale=4.0, size=image.shape)
+    return Scene(np.clip(image, 0, 255).astype(np.uint8), truth)
+
+
+def write_slide(
+    path: str | Path,
+    size: int = 2048,
+    tissue_fraction: float = 0.3,
+    seed: int = 0,
+    mpp: float | None = 0.5,
+    levels: int = 4,
+) -> Scene:
+    """Write :func:`make_slide_image` as a tiled pyramidal TIFF that OpenSlide opens.
+
+    Levels are successive 2×2 means in top-level directories (OpenSlide's generic-tiff layout);
+    ``mpp`` is stored as XResolution/YResolution per centimetre, which OpenSlide reports as
+    ``openslide.mpp-x``/``-y`` (None: a slide without mpp metadata).
+    """
+    import tifffile
+
+    scene = make_slide_image(size, tissue_fraction, seed)
+    level = np.ascontiguousarray(scene.image.transpose(1, 2, 0))
+    with tifffile.TiffWriter(path) as tif:
+        for i in range(levels):
+            options: dict[str, Any] = {
+                "tile": (256, 256), "photometric": "rgb", "compression": "zlib",
+            }
+            if i:
+                options["subfiletype"] = 1  # reduced-resolution image
+            if mpp is not None:
+                per_cm = 1e4 / (mpp * 2**i)
+                options["resolution"] = (per_cm, per_cm)
+                options["resolutionunit"] = "CENTIMETER"
+            tif.write(level, **options)
+            h, w = level.shape[0] // 2, level.shape[1] // 2
+            level = level[: 2 * h, : 2 * w].reshape(h, 2, w, 2, 3).mean(axis=(1, 3))
+            level = np.rint(level).astype(np.uint8)
     return scene

@@ -87,6 +87,16 @@ def _overlap(text: str) -> float | int:
               help="Allowed relative difference from the model's pixel size (inf: no check).")
 @click.option("--allow-pickle", is_flag=True,
               help="Allow a pickled checkpoint (read with torch's weights-only loader).")
+@click.option("--mpp", type=float,
+              help="Slides: resample to exactly this many µm per pixel [default: the model's].")
+@click.option("--level", type=int, help="Slides: use this pyramid level as is.")
+@click.option("--slide-mpp", type=float,
+              help="Slides: µm per pixel at level 0, for slides without (or with wrong) metadata.")
+@click.option("--tissue", default="auto", show_default=True,
+              help="Slides: skip tiles without tissue: auto (detect), none, or a mask image/Zarr.")
+@click.option("--pyramid", default="auto", show_default=True,
+              help="OME-NGFF pyramids to add: auto (labels, for slides), none, labels, "
+                   "or labels,probabilities.")
 @click.option("--workers", type=int, help="Threads [default: CPU cores, at least 2].")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output store.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")

@@ -11,6 +11,7 @@ from tilerun.errors import OptionError
 SCHEDULERS = ("threads", "sync")
 PRECISIONS = ("fp32", "bf16", "fp16")
 TTA_MODES = ("none", "flips", "d4")
+PYRAMIDS = ("auto", "none", "labels", "labels,probabilities")
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,12 @@ class PredictOptions:
     the machine's cores, at least 2 so that reading overlaps compute). ``precision`` is the
     model's autocast type (blending is float32 whatever it is); ``tta`` averages each tile over
     flips (4 views) or the dihedral group (8 views).
+
+    Slides: ``mpp`` resamples to exactly that many µm per pixel (default: the model's, when its
+    spec is in µm), ``level`` takes a pyramid level as is, ``slide_mpp`` overrides missing or
+    wrong scanner metadata. ``tissue`` is ``auto`` (detect on a thumbnail; slides only),
+    ``none``, or a mask image/Zarr path; tiles with no tissue under them are not run.
+    ``pyramid`` adds OME-NGFF multiscale pyramids for viewers (``auto``: labels, for slides).
     """
 
     tile: int | None = None
@@ -44,6 +51,11 @@ class PredictOptions:
     tta: str = "none"
     allow_pickle: bool = False
     pixel_size_tolerance: float = 0.1
+    mpp: float | None = None
+    level: int | None = None
+    slide_mpp: float | None = None
+    tissue: str = "auto"
+    pyramid: str = "auto"
 
     def __post_init__(self) -> None:
         if self.chunk < 1:
@@ -56,6 +68,10 @@ class PredictOptions:
             raise OptionError("--tta", f"choose from {TTA_MODES}, got {self.tta!r}")
         if not self.pixel_size_tolerance >= 0:
             raise OptionError("--pixel-size-tolerance", "must be ≥ 0")
+        if self.pyramid not in PYRAMIDS:
+            raise OptionError("--pyramid", f"choose from {PYRAMIDS}, got {self.pyramid!r}")
+        if self.mpp is not None and self.level is not None:
+            raise OptionError("--mpp", "give --mpp or --level, not both")
         if self.workers is not None and self.workers < 1:
             raise OptionError("--workers", f"must be ≥ 1, got {self.workers}")
 

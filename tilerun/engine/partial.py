@@ -104,9 +104,9 @@ def assemble(window: Window, pieces: list[Partial], classes: int) -> tuple[np.nd
         num[:, ys, xs] += piece.num
         den[ys, xs] += piece.den
         valid[ys, xs] |= piece.valid
-    if not (den > 0).all():
-        raise RuntimeError(f"tilerun bug: pixels of {window} received no tile weight")
-    logits = num / den
+    covered = den > 0  # False only where tiles were skipped (no tissue under them)
+    valid &= covered
+    logits = np.divide(num, den, out=np.full_like(num, np.nan), where=covered)
     logits[:, ~valid] = np.nan
     return logits, valid
 

@@ -94,6 +94,9 @@ class ChunkPlan:
     grid: TileGrid
     blend: Blend
     chunk: int
+    #: Tiles not to run (e.g. no tissue under their support); their pixels get no weight and
+    #: are written as fill unless another tile covers them.
+    skip: frozenset[tuple[int, int]] = frozenset()
 
     @cached_property
     def ys(self) -> AxisPlan:
@@ -117,7 +120,8 @@ class ChunkPlan:
 
     def owned_tiles(self, i: int, j: int) -> list[tuple[int, int]]:
         (r0, r1), (c0, c1) = self.ys.owned[i], self.xs.owned[j]
-        return [(r, c) for r in range(r0, r1) for c in range(c0, c1)]
+        tiles = [(r, c) for r in range(r0, r1) for c in range(c0, c1)]
+        return [t for t in tiles if t not in self.skip] if self.skip else tiles
 
     def partial_window(self, i: int, j: int) -> Window:
         (y0, y1), (x0, x1) = self.ys.partial[i], self.xs.partial[j]
@@ -138,6 +142,13 @@ class ChunkPlan:
         return [
             (a, b) for a in self.ys.sources(i) for b in self.xs.sources(j) if self.owned_tiles(a, b)
         ]
+
+    def support_window(self, row: int, col: int) -> Window:
+        """Where tile ``(row, col)`` has non-zero weight, clipped to the image."""
+        s0, s1 = self.blend.support(self.grid)
+        w = self.grid.tile_window(row, col)
+        support = Window(w.y + s0, w.x + s0, s1 - s0, s1 - s0)
+        return support.intersection(self.grid.image_window())
 
     @property
     def tiles_planned(self) -> int:

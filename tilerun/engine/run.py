@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,8 @@ from tilerun.engine.options import PredictOptions
 from tilerun.engine.partial import ChunkResult
 from tilerun.engine.plan import ChunkPlan
 from tilerun.engine.runner import Normalizer, TileRunner, resolve_device
+from tilerun.engine.skipping import resolve_tissue, skipped_tiles
+from tilerun.errors import OptionError
 from tilerun.geometry import make_grid
 from tilerun.models import ModelHandle, as_model
 from tilerun.sinks import OutputLayout, ZarrSink, check_output_path
@@ -43,6 +45,7 @@ class RunSummary:
     output: str
     tiles_run: int
     tiles_minimum: int
+    tiles_skipped: int
     chunks: int
     pixels: int
     valid_pixels: int
@@ -51,7 +54,13 @@ class RunSummary:
 
     @property
     def recompute_ratio(self) -> float:
-        return self.tiles_run / self.tiles_minimum
+        """Tiles run ÷ tiles that had to run (1.0: nothing computed twice)."""
+        return self.tiles_run / self.tiles_minimum if self.tiles_minimum else 1.0
+
+    @property
+    def skipped_fraction(self) -> float:
+        """Share of the grid's tiles not run because no tissue lay under them."""
+        return self.tiles_skipped / (self.tiles_minimum + self.tiles_skipped)
 
     @property
     def pixels_per_second(self) -> float:
@@ -69,8 +78,10 @@ def _first(*values: Any) -> Any:
 def prepare(source: Any, model: Any, out: str | Path, options: PredictOptions) -> Job:
     """Open and check source and model, plan the chunks and create the (staging) store."""
     check_output_path(Path(out), options.overwrite)
-    src = open_source(source, options.bands)
     handle = as_model(model, allow_pickle=options.allow_pickle, mean=options.mean, std=options.std)
+    src = open_source(source, options.bands, **_slide_options(options, handle))
+    if (options.mpp is not None or options.level is not None) and not hasattr(src, "metadata"):
+        raise OptionError(src.name, "--mpp and --level apply to whole-slide images only")
     check_input(src, handle, options.pixel_size_tolerance)
     bands, height, width = src.shape
     spec = handle.spec
@@ -81,22 +92,38 @@ def prepare(source: Any, model: Any, out: str | Path, options: PredictOptions) -
     device = resolve_device(options.device)
     runner = TileRunner(handle, device, options.batch_size, options.precision, options.tta)
     classes = runner.probe(bands, grid.input_tile)
+    variables = options.output
+    if "labels" in _pyramid_kinds(options, src) and "labels" not in variables:
+        variables = (*variables, "labels")
     layout = OutputLayout(
-        height, width, classes, options.chunk, options.output, options.dtype, spec.class_names
+        height, width, classes, options.chunk, variables, options.dtype, spec.class_names
     )
     sink = ZarrSink(out, layout, overwrite=options.overwrite)
+    plan = ChunkPlan(grid, blend, options.chunk)
+    tissue = resolve_tissue(options.tissue, src)
+    if tissue is not None:
+        plan = replace(plan, skip=skipped_tiles(plan, tissue))
     job = Job(
         source=src,
-        plan=ChunkPlan(grid, blend, options.chunk),
+        plan=plan,
         runner=runner,
         normalize=Normalizer.for_model(handle, bands, src.dtype),
         weights=blend.weights(grid),
         classes=classes,
         sink=sink,
-        labels="labels" in options.output,
+        labels="labels" in variables,
     )
     sink.create(src.georef, _run_attributes(job, handle, options))
     return job
+
+
+def _slide_options(options: PredictOptions, model: ModelHandle) -> dict[str, Any]:
+    """Slide resolution options; ``mpp`` defaults to the model's when its spec is in µm."""
+    mpp = options.mpp
+    if mpp is None and options.level is None and model.spec.pixel_unit == "um":
+        mpp = model.spec.pixel_size
+    given = {"mpp": mpp, "level": options.level, "slide_mpp": options.slide_mpp}
+    return {k: v for k, v in given.items() if v is not None}
 
 
 def _run_attributes(job: Job, model: ModelHandle, options: PredictOptions) -> dict[str, Any]:
@@ -118,6 +145,8 @@ def _run_attributes(job: Job, model: ModelHandle, options: PredictOptions) -> di
         "activation": spec.activation,
         "precision": options.precision,
         "tta": options.tta,
+        "pixel_size": list(job.source.pixel_size() or ()) or None,
+        "slide": job.source.metadata() if hasattr(job.source, "metadata") else None,
     }
 
 
@@ -146,15 +175,42 @@ def run(
     summary = RunSummary(
         output=str(out),
         tiles_run=job.runner.tiles_run,
-        tiles_minimum=job.plan.grid.count,
+        tiles_minimum=job.plan.grid.count - len(job.plan.skip),
+        tiles_skipped=len(job.plan.skip),
         chunks=len(results),
         pixels=sum(r.pixels for r in results),
         valid_pixels=sum(r.valid_pixels for r in results),
         seconds=seconds,
         device=str(job.runner.device),
     )
-    job.sink.finalize({k: v for k, v in asdict(summary).items() if k != "output"})
+    pyramids = _pyramids(options, job)
+    job.sink.finalize({k: v for k, v in asdict(summary).items() if k != "output"}, pyramids)
     return summary
+
+
+def _pyramids(options: PredictOptions, job: Job) -> Callable[[Path], None] | None:
+    """OME-NGFF pyramids to add before publishing (``auto``: labels, for slides)."""
+    kinds = _pyramid_kinds(options, job.source)
+    if not kinds:
+        return None
+    from tilerun.sinks.ngff import write_label_pyramid, write_probability_pyramid
+
+    size = job.source.pixel_size()
+    pixel_size, unit = ((size[0], size[0]), size[1]) if size else (None, None)
+
+    def write(store: Path) -> None:
+        if "labels" in kinds:
+            write_label_pyramid(store, pixel_size=pixel_size, unit=unit)
+        if "probabilities" in kinds:
+            write_probability_pyramid(store, pixel_size=pixel_size, unit=unit)
+
+    return write
+
+
+def _pyramid_kinds(options: PredictOptions, source: Any) -> tuple[str, ...]:
+    if options.pyramid == "auto":
+        return ("labels",) if hasattr(source, "metadata") else ()
+    return () if options.pyramid == "none" else tuple(options.pyramid.split(","))
 
 
 def _execute(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,5 +24,10 @@ class Sink(ABC):
         """Store blended ``logits`` (classes, h, w) and optional ``labels`` (h, w) at ``window``."""
 
     @abstractmethod
-    def finalize(self, summary: dict[str, Any]) -> None:
-        """Mark the output complete (and only then make it visible as complete)."""
+    def finalize(
+        self, summary: dict[str, Any], extras: Callable[[Path], None] | None = None
+    ) -> None:
+        """Mark the output complete (and only then make it visible as complete).
+
+        ``extras(path)`` may add derived data (e.g. viewer pyramids) before publication.
+        """

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import shutil
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -116,10 +117,15 @@ class ZarrSink(Sink):
         if "labels" in self.layout.variables and labels is not None:
             self._array("labels")[ys, xs] = labels
 
-    def finalize(self, summary: dict[str, Any]) -> None:
+    def finalize(
+        self, summary: dict[str, Any], extras: Callable[[Path], None] | None = None
+    ) -> None:
+        """Mark complete, add ``extras`` (e.g. viewer pyramids) to the staging store, publish."""
         group = zarr.open_group(self.staging, mode="r+")
         attrs = dict(group.attrs["tilerun"])  # type: ignore[arg-type]
         group.attrs["tilerun"] = {**attrs, **summary, "complete": True}
+        if extras is not None:
+            extras(self.staging)
         with warnings.catch_warnings():
             # Consolidated metadata is an extension in Zarr v3; xarray opens faster with it.
             warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)

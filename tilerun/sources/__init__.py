@@ -21,13 +21,21 @@ from tilerun.sources.geotiff import GeoTIFFSource
 __all__ = ["ArraySource", "GeoRef", "GeoTIFFSource", "Source", "open_source"]
 
 
-def open_source(obj: Any, bands: Sequence[int] | None = None) -> Source:
-    """Open anything tilerun reads; ``bands`` are 1-based and select and order the bands."""
+def open_source(obj: Any, bands: Sequence[int] | None = None, **slide: Any) -> Source:
+    """Open anything tilerun reads; ``bands`` are 1-based and select and order the bands.
+
+    ``slide`` options (``mpp``, ``level``, ``slide_mpp``) apply to whole-slide images, which
+    are recognised by OpenSlide (a pyramidal TIFF with GeoTIFF tags stays a raster).
+    """
     if isinstance(obj, Source):
         if bands is not None:
             raise InputError(obj.name, "pass bands when creating the Source, not to open_source")
         return obj
     if isinstance(obj, (str, Path)):
+        from tilerun.sources.slide import is_slide, open_slide
+
+        if Path(obj).is_file() and is_slide(obj):
+            return open_slide(obj, bands=bands, **slide)
         return GeoTIFFSource(obj, bands=bands)
     if isinstance(obj, (np.ndarray, da.Array)):
         return ArraySource(obj, bands=bands)

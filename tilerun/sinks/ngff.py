@@ -1,0 +1,631 @@
+"""Viewer-ready multiscale pyramids (OME-NGFF / OME-Zarr 0.5) inside a finished tilerun store.
+
+napari (with napari-ome-zarr), Viewer/vizarr, Neuroglancer and other NGFF viewers open a group
+of ``multiscales`` metadata at any zoom without reading the full-resolution array. After a run,
+:func:`write_label_pyramid` and :func:`write_probability_pyramid` add such groups next to the
+store's ``labels`` and ``logits``; the store stays a valid xarray/CF store.
+
+Layout (Zarr v3, OME-Zarr 0.5: the metadata sits under the group attribute ``"ome"`` with
+``"version": "0.5"``)::
+
+    out.zarr/
+      labels, logits, …            the run's variables (unchanged)
+      labels_pyramid/              attrs: ome.multiscales (+ ome.image-label)
+        0  1  2 …                  (y, x) uint8, level 0 = a chunk-by-chunk copy of labels
+      probabilities/               attrs: ome.multiscales (+ ome.omero channel names)
+        0  1  2 …                  (c, y, x) softmax probabilities, float32 or float16
+
+Level ``k`` has shape ``ceil(shape_{k-1} / 2)`` and the coordinate transformations (NGFF
+``scale`` then ``translation``, per axis, ``p`` the level-0 pixel size, 1 when not given)::
+
+    scale_k       = p * 2**k
+    translation_k = p * (2**k - 1) / 2
+
+so the centre of level-``k`` pixel ``i`` sits at the centre of the ``2**k`` level-0 pixels it
+summarises and every level spans the same extent.
+
+Downsampling:
+
+* **labels: nearest by stride-2 subsampling**, ``level_k = level_{k-1}[::2, ::2]``, hence
+  exactly ``labels[::2**k, ::2**k]``. Labels are categories: averaging would invent classes
+  between two others (the mean of 1 and 3 is 2), and a nodata fill (255) would bleed into
+  them. A 2×2 *mode* would keep thin classes a little better but needs tie rules (two-two
+  splits are common), is not exactly a subsample of level 0, and costs more; stride sampling
+  is what viewers expect. Its price: the value at level ``k`` comes from the top-left pixel of
+  its block, up to ``(2**k - 1) / 2`` level-0 pixels (under half a level-``k`` pixel) from the
+  block centre the transform puts it at.
+* **probabilities: 2×2 mean**, computed in float32 from the stored previous level (so level
+  ``k`` is exactly the rounded mean of level ``k-1`` as stored). A mean of probabilities is a
+  probability (each pixel still sums to 1). NaN (nodata) pixels are left out of the mean; a
+  block of only NaN stays NaN; blocks at an odd far edge average the pixels they have.
+  Probabilities are ``softmax(logits)`` over classes; a one-class (binary) model's logit
+  ``z`` becomes two channels ``(1 - sigmoid(z), sigmoid(z))``, matching the labels.
+
+Everything is computed chunk by chunk with Dask from the stored arrays (never loading a whole
+array); each level is written, then read back for the next. The group is written under
+``<name>.partial`` and renamed into place when complete, and the store's consolidated
+metadata, when it has some, is rebuilt so that it lists the new group.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import zarr
+
+from tilerun.errors import InputError, OptionError, OutputError, OutputExistsError, TilerunWarning
+
+NGFF_VERSION = "0.5"
+PROBABILITY_DTYPES = ("float32", "float16")
+
+#: Space units NGFF lists (UDUNITS-2 names), and common spellings mapped onto them.
+NGFF_SPACE_UNITS = frozenset({
+    "angstrom", "attometer", "centimeter", "decimeter", "exameter", "femtometer", "foot",
+    "gigameter", "hectometer", "inch", "kilometer", "megameter", "meter", "micrometer", "mile",
+    "millimeter", "nanometer", "parsec", "petameter", "picometer", "terameter", "yard",
+    "yoctometer", "yottameter", "zeptometer", "zettameter",
+})  # fmt: skip
+UNIT_ALIASES = {
+    "m": "meter", "metre": "meter", "metres": "meter", "meters": "meter",
+    "km": "kilometer", "kilometre": "kilometer", "cm": "centimeter", "centimetre": "centimeter",
+    "mm": "millimeter", "millimetre": "millimeter",
+    "um": "micrometer", "µm": "micrometer", "μm": "micrometer", "micron": "micrometer",
+    "microns": "micrometer", "micrometre": "micrometer", "nm": "nanometer",
+    "nanometre": "nanometer",
+}  # fmt: skip
+
+Colour = str | Sequence[int]
+
+
+@dataclass(frozen=True)
+class Pyramid:
+    """What a ``write_*_pyramid`` call wrote."""
+
+    path: Path
+    name: str
+    shapes: tuple[tuple[int, ...], ...]
+    scales: tuple[tuple[float, ...], ...]
+    translations: tuple[tuple[float, ...], ...]
+    dtype: str
+    method: str
+
+    @property
+    def levels(self) -> int:
+        return len(self.shapes)
+
+
+def level_count(height: int, width: int, min_size: int = 256) -> int:
+    """Levels needed until the long edge is at most ``min_size`` (halving with ceil)."""
+    if min_size < 1:
+        raise OptionError("min_size", f"must be at least 1, got {min_size}")
+    n = 1
+    while max(height, width) > min_size:
+        height, width = -(-height // 2), -(-width // 2)
+        n += 1
+    return n
+
+
+def level_shapes(height: int, width: int, levels: int) -> list[tuple[int, int]]:
+    """``(height, width)`` of each level: level ``k`` is ``ceil(level_{k-1} / 2)``."""
+    shapes = [(height, width)]
+    for _ in range(levels - 1):
+        h, w = shapes[-1]
+        shapes.append((-(-h // 2), -(-w // 2)))
+    return shapes
+
+
+def write_label_pyramid(
+    store_path: str | Path,
+    *,
+    levels: int | None = None,
+    source_variable: str = "labels",
+    name: str = "labels_pyramid",
+    min_size: int = 256,
+    pixel_size: tuple[float, float] | None = None,
+    unit: str | None = None,
+    colors: Sequence[Colour] | None = None,
+    source_image: str | None = None,
+    overwrite: bool = False,
+) -> Pyramid:
+    """Add an OME-NGFF label pyramid of ``source_variable`` (``(y, x)`` labels) to a store.
+
+    ``levels`` defaults to :func:`level_count` (``min_size``). ``pixel_size`` ``(sy, sx)`` and
+    ``unit`` (``"micrometer"`` for slides, ``"meter"`` for projected rasters; spellings such as
+    ``"metre"`` or ``"um"`` are mapped to NGFF's names) go into the transforms; without them
+    the scale is in pixels and the axes carry no unit.
+
+    The group gets NGFF ``image-label`` metadata: ``colors`` (``#rrggbb``, ``#rrggbbaa`` or
+    RGB(A) integer sequences, one per label value from 0; default: ``class_colours`` in the
+    store's ``tilerun`` attributes, if any), the nodata fill value as transparent, class names
+    as ``properties`` (from the labels' CF ``flag_meanings``) and ``source`` (``{"image":
+    source_image}``, a path relative to the label group) when given.
+    """
+    store = _open_store(store_path)
+    source = _source_array(store, source_variable, ndim=2)
+    height, width = (int(n) for n in source.shape)
+    n_levels = _levels(levels, height, width, min_size)
+    chunk = _spatial_chunk(source)
+    shapes = level_shapes(height, width, n_levels)
+    scales, translations = _transforms(n_levels, pixel_size)
+    ome: dict[str, Any] = {
+        "version": NGFF_VERSION,
+        "multiscales": [
+            _multiscale(
+                name, _axes(("y", "x"), unit), scales, translations, method="nearest",
+                description="stride-2 subsampling: level k = level k-1 [::2, ::2]",
+            )
+        ],
+        "image-label": _image_label(store, source, colors, source_image),
+    }  # fmt: skip
+
+    def level(k: int, previous: da.Array | None) -> da.Array:
+        if previous is None:
+            return da.from_zarr(source)
+        return previous[::2, ::2]
+
+    target, final = _staging(store.path, name, overwrite)
+    with _cleanup_on_error(target):
+        group = zarr.open_group(target, mode="w", zarr_format=3)
+        _write_levels(
+            group, shapes, level, dims=("y", "x"), dtype=np.dtype(source.dtype),
+            chunks=(chunk, chunk), fill_value=_nodata(source), compressors=_compressors(source),
+        )  # fmt: skip
+        group.attrs["ome"] = ome
+    return _publish(
+        store.path, target, final, name, shapes, scales, translations,
+        str(np.dtype(source.dtype)), "nearest",
+    )  # fmt: skip
+
+
+def write_probability_pyramid(
+    store_path: str | Path,
+    *,
+    levels: int | None = None,
+    source_variable: str = "logits",
+    name: str = "probabilities",
+    min_size: int = 256,
+    pixel_size: tuple[float, float] | None = None,
+    unit: str | None = None,
+    dtype: str = "float32",
+    overwrite: bool = False,
+) -> Pyramid:
+    """Add an OME-NGFF pyramid of class probabilities ``(c, y, x)`` from ``(class, y, x)`` logits.
+
+    Level 0 is ``softmax(logits)`` over classes (two channels ``1 - σ, σ`` for a one-class
+    model); each next level the 2×2 mean of the previous (see the module docstring). ``dtype``
+    is ``"float32"`` (default) or ``"float16"`` (half the size; values within about 1e-3).
+    Other arguments as in :func:`write_label_pyramid`; class names become ``omero`` channel
+    labels so viewers name the channels.
+    """
+    if dtype not in PROBABILITY_DTYPES:
+        raise OptionError("dtype", f"choose from {PROBABILITY_DTYPES}, got {dtype!r}")
+    store = _open_store(store_path)
+    source = _source_array(store, source_variable, ndim=3)
+    classes, height, width = (int(n) for n in source.shape)
+    channels = 2 if classes == 1 else classes
+    n_levels = _levels(levels, height, width, min_size)
+    chunk = _spatial_chunk(source)
+    shapes = [(channels, h, w) for h, w in level_shapes(height, width, n_levels)]
+    scales, translations = _transforms(n_levels, pixel_size, leading=1)
+    names = _class_names(store, source, channels)
+    ome: dict[str, Any] = {
+        "version": NGFF_VERSION,
+        "multiscales": [
+            _multiscale(
+                name, _axes(("c", "y", "x"), unit), scales, translations, method="mean",
+                description="2x2 mean of the previous level, NaN (nodata) left out",
+            )
+        ],
+        "omero": {
+            "channels": [
+                {
+                    "label": label,
+                    "color": _hex(_PALETTE[i % len(_PALETTE)]).removeprefix("#").upper(),
+                    "window": {"min": 0.0, "max": 1.0, "start": 0.0, "end": 1.0},
+                    "active": True,
+                }
+                for i, label in enumerate(names)
+            ],
+            "rdefs": {"model": "color"},
+        },
+    }  # fmt: skip
+
+    def level(k: int, previous: da.Array | None) -> da.Array:
+        if previous is None:
+            logits = da.from_zarr(source).rechunk({0: -1})
+            out_chunks = ((channels,), *logits.chunks[1:])
+            return da.map_blocks(_softmax, logits, dtype=np.float32, chunks=out_chunks)
+        return mean_pool_2x2(previous)
+
+    target, final = _staging(store.path, name, overwrite)
+    with _cleanup_on_error(target):
+        group = zarr.open_group(target, mode="w", zarr_format=3)
+        _write_levels(
+            group, shapes, level, dims=("c", "y", "x"), dtype=np.dtype(dtype),
+            chunks=(channels, chunk, chunk), fill_value=np.nan, compressors="auto",
+        )  # fmt: skip
+        group.attrs["ome"] = ome
+    return _publish(store.path, target, final, name, shapes, scales, translations, dtype, "mean")
+
+
+# --- downsampling --------------------------------------------------------------------------
+
+
+def mean_pool_2x2(array: da.Array) -> da.Array:
+    """2×2 mean over the last two axes, NaN left out, ceil at odd edges; chunk by chunk.
+
+    Every chunk but the last along y and x is made even first (a rechunk only when needed),
+    so no 2×2 block straddles two chunks; the result is float32.
+    """
+    chunks = list(array.chunks)
+    for axis in (-2, -1):
+        sizes = chunks[axis]
+        if any(c % 2 for c in sizes[:-1]):
+            step = sizes[0] + sizes[0] % 2
+            total = sum(sizes)
+            chunks[axis] = (step,) * (total // step) + ((total % step,) if total % step else ())
+    if tuple(chunks) != array.chunks:
+        array = array.rechunk(tuple(chunks))
+    out_chunks = (*array.chunks[:-2], *(tuple(-(-c // 2) for c in cs) for cs in array.chunks[-2:]))
+    return da.map_blocks(_mean2, array, dtype=np.float32, chunks=out_chunks)
+
+
+def _mean2(block: np.ndarray) -> np.ndarray:
+    b = np.asarray(block, dtype=np.float32)
+    h, w = b.shape[-2:]
+    pad = [(0, 0)] * (b.ndim - 2) + [(0, h % 2), (0, w % 2)]
+    b = np.pad(b, pad, constant_values=np.nan)
+    b = b.reshape(*b.shape[:-2], b.shape[-2] // 2, 2, b.shape[-1] // 2, 2)
+    valid = ~np.isnan(b)
+    total = np.where(valid, b, 0).sum(axis=(-3, -1), dtype=np.float32)
+    count = valid.sum(axis=(-3, -1))
+    out = np.full(total.shape, np.nan, np.float32)
+    np.divide(total, count, out=out, where=count > 0)
+    return out
+
+
+def _softmax(block: np.ndarray) -> np.ndarray:
+    z = np.asarray(block, dtype=np.float32)
+    with np.errstate(invalid="ignore", over="ignore"):
+        if z.shape[0] == 1:  # binary: logit z → P(class) = sigmoid(z)
+            p = 1.0 / (1.0 + np.exp(-z[0]))
+            return np.stack([1.0 - p, p]).astype(np.float32)
+        e = np.exp(z - z.max(axis=0, keepdims=True))
+        return (e / e.sum(axis=0, keepdims=True)).astype(np.float32)
+
+
+def _write_levels(
+    group: Any,
+    shapes: Sequence[tuple[int, ...]],
+    level: Callable[[int, da.Array | None], da.Array],
+    *,
+    dims: tuple[str, ...],
+    dtype: np.dtype[Any],
+    chunks: tuple[int, ...],
+    fill_value: Any,
+    compressors: Any,
+) -> None:
+    """Create arrays ``0 … n-1`` and fill each from the one before, chunk by chunk."""
+    previous: da.Array | None = None
+    for k, shape in enumerate(shapes):
+        level_chunks = tuple(min(c, n) for c, n in zip(chunks, shape, strict=True))
+        target = group.create_array(
+            str(k), shape=shape, dtype=dtype, chunks=level_chunks, fill_value=fill_value,
+            dimension_names=dims, compressors=compressors,
+        )  # fmt: skip
+        data = level(k, previous)
+        if tuple(data.shape) != tuple(shape):  # pragma: no cover - a bug, not a user error
+            raise AssertionError(f"level {k}: computed {data.shape}, expected {shape}")
+        data = data.astype(dtype).rechunk(level_chunks)
+        da.store(data, target, lock=False)
+        previous = da.from_zarr(target)
+
+
+# --- metadata --------------------------------------------------------------------------------
+
+
+def _transforms(
+    levels: int, pixel_size: tuple[float, float] | None, leading: int = 0
+) -> tuple[list[list[float]], list[list[float]]]:
+    """NGFF scale and translation per level (1.0 and 0.0 for the ``leading`` non-space axes)."""
+    if pixel_size is None:
+        py, px = 1.0, 1.0
+    else:
+        try:
+            py, px = (float(v) for v in pixel_size)
+        except (TypeError, ValueError) as err:
+            raise OptionError("pixel_size", f"expected (y, x) numbers, got {pixel_size}") from err
+        if not (py > 0 and px > 0 and math.isfinite(py) and math.isfinite(px)):
+            raise OptionError("pixel_size", f"must be positive, got {pixel_size}")
+    scales, translations = [], []
+    for k in range(levels):
+        f = 2.0**k
+        scales.append([1.0] * leading + [py * f, px * f])
+        translations.append([0.0] * leading + [py * (f - 1) / 2, px * (f - 1) / 2])
+    return scales, translations
+
+
+def _axes(names: tuple[str, ...], unit: str | None) -> list[dict[str, str]]:
+    unit = _unit(unit)
+    axes = []
+    for axis in names:
+        if axis == "c":
+            axes.append({"name": "c", "type": "channel"})
+        else:
+            entry = {"name": axis, "type": "space"}
+            if unit is not None:
+                entry["unit"] = unit
+            axes.append(entry)
+    return axes
+
+
+def _unit(unit: str | None) -> str | None:
+    if unit is None:
+        return None
+    name = UNIT_ALIASES.get(unit.strip().lower(), unit.strip().lower())
+    if name not in NGFF_SPACE_UNITS:
+        warnings.warn(
+            f"unit {unit!r} is not one of the space units OME-NGFF lists; viewers may ignore it",
+            TilerunWarning,
+            stacklevel=4,
+        )
+    return name
+
+
+def _multiscale(
+    name: str,
+    axes: list[dict[str, str]],
+    scales: list[list[float]],
+    translations: list[list[float]],
+    *,
+    method: str,
+    description: str,
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "axes": axes,
+        "datasets": [
+            {
+                "path": str(k),
+                "coordinateTransformations": [
+                    {"type": "scale", "scale": scale},
+                    {"type": "translation", "translation": translation},
+                ],
+            }
+            for k, (scale, translation) in enumerate(zip(scales, translations, strict=True))
+        ],
+        "type": method,
+        "metadata": {"method": f"tilerun.sinks.ngff ({method})", "description": description},
+    }
+
+
+def _image_label(
+    store: _Store, source: Any, colors: Sequence[Colour] | None, source_image: str | None
+) -> dict[str, Any]:
+    """NGFF ``image-label``: ``colors`` and ``properties`` list the same label values.
+
+    Label values are the CF ``flag_values`` (else one per colour given) plus the nodata fill,
+    which is transparent and named ``nodata``. Colours missing for a value come from a
+    fixed palette.
+    """
+    label: dict[str, Any] = {}
+    fill = _nodata(source)
+    fill_value = int(fill) if isinstance(fill, int | float) and np.isfinite(fill) else None
+    if colors is None:
+        stored = dict(store.attrs.get("tilerun") or {}).get("class_colours")
+        if isinstance(stored, list | tuple) and stored:
+            try:
+                colors = [_rgba(c) for c in stored]
+            except (OptionError, TypeError):
+                colors = None
+    rgba = [_rgba(c) for c in colors] if colors is not None else None
+    meanings = str(source.attrs.get("flag_meanings", "")).split()
+    flags = source.attrs.get("flag_values")
+    if meanings:
+        if isinstance(flags, list | tuple) and len(flags) == len(meanings):
+            names = {int(v): m for v, m in zip(flags, meanings, strict=True)}
+        else:
+            names = dict(enumerate(meanings))
+    else:
+        names = {}
+    values = sorted(names) if names else list(range(len(rgba or ())))
+    if fill_value is not None and fill_value not in values:
+        values.append(fill_value)
+    if rgba is not None:
+        label["colors"] = [
+            {
+                "label-value": v,
+                "rgba": [0, 0, 0, 0] if v == fill_value and v not in names and v >= len(rgba)
+                else list(rgba[v] if v < len(rgba) else _rgba(_PALETTE[v % len(_PALETTE)])),
+            }
+            for v in values
+        ]  # fmt: skip
+    if names:
+        label["properties"] = [
+            {"label-value": v, "class": names.get(v, "nodata" if v == fill_value else str(v))}
+            for v in values
+        ]
+    if source_image is not None:
+        label["source"] = {"image": source_image}
+    return label
+
+
+def _class_names(store: _Store, source: Any, channels: int) -> list[str]:
+    names = source.attrs.get("class_names") or dict(store.attrs.get("tilerun") or {}).get(
+        "class_names"
+    )
+    names = [str(n) for n in names] if isinstance(names, list | tuple) else []
+    if channels == 2 and len(names) == 1:
+        names = [f"not {names[0]}", names[0]]
+    if len(names) != channels:
+        names = [f"class {k}" for k in range(channels)]
+    return names
+
+
+_PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2")
+
+
+def _rgba(colour: Colour) -> tuple[int, int, int, int]:
+    """``#rrggbb[aa]`` or 3 or 4 integers 0 … 255 as RGBA (opaque unless alpha is given)."""
+    if isinstance(colour, str):
+        text = colour.removeprefix("#")
+        if len(text) in (6, 8):
+            try:
+                values = [int(text[i : i + 2], 16) for i in range(0, len(text), 2)]
+            except ValueError:
+                values = []
+            if values:
+                return (*values[:3], values[3] if len(values) == 4 else 255)  # type: ignore[return-value]
+        raise OptionError("colors", f"expected #rrggbb or #rrggbbaa, got {colour!r}")
+    values = list(colour)
+    if len(values) not in (3, 4) or not all(
+        isinstance(v, int | np.integer) and 0 <= v <= 255 for v in values
+    ):
+        raise OptionError("colors", f"expected 3 or 4 integers 0 … 255, got {colour!r}")
+    return (
+        int(values[0]),
+        int(values[1]),
+        int(values[2]),
+        int(values[3]) if len(values) == 4 else 255,
+    )
+
+
+def _hex(colour: Colour) -> str:
+    return "#{:02x}{:02x}{:02x}".format(*_rgba(colour)[:3])
+
+
+# --- the store -------------------------------------------------------------------------------
+
+
+def _open_store(store_path: str | Path) -> _Store:
+    path = Path(store_path)
+    if not (path.is_dir() and (path / "zarr.json").is_file()):
+        raise InputError(path, "not a Zarr v3 store (no zarr.json)")
+    try:
+        group = zarr.open_group(path, mode="r")
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise InputError(path, f"not a readable Zarr store ({type(err).__name__})") from err
+    run = group.attrs.get("tilerun")
+    if isinstance(run, dict) and run.get("complete") is False:
+        raise InputError(path, "the run that writes this store has not finished")
+    return _Store(group, path)
+
+
+@dataclass(frozen=True)
+class _Store:
+    group: Any
+    path: Path
+
+    @property
+    def attrs(self) -> Any:
+        return self.group.attrs
+
+
+def _source_array(store: _Store, variable: str, ndim: int) -> Any:
+    try:
+        array = zarr.open_array(store.path / variable, mode="r")
+    except (OSError, ValueError, KeyError, TypeError, FileNotFoundError) as err:
+        raise InputError(store.path, f"has no array {variable!r}") from err
+    if array.ndim != ndim:
+        raise InputError(store.path, f"{variable} has {array.ndim} dimensions, expected {ndim}")
+    return array
+
+
+def _nodata(array: Any) -> Any:
+    """The CF ``_FillValue`` (what xarray writes; 255 for tilerun labels), else Zarr's."""
+    fill = array.attrs.get("_FillValue")
+    return fill if isinstance(fill, int | float) else array.fill_value
+
+
+def _spatial_chunk(array: Any) -> int:
+    return int(max(array.chunks[-2:]))
+
+
+def _compressors(array: Any) -> Any:
+    compressors = getattr(array, "compressors", None)
+    return compressors if compressors else "auto"
+
+
+def _levels(levels: int | None, height: int, width: int, min_size: int) -> int:
+    if levels is None:
+        return level_count(height, width, min_size)
+    if levels < 1:
+        raise OptionError("levels", f"must be at least 1, got {levels}")
+    return int(levels)
+
+
+def _staging(store: Path, name: str, overwrite: bool) -> tuple[Path, Path]:
+    if not name or "/" in name or name.startswith(".") or name.endswith(".partial"):
+        raise OptionError("name", f"expected a plain group name, got {name!r}")
+    final = store / name
+    if final.exists():
+        if not overwrite:
+            raise OutputExistsError(final, "already exists; pass overwrite=True to replace it")
+        if not (final / "zarr.json").is_file():
+            raise OutputError(final, "exists and is not a Zarr group; refusing to replace it")
+    staging = store / (name + ".partial")
+    if staging.exists():
+        shutil.rmtree(staging)
+    return staging, final
+
+
+@contextmanager
+def _cleanup_on_error(staging: Path) -> Iterator[None]:
+    """Remove the half-written group when anything fails (nothing partial is left behind)."""
+    try:
+        yield
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _publish(
+    store: Path,
+    staging: Path,
+    final: Path,
+    name: str,
+    shapes: Sequence[tuple[int, ...]],
+    scales: list[list[float]],
+    translations: list[list[float]],
+    dtype: str,
+    method: str,
+) -> Pyramid:
+    """Rename the finished group into place and refresh consolidated metadata."""
+    old = final.with_name(final.name + ".replaced")
+    if final.exists():
+        final.rename(old)
+    staging.rename(final)
+    if old.exists():
+        shutil.rmtree(old)
+    if _root_json(store).get("consolidated_metadata"):
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
+            zarr.consolidate_metadata(store)
+    return Pyramid(
+        path=final,
+        name=name,
+        shapes=tuple(tuple(int(n) for n in s) for s in shapes),
+        scales=tuple(tuple(s) for s in scales),
+        translations=tuple(tuple(t) for t in translations),
+        dtype=dtype,
+        method=method,
+    )
+
+
+def _root_json(store: Path) -> dict[str, Any]:
+    import json
+
+    try:
+        data = json.loads((store / "zarr.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
