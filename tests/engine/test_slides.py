@@ -32,6 +32,8 @@ def test_identity_on_real_svs_reproduces_level_rgb(tmp_path):
     np.testing.assert_allclose(ds.logits.values, expected, atol=1e-4)
     slide = ds.attrs["tilerun"]["slide"]
     assert slide["vendor"] == "aperio"
+    assert slide["level0_affine"] == [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+    assert slide["micron_affine"] == pytest.approx([0.499, 0, 0, 0, 0.499, 0])
     assert ds.attrs["tilerun"]["pixel_size"] == [pytest.approx(0.499), "um"]
 
 

@@ -160,8 +160,10 @@ def _run_with_progress(
 
 
 def _print_summary(s: RunSummary, console: Console) -> None:
+    skipped = (f", {s.tiles_skipped} skipped without tissue ({s.skipped_fraction:.0%})"
+               if s.tiles_skipped else "")
     console.print(
-        f"[green]done[/] {s.tiles_run} tiles ({s.recompute_ratio:.2f}× the minimum) in "
+        f"[green]done[/] {s.tiles_run} tiles ({s.recompute_ratio:.2f}× the minimum{skipped}) in "
         f"{s.chunks} chunks on {s.device}, {s.seconds:.1f} s, "
         f"{s.pixels_per_second / 1e6:.2f} Mpx/s → {s.output}"
     )

@@ -509,11 +509,21 @@ class SlideSource(Source):
             "bounds": list(self.bounds),
             "bounds_from_slide": self.bounds_from_slide,
             "level0_affine": list(self.level0_affine),
-            "affine_convention": "output pixel corner (col, row) -> level-0 pixel corner (x, y)",
+            "micron_affine": self._micron_affine(),
+            "affine_convention": "output pixel corner (col, row) -> level-0 pixel corner (x, y); "
+            "micron_affine: -> microns from the level-0 origin",
             "shape": list(self.shape),
             "background_color": "{:02X}{:02X}{:02X}".format(*self.background),
             "properties": dict(self._properties),
         }
+
+    def _micron_affine(self) -> list[float] | None:
+        """``level0_affine`` scaled by level-0 µm per pixel: output pixel corner → microns."""
+        if self.mpp0 is None:
+            return None
+        a, b, c, d, e, f = self.level0_affine
+        mx, my = self.mpp0
+        return [a * mx, b * mx, c * mx, d * my, e * my, f * my]
 
     def _slide(self) -> Any:
         slide = getattr(self._local, "slide", None)
