@@ -15,6 +15,7 @@ __all__ = [
     "UNetConfig",
     "__version__",
     "as_model",
+    "load_model",
     "load_package",
     "open_source",
     "predict",
