@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from tilerun import __version__
+from tilerun.cli.info import info_command
 from tilerun.cli.model import model_group
 from tilerun.cli.predict import predict_command
 from tilerun.cli.quicklook import quicklook_command
@@ -38,4 +39,6 @@ def main() -> None:
 main.add_command(predict_command)
 main.add_command(quicklook_command)
 main.add_command(model_group)
+main.add_command(info_command)
 main.add_command(sample_command)
+

@@ -99,6 +99,8 @@ def _overlap(text: str) -> float | int:
                    "or labels,probabilities.")
 @click.option("--workers", type=int, help="Threads [default: CPU cores, at least 2].")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output store.")
+@click.option("--resume", is_flag=True,
+              help="Continue an interrupted run of the same job: only missing chunks are written.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @exits_cleanly
 def predict_command(

@@ -56,29 +56,38 @@ def _write(
     )
 
 
-def build_graph(job: Job, token: str) -> tuple[dict[Any, Any], list[tuple[Any, ...]]]:
-    """The task graph and the keys of its write tasks (row-major)."""
+def build_graph(
+    job: Job, token: str, done: frozenset[tuple[int, int]] = frozenset()
+) -> tuple[dict[Any, Any], list[tuple[Any, ...]]]:
+    """The task graph and the keys of its write tasks (row-major), leaving out ``done`` chunks.
+
+    A resumed run still runs the tiles of finished chunks whose partial sums reach an
+    unfinished one (their results are needed), but writes no finished chunk again.
+    """
     plan = job.plan
     job_key = f"tilerun-job-{token}"
     graph: dict[Any, Any] = {job_key: job}
     for i, j in plan.chunks():
         targets = plan.targets(i, j)
-        if targets:
-            graph[("tilerun-tiles", token, i, j)] = (_tiles, job_key, (i, j))
+        if not any(t not in done for t in targets):
+            continue
+        graph[("tilerun-tiles", token, i, j)] = (_tiles, job_key, (i, j))
         for n, (a, b) in enumerate(targets):
-            graph[("tilerun-piece", token, i, j, a, b)] = (
-                operator.getitem,
-                ("tilerun-tiles", token, i, j),
-                n,
-            )
+            if (a, b) not in done:
+                graph[("tilerun-piece", token, i, j, a, b)] = (
+                    operator.getitem, ("tilerun-tiles", token, i, j), n
+                )
     writes = []
     for i, j in plan.chunks():
+        if (i, j) in done:
+            continue
         pieces = [("tilerun-piece", token, a, b, i, j) for a, b in plan.sources(i, j)]
         # Also depend on the pieces this chunk's tiles send *forward*: that makes the scheduler
         # split the tiles result right after computing it, so the big tuple is freed at once
         # and only thin spill strips wait for later chunks (memory flat in image size).
-        outgoing = [("tilerun-piece", token, i, j, a, b) for a, b in plan.targets(i, j)]
+        outgoing = [("tilerun-piece", token, i, j, a, b) for a, b in plan.targets(i, j)
+                    if (a, b) not in done and (a, b) != (i, j)]
         key = (WRITE, token, i, j)
-        graph[key] = (_write, job_key, (i, j), pieces, [k for k in outgoing if k not in pieces])
+        graph[key] = (_write, job_key, (i, j), pieces, outgoing)
         writes.append(key)
     return graph, writes

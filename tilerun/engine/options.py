@@ -56,6 +56,7 @@ class PredictOptions:
     slide_mpp: float | None = None
     tissue: str = "auto"
     pyramid: str = "auto"
+    resume: bool = False
 
     def __post_init__(self) -> None:
         if self.chunk < 1:

@@ -5,6 +5,8 @@ All validation happens before the output store is created, so bad input leaves n
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 import uuid
 from collections.abc import Callable
@@ -47,6 +49,7 @@ class RunSummary:
     tiles_minimum: int
     tiles_skipped: int
     chunks: int
+    chunks_resumed: int
     pixels: int
     valid_pixels: int
     seconds: float
@@ -113,7 +116,7 @@ def prepare(source: Any, model: Any, out: str | Path, options: PredictOptions) -
         sink=sink,
         labels="labels" in variables,
     )
-    sink.create(src.georef, _run_attributes(job, handle, options))
+    sink.create(src.georef, _run_attributes(job, handle, options), resume=options.resume)
     return job
 
 
@@ -129,7 +132,7 @@ def _slide_options(options: PredictOptions, model: ModelHandle) -> dict[str, Any
 def _run_attributes(job: Job, model: ModelHandle, options: PredictOptions) -> dict[str, Any]:
     """What the output records about how it was made (the ``tilerun`` root attribute)."""
     grid, spec = job.plan.grid, model.spec
-    return {
+    attrs: dict[str, Any] = {
         "version": __version__,
         "input": job.source.name,
         "model": model.name,
@@ -148,6 +151,33 @@ def _run_attributes(job: Job, model: ModelHandle, options: PredictOptions) -> di
         "pixel_size": list(job.source.pixel_size() or ()) or None,
         "slide": job.source.metadata() if hasattr(job.source, "metadata") else None,
     }
+    attrs["fingerprint"] = _fingerprint(attrs, job, options)
+    return attrs
+
+
+def _fingerprint(attrs: dict[str, Any], job: Job, options: PredictOptions) -> str:
+    """What must match for ``--resume`` to continue a store: input, model, options, layout."""
+    parts = {
+        **attrs,
+        "input_stat": _stat(job.source.name),
+        "model_stat": _stat(attrs["model"]),
+        "shape": list(job.source.shape),
+        "classes": job.classes,
+        "output": list(options.output),
+        "dtype": options.dtype,
+        "skip": sorted(job.plan.skip),
+        "version": None,
+    }
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _stat(name: str) -> list[float] | None:
+    try:
+        st = Path(name).stat()
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime]
 
 
 def run(
@@ -166,18 +196,24 @@ def run(
     options = options or PredictOptions()
     release_large_buffers_eagerly()
     job = prepare(source, model, out, options)
-    graph, writes = build_graph(job, uuid.uuid4().hex[:12])
-    if on_start is not None:
-        on_start(len(writes))
-    start = time.perf_counter()
-    results = _execute(graph, writes, options, on_chunk)
-    seconds = time.perf_counter() - start
+    try:
+        done = job.sink.completed()
+        graph, writes = build_graph(job, uuid.uuid4().hex[:12], done)
+        if on_start is not None:
+            on_start(len(writes))
+        start = time.perf_counter()
+        results = _execute(graph, writes, options, on_chunk)
+        seconds = time.perf_counter() - start
+    except BaseException:
+        job.sink.release()
+        raise
     summary = RunSummary(
         output=str(out),
         tiles_run=job.runner.tiles_run,
         tiles_minimum=job.plan.grid.count - len(job.plan.skip),
         tiles_skipped=len(job.plan.skip),
         chunks=len(results),
+        chunks_resumed=len(done),
         pixels=sum(r.pixels for r in results),
         valid_pixels=sum(r.valid_pixels for r in results),
         seconds=seconds,

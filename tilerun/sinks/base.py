@@ -31,3 +31,10 @@ class Sink(ABC):
 
         ``extras(path)`` may add derived data (e.g. viewer pyramids) before publication.
         """
+
+    def completed(self) -> frozenset[tuple[int, int]]:
+        """Chunk indices already written by an earlier, interrupted run (resume)."""
+        return frozenset()
+
+    def release(self) -> None:  # noqa: B027  (an optional hook: most sinks hold nothing)
+        """Give up any claim on the output (the run failed or finished)."""

@@ -9,8 +9,10 @@ Layout (``xarray.open_zarr(path, decode_coords="all")`` + rioxarray give back CR
   every raster variable's ``grid_mapping``; ``x``/``y`` pixel-centre coordinates.
 
 Nothing partial ever sits at the requested path: the run writes into ``<out>.partial`` and
-renames it to ``<out>`` when every chunk is written. An existing output is replaced only when
-asked, only if it is a Zarr store, and only after the new one is complete.
+renames it to ``<out>`` when every chunk is written. ``chunks_done`` records each chunk after
+its data, so an interrupted run can be resumed, and ``tilerun.lock`` keeps a second run out.
+An existing output is replaced only when asked, only if it is a Zarr store, and only after the
+new one is complete.
 """
 
 from __future__ import annotations
@@ -30,9 +32,12 @@ import zarr
 from tilerun.errors import OutputError, OutputExistsError
 from tilerun.geometry import Window
 from tilerun.sinks.base import Sink
+from tilerun.sinks.lock import RunLock
 from tilerun.sources import GeoRef
 
 LABEL_FILL = 255
+#: Per-chunk completion records (uint8, one element per output chunk, each its own file).
+DONE = "chunks_done"
 OUTPUT_VARIABLES = ("logits", "labels")
 LOGIT_DTYPES = ("float32", "float16")
 
@@ -48,6 +53,10 @@ class OutputLayout:
     variables: tuple[str, ...] = ("logits",)
     logits_dtype: str = "float32"
     class_names: tuple[str, ...] | None = None
+
+    @property
+    def chunk_grid(self) -> tuple[int, int]:
+        return -(-self.height // self.chunk), -(-self.width // self.chunk)
 
     def __post_init__(self) -> None:
         unknown = set(self.variables) - set(OUTPUT_VARIABLES)
@@ -85,37 +94,65 @@ class ZarrSink(Sink):
         self.overwrite = overwrite
         self._arrays: dict[str, Any] | None = None
 
-    def create(self, georef: GeoRef | None, attrs: dict[str, Any]) -> None:
-        """Validate the destination and write the store's metadata and coordinates."""
+    def create(self, georef: GeoRef | None, attrs: dict[str, Any], resume: bool = False) -> None:
+        """Validate the destination, lock it, and write the store's metadata and coordinates.
+
+        With ``resume``, an unfinished store of the same run (same ``fingerprint`` attribute) is
+        kept and only its missing chunks will be written; otherwise one is started afresh.
+        """
         check_output_path(self.path, self.overwrite)
+        self.lock = RunLock(self.staging)
         if self.staging.exists():
             if not _is_zarr_store(self.staging):
                 raise OutputError(self.staging, "exists and is not a Zarr store; remove it first")
+            self.lock.acquire(self.path)
+            if resume and self._same_run(attrs):
+                return
             shutil.rmtree(self.staging)
         skeleton = _skeleton(self.layout, georef)
         skeleton.attrs.update({"tilerun": {**attrs, "complete": False}})
         encoding = _encoding(self.layout)
         skeleton.to_zarr(
-            self.staging,
-            mode="w-",
-            compute=False,
-            zarr_format=3,
-            encoding=encoding,
+            self.staging, mode="w-", compute=False, zarr_format=3, encoding=encoding,
             consolidated=False,
         )
+        zarr.create_array(
+            self.staging / DONE, shape=self.layout.chunk_grid, chunks=(1, 1), dtype="uint8",
+            fill_value=0, dimension_names=("chunk_y", "chunk_x"),
+            attributes={"description": "1 once the output chunk is written"},
+        )
+        self.lock.acquire(self.path)
+
+    def _same_run(self, attrs: dict[str, Any]) -> bool:
+        try:
+            stored = zarr.open_group(self.staging, mode="r").attrs.get("tilerun", {})
+        except (OSError, ValueError, KeyError):
+            return False
+        return isinstance(stored, dict) and stored.get("fingerprint") == attrs["fingerprint"]
+
+    def done(self) -> np.ndarray:
+        """Which chunks are written (bool, the chunk grid's shape)."""
+        return np.asarray(zarr.open_array(self.staging / DONE, mode="r")[:]).astype(bool)
+
+    def completed(self) -> frozenset[tuple[int, int]]:
+        rows, cols = np.nonzero(self.done())
+        return frozenset((int(i), int(j)) for i, j in zip(rows, cols, strict=True))
 
     def _array(self, name: str) -> Any:
         if self._arrays is None:
             group = zarr.open_group(self.staging, mode="r+")
-            self._arrays = {v: group[v] for v in self.layout.variables}
+            self._arrays = {v: group[v] for v in (*self.layout.variables, DONE)}
         return self._arrays[name]
 
     def write(self, window: Window, logits: np.ndarray, labels: np.ndarray | None) -> None:
+        """Write the chunk's data, then (only then) its completion record."""
         ys, xs = window.slices()
         if "logits" in self.layout.variables:
             self._array("logits")[:, ys, xs] = logits.astype(self.layout.logits_dtype)
         if "labels" in self.layout.variables and labels is not None:
             self._array("labels")[ys, xs] = labels
+        z = self.layout.chunk
+        self._array(DONE)[window.y // z, window.x // z] = 1
 
     def finalize(
         self, summary: dict[str, Any], extras: Callable[[Path], None] | None = None
@@ -126,6 +163,7 @@ class ZarrSink(Sink):
         group.attrs["tilerun"] = {**attrs, **summary, "complete": True}
         if extras is not None:
             extras(self.staging)
+        self.release()
         with warnings.catch_warnings():
             # Consolidated metadata is an extension in Zarr v3; xarray opens faster with it.
             warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
@@ -137,8 +175,14 @@ class ZarrSink(Sink):
         if old.exists():
             shutil.rmtree(old)
 
+    def release(self) -> None:
+        """Give up the lock (after finishing, or when the run fails)."""
+        lock = getattr(self, "lock", None)
+        if lock is not None:
+            lock.release()
+
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_arrays": None}
+        return {**self.__dict__, "_arrays": None, "lock": None}
 
 
 def _skeleton(layout: OutputLayout, georef: GeoRef | None) -> xr.Dataset:

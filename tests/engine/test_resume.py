@@ -1,0 +1,114 @@
+"""Resume after kill -9, completion records, and one writer at a time."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+from click.testing import CliRunner
+
+import tilerun
+from tilerun.cli import main
+from tilerun.errors import OutputError
+from tilerun.models import build_unet, save_package
+from tilerun.sample import write_scene
+from tilerun.sinks.lock import RunLock
+
+ARGS = ["--tile", "64", "--chunk", "64", "--workers", "1", "--quiet", "--tissue", "none"]
+
+
+@pytest.fixture
+def job(tmp_path):
+    scene = tmp_path / "scene.tif"
+    write_scene(scene, 512, 512, seed=5)
+    torch.manual_seed(0)
+    package = tmp_path / "m.safetensors"
+    save_package(build_unet("unet", in_channels=3, classes=3, base=16, depth=2), package,
+                 mean=(120,) * 3, std=(60,) * 3)
+    return scene, package
+
+
+def _done_files(partial: Path) -> list[Path]:
+    return sorted(p for p in (partial / "chunks_done" / "c").rglob("*") if p.is_file())
+
+
+def test_kill_minus_9_then_resume_equals_uninterrupted(tmp_path, job):
+    scene, package = job
+    reference = tmp_path / "ref.zarr"
+    result = CliRunner().invoke(main, ["predict", str(scene), "-o", str(reference), "--model",
+                                       str(package), *ARGS])
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "out.zarr"
+    partial = out.with_name("out.zarr.partial")
+    cmd = [sys.executable, "-m", "tilerun", "predict", str(scene), "-o", str(out),
+           "--model", str(package), *ARGS]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if partial.exists() and len(_done_files(partial)) >= 24:  # of 64 chunks
+            break
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not out.exists(), "killed run must not look complete"
+    finished = _done_files(partial)
+    assert 0 < len(finished) < 64
+    logits_files = {p: p.stat().st_mtime_ns for p in (partial / "logits" / "c").rglob("*")
+                    if p.is_file()}
+
+    info = CliRunner().invoke(main, ["info", str(out)])
+    assert "incomplete, interrupted" in info.output and f"{len(finished)}/64" in info.output
+
+    refused = CliRunner().invoke(main, ["predict", str(scene), "-o", str(out), "--model",
+                                        str(package), *ARGS, "--resume", "--tile", "128"])
+    assert refused.exit_code == 0  # different options: a fresh run, not a resume
+    assert xr.open_zarr(out).attrs["tilerun"]["chunks_resumed"] == 0
+    # again, interrupted and resumed with the same options
+    import shutil
+
+    shutil.rmtree(out)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while proc.poll() is None and not (partial.exists() and len(_done_files(partial)) >= 24):
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = len(_done_files(partial))
+    logits_files = {p: p.stat().st_mtime_ns for p in (partial / "logits" / "c").rglob("*")
+                    if p.is_file()}
+    resumed = CliRunner().invoke(main, ["predict", str(scene), "-o", str(out), "--model",
+                                        str(package), *ARGS, "--resume"])
+    assert resumed.exit_code == 0, resumed.output
+    attrs = xr.open_zarr(out).attrs["tilerun"]
+    assert attrs["chunks_resumed"] == before and attrs["chunks"] == 64 - before
+    np.testing.assert_allclose(xr.open_zarr(out).logits.values,
+                               xr.open_zarr(reference).logits.values, atol=1e-6)
+    for p, mtime in logits_files.items():  # finished chunks were not written again
+        moved = out / p.relative_to(partial)
+        assert moved.stat().st_mtime_ns == mtime
+    assert "complete (64 chunks)" in CliRunner().invoke(main, ["info", str(out)]).output
+
+
+def test_a_second_writer_is_refused_and_a_stale_lock_is_taken_over(tmp_path, identity, image):
+    out = tmp_path / "o.zarr"
+    partial = tmp_path / "o.zarr.partial"
+    partial.mkdir()
+    (partial / "zarr.json").write_text('{"zarr_format": 3, "node_type": "group"}')
+    live = RunLock(partial)
+    live.acquire(out)  # this process: alive
+    try:
+        with pytest.raises(OutputError, match="another run is writing it"):
+            tilerun.predict(image, identity, out, tile=32)
+    finally:
+        live.release()
+    (partial / "tilerun.lock").write_text('{"pid": 999999999, "host": "%s"}' % os.uname()[1])
+    ds = tilerun.predict(image, identity, out, tile=32)  # the dead run's lock is stale
+    assert ds.attrs["tilerun"]["complete"] is True
+    assert not (out / "tilerun.lock").exists()
