@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import os
+import json
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -108,7 +109,8 @@ def test_a_second_writer_is_refused_and_a_stale_lock_is_taken_over(tmp_path, ide
             tilerun.predict(image, identity, out, tile=32)
     finally:
         live.release()
-    (partial / "tilerun.lock").write_text('{"pid": 999999999, "host": "%s"}' % os.uname()[1])
+    stale = {"pid": 999999999, "host": socket.gethostname()}
+    (partial / "tilerun.lock").write_text(json.dumps(stale))
     ds = tilerun.predict(image, identity, out, tile=32)  # the dead run's lock is stale
     assert ds.attrs["tilerun"]["complete"] is True
     assert not (out / "tilerun.lock").exists()
