@@ -38,7 +38,7 @@ def job(tmp_path):
 
 
 def _done_files(partial: Path) -> list[Path]:
-    return sorted(p for p in (partial / "chunks_done" / "c").rglob("*") if p.is_file())
+    return sorted(p for p in (partial / "tilerun" / "chunks_done" / "c").rglob("*") if p.is_file())
 
 
 def test_kill_minus_9_then_resume_equals_uninterrupted(tmp_path, job):

@@ -25,8 +25,8 @@ def info_command(store: Path) -> None:
         raise InputError(store, "no tilerun output here (nor an unfinished .partial)")
     group = zarr.open_group(path, mode="r")
     attrs: dict[str, Any] = dict(group.attrs.get("tilerun") or {})  # type: ignore[arg-type]
-    names = set(group.array_keys())
-    done = np.asarray(zarr.open_array(path / DONE, mode="r")[:]) if DONE in names else None
+    has_records = (path / DONE / "zarr.json").is_file()
+    done = np.asarray(zarr.open_array(path / DONE, mode="r")[:]) if has_records else None
     total = done.size if done is not None else 0
     written = int(done.sum()) if done is not None else 0
     if attrs.get("complete"):

@@ -36,8 +36,10 @@ from tilerun.sinks.lock import RunLock
 from tilerun.sources import GeoRef
 
 LABEL_FILL = 255
-#: Per-chunk completion records (uint8, one element per output chunk, each its own file).
-DONE = "chunks_done"
+#: Per-chunk completion records (uint8, one element per output chunk, each its own file), in
+#: a subgroup so that xarray does not show them as a data variable.
+RECORDS = "tilerun"
+DONE = f"{RECORDS}/chunks_done"
 OUTPUT_VARIABLES = ("logits", "labels")
 LOGIT_DTYPES = ("float32", "float16")
 
@@ -116,8 +118,9 @@ class ZarrSink(Sink):
             self.staging, mode="w-", compute=False, zarr_format=3, encoding=encoding,
             consolidated=False,
         )
-        zarr.create_array(
-            self.staging / DONE, shape=self.layout.chunk_grid, chunks=(1, 1), dtype="uint8",
+        records = zarr.open_group(self.staging, mode="r+").create_group(RECORDS)
+        records.create_array(
+            DONE.split("/")[-1], shape=self.layout.chunk_grid, chunks=(1, 1), dtype="uint8",
             fill_value=0, dimension_names=("chunk_y", "chunk_x"),
             attributes={"description": "1 once the output chunk is written"},
         )
