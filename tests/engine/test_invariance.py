@@ -18,7 +18,7 @@ def reference(tmp_path, small_unet, image):
         overlap=0.25,
         chunk=4096,
         batch_size=1,
-        workers=1,
+        threads=1,
         scheduler="sync",
     )
     return ds.logits.values
@@ -39,7 +39,7 @@ def test_chunk_batch_thread_invariance(
         overlap=0.25,
         chunk=chunk,
         batch_size=batch,
-        workers=workers,
+        threads=workers,
     )
     out = ds.logits.values
     assert np.isfinite(out).all()

@@ -23,7 +23,7 @@ from tilerun.models import build_unet, save_package
 from tilerun.sample import write_scene
 from tilerun.sinks.lock import RunLock
 
-ARGS = ["--tile", "64", "--chunk", "64", "--workers", "1", "--quiet", "--tissue", "none"]
+ARGS = ["--tile", "64", "--chunk", "64", "--threads", "1", "--quiet", "--tissue", "none"]
 
 
 @pytest.fixture

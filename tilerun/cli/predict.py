@@ -97,7 +97,12 @@ def _overlap(text: str) -> float | int:
 @click.option("--pyramid", default="auto", show_default=True,
               help="OME-NGFF pyramids to add: auto (labels, for slides), none, labels, "
                    "or labels,probabilities.")
-@click.option("--workers", type=int, help="Threads [default: CPU cores, at least 2].")
+@click.option("--threads", type=int,
+              help="Threads [default: CPU cores, at least 2]; per worker on a cluster.")
+@click.option("--workers", type=int,
+              help="Run on a local Dask cluster of this many worker processes.")
+@click.option("--scheduler", default="threads", show_default=True,
+              help="threads, sync, processes, or a Dask scheduler address (tcp://host:8786).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output store.")
 @click.option("--resume", is_flag=True,
               help="Continue an interrupted run of the same job: only missing chunks are written.")

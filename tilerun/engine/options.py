@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from tilerun.errors import OptionError
 
-SCHEDULERS = ("threads", "sync")
+SCHEDULERS = ("threads", "sync", "processes")
 PRECISIONS = ("fp32", "bf16", "fp16")
 TTA_MODES = ("none", "flips", "d4")
 PYRAMIDS = ("auto", "none", "labels", "labels,probabilities")
@@ -20,8 +20,11 @@ class PredictOptions:
 
     ``tile``/``overlap`` default to the model spec's recommendation, else 256 and 0.25;
     ``overlap`` is a fraction of the tile (float) or pixels (int). ``chunk`` is the output Zarr
-    chunk edge in pixels and the unit of work. ``workers`` is the number of threads (default:
-    the machine's cores, at least 2 so that reading overlaps compute). ``precision`` is the
+    chunk edge in pixels and the unit of work. ``scheduler``: ``threads`` (Dask's threaded
+    scheduler, the default), ``sync`` (one thread, for debugging), ``processes`` (a local
+    ``distributed.LocalCluster`` of ``workers`` processes) or the address of a Dask scheduler
+    (``tcp://host:8786``). ``threads`` is the thread count (default: the machine's cores, at
+    least 2 so that reading overlaps compute), per worker process on a cluster. ``precision`` is the
     model's autocast type (blending is float32 whatever it is); ``tta`` averages each tile over
     flips (4 views) or the dihedral group (8 views).
 
@@ -44,6 +47,7 @@ class PredictOptions:
     dtype: str = "float32"
     overwrite: bool = False
     scheduler: str = "threads"
+    threads: int | None = None
     workers: int | None = None
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
@@ -61,8 +65,11 @@ class PredictOptions:
     def __post_init__(self) -> None:
         if self.chunk < 1:
             raise OptionError("--chunk", f"must be ≥ 1, got {self.chunk}")
-        if self.scheduler not in SCHEDULERS:
-            raise OptionError("--scheduler", f"choose from {SCHEDULERS}, got {self.scheduler!r}")
+        if self.scheduler not in SCHEDULERS and "://" not in self.scheduler:
+            choices = f"choose from {SCHEDULERS} or a tcp:// address"
+            raise OptionError("--scheduler", f"{choices}, got {self.scheduler!r}")
+        if self.threads is not None and self.threads < 1:
+            raise OptionError("--threads", f"must be ≥ 1, got {self.threads}")
         if self.precision not in PRECISIONS:
             raise OptionError("--precision", f"choose from {PRECISIONS}, got {self.precision!r}")
         if self.tta not in TTA_MODES:
@@ -77,8 +84,13 @@ class PredictOptions:
             raise OptionError("--workers", f"must be ≥ 1, got {self.workers}")
 
     @property
-    def threads(self) -> int:
-        return self.workers if self.workers is not None else max(2, os.cpu_count() or 1)
+    def thread_count(self) -> int:
+        return self.threads if self.threads is not None else max(2, os.cpu_count() or 1)
+
+    @property
+    def distributed(self) -> bool:
+        """Whether the run goes through dask.distributed (a local cluster or a scheduler)."""
+        return self.scheduler == "processes" or "://" in self.scheduler or bool(self.workers)
 
     @classmethod
     def from_kwargs(cls, **kwargs: object) -> PredictOptions:

@@ -23,6 +23,7 @@ from torch import nn
 from tilerun import __version__
 from tilerun.blending import Blend
 from tilerun.engine.checks import check_input
+from tilerun.engine.cluster import client_for, run_on_cluster
 from tilerun.engine.graph import WRITE, Job, build_graph
 from tilerun.engine.memory import release_large_buffers_eagerly
 from tilerun.engine.options import PredictOptions
@@ -93,7 +94,9 @@ def prepare(source: Any, model: Any, out: str | Path, options: PredictOptions) -
     grid = make_grid(height, width, tile, overlap, handle.downsampling, spec.border)
     blend = Blend(options.blend, options.sigma)
     device = resolve_device(options.device)
-    runner = TileRunner(handle, device, options.batch_size, options.precision, options.tta)
+    runner = TileRunner(
+        handle, device, options.batch_size, options.precision, options.tta, options.device
+    )
     classes = runner.probe(bands, grid.input_tile)
     variables = options.output
     if "labels" in _pyramid_kinds(options, src) and "labels" not in variables:
@@ -187,11 +190,13 @@ def run(
     options: PredictOptions | None = None,
     on_chunk: ChunkCallback | None = None,
     on_start: Callable[[int], None] | None = None,
+    client: Any = None,
 ) -> RunSummary:
     """Predict ``source`` with ``model`` into the Zarr store ``out``; returns the summary.
 
     ``on_start(n_chunks)`` is called once the work is planned, ``on_chunk(result)`` after each
-    chunk is written (both in the calling thread), e.g. to drive a progress bar.
+    chunk is written (both in the calling thread), e.g. to drive a progress bar. ``client``: a
+    ``distributed.Client`` to run the chunk tasks on (see :mod:`tilerun.engine.cluster`).
     """
     options = options or PredictOptions()
     release_large_buffers_eagerly()
@@ -202,14 +207,16 @@ def run(
         if on_start is not None:
             on_start(len(writes))
         start = time.perf_counter()
-        results = _execute(graph, writes, options, on_chunk)
+        results = _execute(graph, writes, options, on_chunk, client)
         seconds = time.perf_counter() - start
     except BaseException:
         job.sink.release()
         raise
     summary = RunSummary(
         output=str(out),
-        tiles_run=job.runner.tiles_run,
+        # Threads share one runner, which counts real model calls; on a cluster each worker
+        # has its own copy, so count the tiles of the chunks written.
+        tiles_run=job.runner.tiles_run or sum(r.tiles for r in results),
         tiles_minimum=job.plan.grid.count - len(job.plan.skip),
         tiles_skipped=len(job.plan.skip),
         chunks=len(results),
@@ -254,16 +261,22 @@ def _execute(
     keys: list[Any],
     options: PredictOptions,
     on_chunk: ChunkCallback | None,
+    client: Any = None,
 ) -> list[ChunkResult]:
+    report = on_chunk or (lambda _: None)
+    if client is not None or options.distributed:
+        with client_for(options, client) as active:
+            return run_on_cluster(active, graph, keys, report)
+
     def posttask(key: Any, result: Any, *_: Any) -> None:
-        if on_chunk is not None and isinstance(key, tuple) and key[0] == WRITE:
-            on_chunk(result)
+        if isinstance(key, tuple) and key[0] == WRITE:
+            report(result)
 
     with Callback(posttask=posttask):
         if options.scheduler == "sync":
             results = dask.get(graph, keys)
         else:
-            results = dask.threaded.get(graph, keys, num_workers=options.threads)
+            results = dask.threaded.get(graph, keys, num_workers=options.thread_count)
     return list(results)
 
 
@@ -273,6 +286,7 @@ def predict(
     out: str | Path,
     *,
     on_chunk: ChunkCallback | None = None,
+    client: Any = None,
     **options: Any,
 ) -> xr.Dataset:
     """Run a model over an image and return the written output, opened lazily with xarray.
@@ -281,5 +295,6 @@ def predict(
     rioxarray georeferencing) or a :class:`~tilerun.sources.Source`. ``model``: a model package
     path or any ``torch.nn.Module``. ``options``: see :class:`PredictOptions`.
     """
-    summary = run(source, model, out, PredictOptions.from_kwargs(**options), on_chunk)
+    summary = run(source, model, out, PredictOptions.from_kwargs(**options), on_chunk,
+                  client=client)
     return xr.open_zarr(summary.output, decode_coords="all")

@@ -81,11 +81,13 @@ class TileRunner:
         batch_size: int,
         precision: str = "fp32",
         tta: str = "none",
+        device_option: str = "auto",
     ) -> None:
         if batch_size < 1:
             raise OptionError("--batch-size", f"must be ≥ 1, got {batch_size}")
         self.model = model
         self.device = device
+        self.device_option = device_option
         self.batch_size = batch_size
         self.autocast = AUTOCAST[precision]
         self.tta = tta
@@ -134,8 +136,25 @@ class TileRunner:
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        """On a worker: pick this process's own device (``auto``) and thread count."""
         self.__dict__.update(state)
         self._lock = threading.Lock()
+        self.tiles_run = 0
+        self.device = resolve_device(self.device_option)
+        self.module = _on_device(self.module, self.device)
+        threads = _worker_threads()
+        if threads is not None and self.device.type == "cpu":
+            torch.set_num_threads(threads)
+
+
+def _worker_threads() -> int | None:
+    """The thread count of the dask worker this runs in, if any (one torch thread per thread)."""
+    try:
+        from distributed import get_worker
+
+        return int(get_worker().state.nthreads)
+    except (ImportError, ValueError, AttributeError):
+        return None
 
 
 def _on_device(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:

@@ -1,0 +1,47 @@
+"""Running the chunk graph on dask.distributed: a local cluster, a scheduler address, a Client.
+
+Thin glue: the graph is the same as for threads. The :class:`~tilerun.engine.graph.Job` is one
+graph key, so each worker receives the model once and keeps it for all its chunk tasks; each
+worker moves it to its own device when it unpickles it (one GPU per worker with
+``CUDA_VISIBLE_DEVICES``, as dask-cuda's ``LocalCUDACluster`` sets). Workers write their Zarr
+chunks directly, each chunk once, with no locks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from tilerun.engine.options import PredictOptions
+
+
+@contextlib.contextmanager
+def client_for(options: PredictOptions, client: Any = None) -> Iterator[Any]:
+    """The given client, one connected to ``options.scheduler``, or a temporary local cluster."""
+    from distributed import Client, LocalCluster
+
+    if client is not None:
+        yield client
+        return
+    if "://" in options.scheduler:
+        with Client(options.scheduler) as connected:
+            yield connected
+        return
+    workers = options.workers or 2
+    threads = options.threads or 1
+    with LocalCluster(n_workers=workers, threads_per_worker=threads, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster) as local:
+        yield local
+
+
+def run_on_cluster(
+    client: Any, graph: dict[Any, Any], keys: list[Any], on_result: Callable[[Any], None]
+) -> list[Any]:
+    """Submit the graph, report each write as it finishes, return the results in key order."""
+    from distributed import as_completed
+
+    futures = client.get(graph, keys, sync=False)
+    for future in as_completed(futures):
+        on_result(future.result())
+    return [f.result() for f in futures]
