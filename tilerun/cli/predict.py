@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 import click
 from rich.console import Console
+from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from tilerun.blending import BLEND_MODES
@@ -127,6 +129,7 @@ def predict_command(
         **options,
     )
     console = Console(stderr=True, quiet=quiet)
+    _show_library_notes(console)
     check_output_path(out, opts.overwrite)
     handle: Any = model
     trained = True
@@ -140,6 +143,14 @@ def predict_command(
             "[yellow]note:[/] no --model given and no trained demo model is bundled: "
             "an untrained U-Net was used, so the outputs are not meaningful"
         )
+
+
+def _show_library_notes(console: Console) -> None:
+    """Print the library's INFO notes (e.g. the Dask dashboard address) on the console."""
+    logger = logging.getLogger("tilerun")
+    logger.setLevel(logging.INFO)
+    if not any(isinstance(h, RichHandler) for h in logger.handlers):
+        logger.addHandler(RichHandler(console=console, show_time=False, show_path=False))
 
 
 def _run_with_progress(

@@ -10,10 +10,13 @@ chunks directly, each chunk once, with no locks.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from tilerun.engine.options import PredictOptions
+
+log = logging.getLogger("tilerun")
 
 
 @contextlib.contextmanager
@@ -41,7 +44,24 @@ def run_on_cluster(
     """Submit the graph, report each write as it finishes, return the results in key order."""
     from distributed import as_completed
 
+    link = getattr(client, "dashboard_link", None)
+    if link:
+        log.info("Dask dashboard: %s", link)
+    graph = _broadcast_job(client, graph)
     futures = client.get(graph, keys, sync=False)
     for future in as_completed(futures):
         on_result(future.result())
     return [f.result() for f in futures]
+
+
+def _broadcast_job(client: Any, graph: dict[Any, Any]) -> dict[Any, Any]:
+    """Send the job (model included) to every worker up front, once.
+
+    Left in the graph, it would live on one worker, and the scheduler, to avoid moving it,
+    would put every chunk task on that worker.
+    """
+    job_keys = [k for k in graph if isinstance(k, str) and k.startswith("tilerun-job-")]
+    graph = dict(graph)
+    for key in job_keys:
+        graph[key] = client.scatter(graph[key], broadcast=True, hash=False)
+    return graph
