@@ -68,9 +68,9 @@ def test_kill_minus_9_then_resume_equals_uninterrupted(tmp_path, job):
     info = CliRunner().invoke(main, ["info", str(out)])
     assert "incomplete, interrupted" in info.output and f"{len(finished)}/64" in info.output
 
-    refused = CliRunner().invoke(main, ["predict", str(scene), "-o", str(out), "--model",
+    fresh = CliRunner().invoke(main, ["predict", str(scene), "-o", str(out), "--model",
                                         str(package), *ARGS, "--resume", "--tile", "128"])
-    assert refused.exit_code == 0  # different options: a fresh run, not a resume
+    assert fresh.exit_code == 0  # different options: a fresh run, not a resume
     assert xr.open_zarr(out).attrs["tilerun"]["chunks_resumed"] == 0
     # again, interrupted and resumed with the same options
     import shutil
