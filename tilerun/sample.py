@@ -121,29 +121,59 @@ def write_slide(
     mpp: float | None = 0.5,
     levels: int = 4,
 ) -> Scene:
-    """Write :func:`make_slide_image` as a tiled pyramidal TIFF that OpenSlide opens.
+    """Write :func:`make_slide_image` as a tiled pyramidal TIFF (:func:`write_pyramid`)."""
+    scene = make_slide_image(size, tissue_fraction, seed)
+    write_pyramid(path, scene.image.transpose(1, 2, 0), levels=levels, mpp=mpp)
+    return scene
 
-    Levels are successive 2×2 means in top-level directories (OpenSlide's generic-tiff layout);
-    ``mpp`` is stored as XResolution/YResolution per centimetre, which OpenSlide reports as
-    ``openslide.mpp-x``/``-y`` (None: a slide without mpp metadata).
+
+def halve(image: np.ndarray) -> np.ndarray:
+    """2×2 box mean of an ``(h, w, c)`` uint8 image (odd last row/column dropped), rounded."""
+    h, w = image.shape[0] // 2, image.shape[1] // 2
+    blocks = image[: 2 * h, : 2 * w].reshape(h, 2, w, 2, image.shape[2]).astype(np.float64)
+    return np.rint(blocks.mean(axis=(1, 3))).astype(np.uint8)
+
+
+def write_pyramid(
+    path: str | Path,
+    image: np.ndarray,
+    *,
+    levels: int = 4,
+    mpp: float | None = 0.5,
+    tile: int = 256,
+) -> Path:
+    """Write ``(h, w, 3)`` RGB or ``(h, w, 4)`` RGBA uint8 as a pyramid of ``levels`` levels,
+    each the :func:`halve` of the previous (see :func:`write_levels`)."""
+    pyramid = [image]
+    for _ in range(levels - 1):
+        pyramid.append(halve(pyramid[-1]))
+    return write_levels(path, pyramid, mpp=mpp, tile=tile)
+
+
+def write_levels(
+    path: str | Path, levels: list[np.ndarray], *, mpp: float | None = 0.5, tile: int = 256
+) -> Path:
+    """Write level images (largest first) as a TIFF that OpenSlide opens as ``generic-tiff``.
+
+    OpenSlide wants each level as a successive tiled top-level directory and takes the sizes as
+    they are: ``downsample = (w0/w + h0/h) / 2``. ``mpp`` (µm at level 0) is stored as
+    X/YResolution per centimetre, which it reports as ``openslide.mpp-x``/``-y`` (None: no mpp
+    metadata). An alpha channel is stored unassociated.
     """
     import tifffile
 
-    scene = make_slide_image(size, tissue_fraction, seed)
-    level = np.ascontiguousarray(scene.image.transpose(1, 2, 0))
     with tifffile.TiffWriter(path) as tif:
-        for i in range(levels):
+        for i, level in enumerate(levels):
             options: dict[str, Any] = {
-                "tile": (256, 256), "photometric": "rgb", "compression": "zlib",
+                "tile": (tile, tile), "photometric": "rgb", "compression": "zlib",
             }
+            if level.shape[2] == 4:
+                options["extrasamples"] = ["unassalpha"]
             if i:
                 options["subfiletype"] = 1  # reduced-resolution image
             if mpp is not None:
-                per_cm = 1e4 / (mpp * 2**i)
+                per_cm = 1e4 / (mpp * levels[0].shape[1] / level.shape[1])
                 options["resolution"] = (per_cm, per_cm)
                 options["resolutionunit"] = "CENTIMETER"
-            tif.write(level, **options)
-            h, w = level.shape[0] // 2, level.shape[1] // 2
-            level = level[: 2 * h, : 2 * w].reshape(h, 2, w, 2, 3).mean(axis=(1, 3))
-            level = np.rint(level).astype(np.uint8)
-    return scene
+            tif.write(np.ascontiguousarray(level), **options)
+    return Path(path)

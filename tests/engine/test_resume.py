@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import socket
 import subprocess
@@ -62,19 +63,18 @@ def test_kill_minus_9_then_resume_equals_uninterrupted(tmp_path, job):
     assert not out.exists(), "killed run must not look complete"
     finished = _done_files(partial)
     assert 0 < len(finished) < 64
-    logits_files = {p: p.stat().st_mtime_ns for p in (partial / "logits" / "c").rglob("*")
-                    if p.is_file()}
-
     info = CliRunner().invoke(main, ["info", str(out)])
     assert "incomplete, interrupted" in info.output and f"{len(finished)}/64" in info.output
 
+    different = CliRunner().invoke(main, ["predict", str(scene), "-o", str(out), "--model",
+                                          str(package), *ARGS, "--resume", "--tile", "128"])
+    assert different.exit_code == 2 and "different run" in different.stderr
+    assert _done_files(partial) == finished  # the interrupted run's work is kept
     fresh = CliRunner().invoke(main, ["predict", str(scene), "-o", str(out), "--model",
-                                        str(package), *ARGS, "--resume", "--tile", "128"])
-    assert fresh.exit_code == 0  # different options: a fresh run, not a resume
+                                      str(package), *ARGS, "--tile", "128"])
+    assert fresh.exit_code == 0  # without --resume: started afresh
     assert xr.open_zarr(out).attrs["tilerun"]["chunks_resumed"] == 0
     # again, interrupted and resumed with the same options
-    import shutil
-
     shutil.rmtree(out)
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     while proc.poll() is None and not (partial.exists() and len(_done_files(partial)) >= 24):

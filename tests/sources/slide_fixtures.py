@@ -12,36 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import tifffile
 
-
-def halve(image: np.ndarray) -> np.ndarray:
-    """2×2 box mean (odd last row/column dropped), rounded: how the pyramid levels are made."""
-    h, w = image.shape[0] // 2, image.shape[1] // 2
-    blocks = image[: 2 * h, : 2 * w].reshape(h, 2, w, 2, image.shape[2]).astype(np.float64)
-    return np.rint(blocks.mean(axis=(1, 3))).astype(np.uint8)
-
-
-def write_levels(
-    path: Path, levels: list[np.ndarray], *, mpp: float | None = 0.5, tile: int = 64
-) -> Path:
-    """Write the given level images (largest first, ``(h, w, 3|4)`` uint8) as successive tiled
-    directories. OpenSlide takes the sizes as they are: ``downsample = (w0/w + h0/h) / 2``.
-    ``mpp`` (µm at level 0) goes into X/YResolution in pixels per centimetre, or nothing."""
-    with tifffile.TiffWriter(path) as tw:
-        for i, level in enumerate(levels):
-            options: dict = {"tile": (tile, tile), "photometric": "rgb", "compression": "zlib"}
-            if level.shape[2] == 4:
-                options["extrasamples"] = ["unassalpha"]
-            if i > 0:
-                options["subfiletype"] = 1  # reduced-resolution image
-            if mpp is not None:
-                scale = levels[0].shape[1] / level.shape[1]
-                per_cm = 1e4 / (mpp * scale)
-                options["resolution"] = (per_cm, per_cm)
-                options["resolutionunit"] = "CENTIMETER"
-            tw.write(level, **options)
-    return path
+from tilerun import sample
+from tilerun.sample import write_levels
 
 
 def write_pyramid(
@@ -52,12 +25,8 @@ def write_pyramid(
     mpp: float | None = 0.5,
     tile: int = 64,
 ) -> Path:
-    """Write ``image`` (``(h, w, 3)`` RGB or ``(h, w, 4)`` RGBA uint8) as a tiled pyramid of
-    ``levels`` levels, each the :func:`halve` of the previous."""
-    pyramid = [image]
-    for _ in range(levels - 1):
-        pyramid.append(halve(pyramid[-1]))
-    return write_levels(path, pyramid, mpp=mpp, tile=tile)
+    """:func:`tilerun.sample.write_pyramid` with small tiles and three levels by default."""
+    return sample.write_pyramid(path, image, levels=levels, mpp=mpp, tile=tile)
 
 
 def write_skewed(path: Path) -> Path:
@@ -73,7 +42,7 @@ def write_skewed(path: Path) -> Path:
 
 
 def ramp_image(height: int = 96, width: int = 128) -> np.ndarray:
-    """RGB: red = 2·column, green = 2·row, blue constant. Linear, and :func:`halve` keeps it
+    """RGB: red = 2·column, green = 2·row, blue constant. Linear, and ``sample.halve`` keeps it
     exactly linear (a level-``L`` pixel holds 2·its centre's level-0 pixel index), so any
     normalised symmetric filter must give ``2·x`` at level-0 pixel index ``x``."""
     if height > 128 or width > 128:

@@ -100,7 +100,8 @@ class ZarrSink(Sink):
         """Validate the destination, lock it, and write the store's metadata and coordinates.
 
         With ``resume``, an unfinished store of the same run (same ``fingerprint`` attribute) is
-        kept and only its missing chunks will be written; otherwise one is started afresh.
+        kept and only its missing chunks will be written; one from a different run is refused
+        rather than discarded. Without ``resume``, an unfinished store is started afresh.
         """
         check_output_path(self.path, self.overwrite)
         self.lock = RunLock(self.staging)
@@ -108,8 +109,13 @@ class ZarrSink(Sink):
             if not _is_zarr_store(self.staging):
                 raise OutputError(self.staging, "exists and is not a Zarr store; remove it first")
             self.lock.acquire(self.path)
-            if resume and self._same_run(attrs):
-                return
+            if resume:
+                if self._same_run(attrs):
+                    return
+                self.lock.release()
+                raise OutputError(self.staging, "was written by a different run (input, model "
+                                  "or options differ); drop --resume to start afresh")
+            self.lock.release()  # the folder, lock file included, is replaced below
             shutil.rmtree(self.staging)
         skeleton = _skeleton(self.layout, georef)
         skeleton.attrs.update({"tilerun": {**attrs, "complete": False}})

@@ -145,7 +145,7 @@ def _is_geotiff(path: Path) -> bool:
     """True when the first IFD carries GeoTIFF tags (tifffile, else GDAL through rasterio)."""
     try:
         import tifffile
-    except ImportError:  # pragma: no cover - tifffile is a test extra: ask GDAL below
+    except ImportError:  # pragma: no cover - a dependency, but ask GDAL if it is missing
         pass
     else:
         try:
