@@ -10,11 +10,10 @@ import operator
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
+from tilerun.engine.compute import ComputeStage
 from tilerun.engine.partial import ChunkResult, Partial, assemble, labels_from_logits, run_tiles
 from tilerun.engine.plan import ChunkPlan
-from tilerun.engine.runner import Normalizer, TileRunner
+from tilerun.engine.runner import TileRunner
 from tilerun.sinks import LABEL_FILL, Sink
 from tilerun.sources import Source
 
@@ -28,17 +27,14 @@ class Job:
     source: Source
     plan: ChunkPlan
     runner: TileRunner
-    normalize: Normalizer
-    weights: np.ndarray
+    compute: ComputeStage
     classes: int
     sink: Sink
     labels: bool
 
 
 def _tiles(job: Job, index: tuple[int, int]) -> tuple[Partial, ...]:
-    return run_tiles(
-        job.source, job.plan, index, job.runner, job.normalize, job.weights, job.classes
-    )
+    return run_tiles(job.source, job.plan, index, job.compute)
 
 
 def _write(

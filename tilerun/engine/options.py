@@ -63,6 +63,8 @@ class PredictOptions:
     resume: bool = False
 
     def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise OptionError("--batch-size", f"must be ≥ 1, got {self.batch_size}")
         if self.chunk < 1:
             raise OptionError("--chunk", f"must be ≥ 1, got {self.chunk}")
         if self.scheduler not in SCHEDULERS and "://" not in self.scheduler:

@@ -2,86 +2,98 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
+from tilerun.engine.compute import ChunkWork, ComputeStage
 from tilerun.engine.plan import ChunkPlan
-from tilerun.engine.runner import Normalizer, TileRunner, check_finite
 from tilerun.geometry import Window
 from tilerun.sources import Source
 
 
 @dataclass(frozen=True)
 class Partial:
-    """Weighted sums over ``window``: ``num = Σ w·z`` (classes, h, w), ``den = Σ w``, validity."""
+    """Weighted sums over ``window``: ``num = Σ w·z`` (classes, h, w), ``den = Σ w``, validity.
+
+    ``valid`` is None when every pixel of the window is valid (the common case: no nodata).
+    """
 
     window: Window
     num: np.ndarray
     den: np.ndarray
-    valid: np.ndarray
+    valid: np.ndarray | None
 
-    def crop(self, window: Window) -> Partial:
-        """The part inside ``window``, copied so that it does not pin the whole arrays."""
+    def crop(self, window: Window, copy: bool = True) -> Partial:
+        """The part inside ``window``; copied (unless ``copy=False``) so that a thin strip
+        does not pin the whole arrays while it waits for a later chunk."""
         part = self.window.intersection(window)
         ys, xs = part.slices(self.window)
-        return Partial(
-            part, self.num[:, ys, xs].copy(), self.den[ys, xs].copy(), self.valid[ys, xs].copy()
-        )
+        keep = np.copy if copy else np.asarray
+        valid = None if self.valid is None else keep(self.valid[ys, xs])
+        return Partial(part, keep(self.num[:, ys, xs]), keep(self.den[ys, xs]), valid)
 
 
-def _batches(items: list[Window], size: int) -> Iterator[list[Window]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+def chunk_work(source: Source, plan: ChunkPlan, index: tuple[int, int]) -> ChunkWork:
+    """Read the chunk's padded window once and say where its owned tiles sit in it."""
+    read = plan.read_window(*index)
+    pixels, valid = source.read_padded(read)
+    tiles = plan.owned_tiles(*index)
+    offsets = np.array(
+        [(w.y - read.y, w.x - read.x) for w in (plan.grid.input_window(r, c) for r, c in tiles)],
+        dtype=np.int64,
+    ).reshape(-1, 2)
+    return ChunkWork(index, read, pixels, None if valid.all() else valid, offsets)
 
 
 def run_tiles(
-    source: Source,
-    plan: ChunkPlan,
-    index: tuple[int, int],
-    runner: TileRunner,
-    normalize: Normalizer,
-    weights: np.ndarray,
-    classes: int,
+    source: Source, plan: ChunkPlan, index: tuple[int, int], compute: ComputeStage
 ) -> tuple[Partial, ...]:
-    """Read the chunk's padded window once, run its owned tiles in batches, blend them.
+    """The chunk's owned tiles, blended by the compute stage, as one piece per target chunk.
 
-    Returns the partial sum cut into one piece per target chunk (``plan.targets``), so each
-    write task receives only the strip it needs and the rest can be freed early.
+    Each write task receives only the strip it needs (``plan.targets``), so the rest can be
+    freed early; the chunk's own piece is a view (it is written next), the others are copies.
     """
-    grid = plan.grid
-    read = plan.read_window(*index)
+    work = chunk_work(source, plan, index)
+    canvas = compute.submit(work).result()
+    b = plan.grid.border
+    read = work.read
+    canvas_window = Window(read.y + b, read.x + b, read.height - 2 * b, read.width - 2 * b)
     region = plan.partial_window(*index)
-    pixels, valid = source.read_padded(read)
-    x = normalize(pixels, valid)
-    del pixels
-    num = np.zeros((classes, region.height, region.width), np.float32)
-    den = np.zeros((region.height, region.width), np.float32)
-    windows = [grid.tile_window(r, c) for r, c in plan.owned_tiles(*index)]
-    b = grid.border
-    for batch in _batches(windows, runner.batch_size):
-        tiles = np.stack(
-            [
-                x[
-                    :,
-                    w.y - b - read.y : w.bottom + b - read.y,
-                    w.x - b - read.x : w.right + b - read.x,
-                ]
-                for w in batch
-            ]
-        )
-        logits = runner(tiles)
-        check_finite(logits, f"tiles at (y, x) {[(w.y, w.x) for w in batch]}")
-        for tile_window, z in zip(batch, logits, strict=True):
-            part = tile_window.intersection(region)
-            dst, src = part.slices(region), part.slices(tile_window)
-            w = weights[src]
-            num[(slice(None), *dst)] += z[(slice(None), *src)] * w
-            den[dst] += w
-    region_valid = np.asarray(valid[(slice(None), *region.slices(read))].any(axis=0))
-    whole = Partial(region, num, den, region_valid)
-    return tuple(whole.crop(plan.chunk_window(*t)) for t in plan.targets(*index))
+    num = canvas[(slice(None), *region.slices(canvas_window))]
+    den = weight_sum(plan.blend.profile(plan.grid), work.offsets, canvas.shape[1:])
+    den = den[region.slices(canvas_window)]
+    valid = None
+    if work.valid is not None:
+        valid = np.asarray(work.valid[(slice(None), *region.slices(read))].any(axis=0))
+    whole = Partial(region, num, den, valid)
+    return tuple(whole.crop(plan.chunk_window(*t), copy=t != index) for t in plan.targets(*index))
+
+
+def weight_sum(profile: np.ndarray, offsets: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``den = Σ_t w`` over tiles at ``offsets``, for the separable window ``w = p ⊗ p``.
+
+    The weights do not depend on the logits, so the host computes them from the geometry.
+    When the tiles form a full grid (rows × columns; no tile skipped) the sum is separable,
+    ``den(y, x) = (Σ_r p(y - y_r)) · (Σ_c p(x - x_c))``: one outer product instead of a
+    ``T × T`` add per tile. Sums are taken in float64 and stored as float32.
+    """
+    h, w = int(shape[0]), int(shape[1])
+    edge = len(profile)
+    p = profile.astype(np.float64)
+    rows, cols = np.unique(offsets[:, 0]), np.unique(offsets[:, 1])
+    if len(rows) * len(cols) == len(offsets):
+        dy, dx = np.zeros(h), np.zeros(w)
+        for y in rows.tolist():
+            dy[y: y + edge] += p
+        for x in cols.tolist():
+            dx[x: x + edge] += p
+        return np.outer(dy, dx).astype(np.float32)
+    den = np.zeros((h, w))
+    window = np.outer(p, p)
+    for y, x in offsets.tolist():
+        den[y: y + edge, x: x + edge] += window
+    return den.astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -95,7 +107,12 @@ class ChunkResult:
 
 
 def assemble(window: Window, pieces: list[Partial], classes: int) -> tuple[np.ndarray, np.ndarray]:
-    """Sum the pieces reaching ``window``: blended logits (NaN where invalid), validity."""
+    """Sum the pieces reaching ``window``: blended logits (NaN where invalid), validity.
+
+    ``logits = num · (1 / den)``: the reciprocal is taken on the 2-D weights (with NaN where
+    a pixel is invalid or covered by no tile), so the ``classes``-deep array gets a single
+    in-place multiply instead of a masked divide plus a masked fill.
+    """
     num = np.zeros((classes, window.height, window.width), np.float32)
     den = np.zeros((window.height, window.width), np.float32)
     valid = np.zeros((window.height, window.width), bool)
@@ -103,12 +120,14 @@ def assemble(window: Window, pieces: list[Partial], classes: int) -> tuple[np.nd
         ys, xs = piece.window.slices(window)
         num[:, ys, xs] += piece.num
         den[ys, xs] += piece.den
-        valid[ys, xs] |= piece.valid
-    covered = den > 0  # False only where tiles were skipped (no tissue under them)
-    valid &= covered
-    logits = np.divide(num, den, out=np.full_like(num, np.nan), where=covered)
-    logits[:, ~valid] = np.nan
-    return logits, valid
+        if piece.valid is None:
+            valid[ys, xs] = True
+        else:
+            valid[ys, xs] |= piece.valid
+    valid &= den > 0  # den is 0 only where tiles were skipped (no tissue under them)
+    inverse = np.divide(1.0, den, out=np.full_like(den, np.nan), where=valid)
+    num *= inverse
+    return num, valid
 
 
 def labels_from_logits(logits: np.ndarray, valid: np.ndarray, fill: int) -> np.ndarray:

@@ -23,6 +23,7 @@ from torch import nn
 from tilerun import __version__
 from tilerun.blending import Blend
 from tilerun.engine.checks import check_input
+from tilerun.engine.feeder import DeviceFeeder
 from tilerun.engine.cluster import client_for, run_on_cluster
 from tilerun.engine.graph import WRITE, Job, build_graph
 from tilerun.engine.memory import release_large_buffers_eagerly
@@ -94,9 +95,7 @@ def prepare(source: Any, model: Any, out: str | Path, options: PredictOptions) -
     grid = make_grid(height, width, tile, overlap, handle.downsampling, spec.border)
     blend = Blend(options.blend, options.sigma)
     device = resolve_device(options.device)
-    runner = TileRunner(
-        handle, device, options.batch_size, options.precision, options.tta, options.device
-    )
+    runner = TileRunner(handle, device, options.precision, options.tta, options.device)
     classes = runner.probe(bands, grid.input_tile)
     variables = options.output
     if "labels" in _pyramid_kinds(options, src) and "labels" not in variables:
@@ -109,12 +108,15 @@ def prepare(source: Any, model: Any, out: str | Path, options: PredictOptions) -
     tissue = resolve_tissue(options.tissue, src)
     if tissue is not None:
         plan = replace(plan, skip=skipped_tiles(plan, tissue))
+    compute = DeviceFeeder(
+        runner, Normalizer.for_model(handle, bands, src.dtype), blend.weights(grid),
+        options.batch_size,
+    )
     job = Job(
         source=src,
         plan=plan,
         runner=runner,
-        normalize=Normalizer.for_model(handle, bands, src.dtype),
-        weights=blend.weights(grid),
+        compute=compute,
         classes=classes,
         sink=sink,
         labels="labels" in variables,
@@ -212,11 +214,13 @@ def run(
     except BaseException:
         job.sink.release()
         raise
+    finally:
+        job.compute.close()
     summary = RunSummary(
         output=str(out),
-        # Threads share one runner, which counts real model calls; on a cluster each worker
-        # has its own copy, so count the tiles of the chunks written.
-        tiles_run=job.runner.tiles_run or sum(r.tiles for r in results),
+        # Threads share one compute stage, which counts real model calls; on a cluster each
+        # worker has its own copy, so count the tiles of the chunks written.
+        tiles_run=job.compute.tiles_run or sum(r.tiles for r in results),
         tiles_minimum=job.plan.grid.count - len(job.plan.skip),
         tiles_skipped=len(job.plan.skip),
         chunks=len(results),

@@ -1,8 +1,8 @@
-"""Running batches of tiles through a model: normalisation, device transfer, float32 logits.
+"""Running batches of tiles through a model: normalisation, autocast, TTA, float32 logits.
 
-One :class:`TileRunner` is shared by every task of a run. Model calls are serialised by a lock:
-the model then gets all intra-op threads (CPU) or the whole GPU, while other tasks read,
-normalise, blend and write concurrently. That is how I/O overlaps compute.
+One :class:`TileRunner` per process holds the model on its device. Only the compute stage's model
+thread calls it during a run (see :mod:`tilerun.engine.compute`), so the model gets all intra-op
+threads (CPU) or the whole GPU while other threads read, blend and write.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from tilerun.engine.tta import averaged
-from tilerun.errors import ModelError, NonFiniteError, OptionError
+from tilerun.errors import ModelError, OptionError
 from tilerun.models import ModelHandle
 
 AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -63,54 +63,54 @@ class Normalizer:
             raise ModelError(model.name, "normalisation std must be > 0")
         return cls(offset, scale)
 
-    def __call__(self, pixels: np.ndarray, valid: np.ndarray) -> np.ndarray:
-        x = pixels.astype(np.float32)
-        x -= self.offset[:, None, None]
-        x /= self.scale[:, None, None]
-        x[~valid] = 0.0
+    def __call__(self, pixels: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+        """Normalise a ``(bands, h, w)`` tensor on its device; ``valid`` None: all valid."""
+        offset = torch.from_numpy(self.offset).to(pixels.device)[:, None, None]
+        scale = torch.from_numpy(self.scale).to(pixels.device)[:, None, None]
+        # Out of place first (the pixels may be the caller's array), then float32 in place.
+        x = (pixels - offset).to(torch.float32)
+        x /= scale
+        if valid is not None:
+            x.masked_fill_(~valid, 0.0)
         return x
 
 
 class TileRunner:
-    """Feeds ``(n, bands, T, T)`` float32 tiles to the model ``batch_size`` at a time."""
+    """The model on its device: autocast, test-time augmentation, float32 logits, shape checks."""
 
     def __init__(
         self,
         model: ModelHandle,
         device: torch.device,
-        batch_size: int,
         precision: str = "fp32",
         tta: str = "none",
         device_option: str = "auto",
     ) -> None:
-        if batch_size < 1:
-            raise OptionError("--batch-size", f"must be ≥ 1, got {batch_size}")
         self.model = model
         self.device = device
         self.device_option = device_option
-        self.batch_size = batch_size
         self.autocast = AUTOCAST[precision]
         self.tta = tta
         self.module = _on_device(model.module, device)
         self._lock = threading.Lock()
-        self.tiles_run = 0
 
-    def __call__(self, tiles: np.ndarray) -> np.ndarray:
-        """Logits ``(n, classes, h, w)`` in float32, whatever the autocast precision."""
+    def forward(self, tiles: torch.Tensor) -> torch.Tensor:
+        """Logits ``(n, classes, h, w)`` in float32 on the device, whatever the autocast type.
+
+        ``tiles`` is a normalised float32 batch already on :attr:`device`. Called by one thread
+        at a time (the compute stage's model thread, or :meth:`probe` before it starts).
+        """
         with self._lock, torch.inference_mode(), self._autocast():
-            x = torch.from_numpy(tiles).to(self.device, non_blocking=True)
-            y = averaged(self.module, x, self.tta)
-            out: np.ndarray = y.float().cpu().numpy()
-            self.tiles_run += tiles.shape[0]
+            y = averaged(self.module, tiles, self.tta)
         b = self.model.spec.border
         expected = (tiles.shape[2] - 2 * b, tiles.shape[3] - 2 * b)
-        if out.ndim != 4 or out.shape[0] != tiles.shape[0] or out.shape[2:] != expected:
+        if y.ndim != 4 or y.shape[0] != tiles.shape[0] or tuple(y.shape[2:]) != expected:
             raise ModelError(
                 self.model.name,
-                f"maps tiles {tuple(tiles.shape)} to {tuple(out.shape)}; expected (N, classes, "
+                f"maps tiles {tuple(tiles.shape)} to {tuple(y.shape)}; expected (N, classes, "
                 f"{expected[0]}, {expected[1]}) for a border of {b} px",
             )
-        return out
+        return y
 
     def _autocast(self) -> Any:
         if self.autocast is None:
@@ -120,14 +120,12 @@ class TileRunner:
     def probe(self, bands: int, tile: int) -> int:
         """Run one tile to learn the class count and check the model accepts ``bands``."""
         try:
-            out = self(np.zeros((1, bands, tile, tile), np.float32))
+            out = self.forward(torch.zeros((1, bands, tile, tile), device=self.device))
         except (RuntimeError, AssertionError) as err:  # torch.export guards raise AssertionError
             first_line = (str(err) or type(err).__name__).splitlines()[0]
             raise ModelError(
                 self.model.name, f"cannot run on {bands}-band tiles: {first_line}"
             ) from err
-        finally:
-            self.tiles_run = 0
         return int(out.shape[1])
 
     def __getstate__(self) -> dict[str, Any]:
@@ -139,7 +137,6 @@ class TileRunner:
         """On a worker: pick this process's own device (``auto``) and thread count."""
         self.__dict__.update(state)
         self._lock = threading.Lock()
-        self.tiles_run = 0
         self.device = resolve_device(self.device_option)
         self.module = _on_device(self.module, self.device)
         threads = _worker_threads()
@@ -165,7 +162,3 @@ def _on_device(module: torch.nn.Module, device: torch.device) -> torch.nn.Module
         return module
 
 
-def check_finite(logits: np.ndarray, where: str) -> None:
-    """Refuse to blend NaN/inf logits: they would silently poison neighbouring pixels."""
-    if not np.isfinite(logits).all():
-        raise NonFiniteError(where, "the model produced non-finite logits")

@@ -1,0 +1,404 @@
+"""One feeder per device: full batches across chunks, a busy device, blending on the device.
+
+Three threads joined by short queues, so that each stage overlaps the others::
+
+    submit(chunk) ──► stage ──► model ──► blend ──► future.set_result(canvas)
+
+* **stage** uploads a chunk's pixels (from pinned memory, on a side CUDA stream, while the
+  previous batch runs), normalises them on the device and cuts batches of exactly
+  ``batch_size`` tiles, taking tiles from the next chunk when one runs out. It cuts a short
+  batch only when the model would otherwise wait (the model thread is idle and nothing more
+  has been queued): then the device is idle anyway and waiting longer would only add latency.
+* **model** runs the batches (autocast, TTA), one after another, keeping at most two on a GPU.
+* **blend** adds each tile's logits times the weight window into its chunk's float32 canvas
+  on the device; when a chunk's last tile is in, only the canvas goes back to the host. Tiles
+  overlap, so this is one fused multiply-add per tile (``addcmul_`` on a canvas slice);
+  measured per batch of 8 tiles of 4×256² on one CPU thread, a slice-add per tile took 2.6 ms,
+  one ``index_add_`` over precomputed flat indices 5.8 ms, ``fold`` (col2im) 16 ms.
+
+Back-pressure: at most :data:`MAX_STAGED` chunks sit on the device at once; ``submit`` itself
+never blocks, callers block on the future. Threads are daemons and exit after
+:data:`IDLE_EXIT_S` seconds without work (a cluster worker keeps the job between runs), and
+start again on the next ``submit``. A failure fails every chunk in flight and the next submits.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import threading
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from tilerun.engine.compute import ChunkWork, ComputeStage
+from tilerun.engine.runner import Normalizer, TileRunner
+from tilerun.errors import NonFiniteError
+
+#: Chunks uploaded to the device and waiting for (or in) batches; bounds device memory.
+MAX_STAGED = 3
+#: Batches queued between stages; two keep the device busy while the next one is cut.
+QUEUE_DEPTH = 2
+IDLE_EXIT_S = 30.0
+
+#: numpy types torch has no arithmetic for, widened losslessly before upload.
+_WIDEN = {np.dtype(bool): np.uint8, np.dtype(np.uint16): np.int32,
+          np.dtype(np.uint32): np.int64, np.dtype(np.uint64): np.float64}
+
+
+@dataclass(eq=False)
+class _Chunk:
+    """A chunk inside the feeder: its normalised pixels, its canvas, how far it has got."""
+
+    work: ChunkWork
+    future: Future[np.ndarray]
+    x: torch.Tensor | None = None
+    canvas: torch.Tensor | None = None
+    cut: int = 0  # tiles put into batches so far
+    blended: int = 0  # tiles added to the canvas so far
+    finite: list[torch.Tensor] = field(default_factory=list)
+
+
+@dataclass(eq=False)
+class _Batch:
+    """Tiles ``x`` (n, bands, T, T) and which chunk each consecutive run of them belongs to."""
+
+    x: torch.Tensor
+    parts: list[tuple[_Chunk, int, int]]
+    ready: Any = None  # a CUDA event: the batch is on the device
+    logits: torch.Tensor = field(default_factory=lambda: torch.empty(0))
+    finite: torch.Tensor = field(default_factory=lambda: torch.empty(0))
+
+
+@dataclass(eq=False)
+class _Lanes:
+    """The queues of one generation of threads (a new one starts after an idle exit)."""
+
+    to_model: collections.deque[_Batch | None] = field(default_factory=collections.deque)
+    to_blend: collections.deque[_Batch | None] = field(default_factory=collections.deque)
+    model_busy: bool = False
+    stopping: bool = False
+    threads: list[threading.Thread] = field(default_factory=list)
+
+    def batches(self) -> list[_Batch]:
+        return [b for b in (*self.to_model, *self.to_blend) if b is not None]
+
+
+class DeviceFeeder(ComputeStage):
+    """The compute stage for one device (CPU or one CUDA device) in one process."""
+
+    def __init__(self, runner: TileRunner, normalize: Normalizer, weights: np.ndarray,
+                 batch_size: int) -> None:
+        self.runner = runner
+        self.normalize = normalize
+        self.weights = np.ascontiguousarray(weights, np.float32)
+        self.batch_size = batch_size
+        self._init_state()
+
+    def _init_state(self) -> None:
+        self.tiles_run = 0
+        #: forward calls by batch size (how often a short batch was cut)
+        self.batch_sizes: collections.Counter[int] = collections.Counter()
+        self._cv = threading.Condition()
+        self._inbox: collections.deque[_Chunk] = collections.deque()
+        self._staged: collections.deque[_Chunk] = collections.deque()
+        self._lanes: _Lanes | None = None
+        self._error: BaseException | None = None
+        self._w: torch.Tensor | None = None
+        self._streams: tuple[Any, Any] | None = None
+
+    @property
+    def _input_edge(self) -> int:
+        return int(self.weights.shape[0]) + 2 * self.runner.model.spec.border
+
+    # -- the seam ----------------------------------------------------------------------------
+
+    def submit(self, work: ChunkWork) -> Future[np.ndarray]:
+        """Queue a chunk with at least one tile (never blocks; the future does)."""
+        if work.tiles == 0:
+            raise ValueError("a chunk without tiles has nothing to compute")
+        future: Future[np.ndarray] = Future()
+        with self._cv:
+            if self._error is not None:
+                future.set_exception(self._error)
+                return future
+            self._inbox.append(_Chunk(work, future))
+            if self._lanes is None:
+                self._lanes = self._start()
+            self._cv.notify_all()
+        return future
+
+    def close(self) -> None:
+        with self._cv:
+            lanes, self._lanes = self._lanes, None
+            if lanes is not None:
+                lanes.stopping = True
+                self._cv.notify_all()
+        for thread in lanes.threads if lanes is not None else ():
+            thread.join()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: self.__dict__[k] for k in ("runner", "normalize", "weights", "batch_size")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._init_state()
+
+    # -- threads -----------------------------------------------------------------------------
+
+    def _start(self) -> _Lanes:
+        """Start a generation of the three threads (called with the lock held)."""
+        device = self.runner.device
+        if self._w is None:
+            self._w = torch.from_numpy(self.weights).to(device)
+        if device.type == "cuda" and self._streams is None:
+            self._streams = (torch.cuda.Stream(device), torch.cuda.Stream(device))
+        lanes = _Lanes()
+        for loop in (self._stage_loop, self._model_loop, self._blend_loop):
+            name = f"tilerun-{loop.__name__.strip('_').removesuffix('_loop')}"
+            thread = threading.Thread(target=self._guarded, args=(loop, lanes), daemon=True,
+                                      name=name)
+            lanes.threads.append(thread)
+            thread.start()
+        return lanes
+
+    def _guarded(self, loop: Any, lanes: _Lanes) -> None:
+        """Run a stage loop; on failure fail every chunk in flight and refuse new ones."""
+        try:
+            loop(lanes)
+        except BaseException as err:  # noqa: BLE001  (handed to the callers, never swallowed)
+            self._fail(err, lanes)
+
+    def _fail(self, err: BaseException, lanes: _Lanes) -> None:
+        with self._cv:
+            if self._error is None:
+                self._error = err
+            chunks = {id(c): c for c in (*self._inbox, *self._staged)}
+            for batch in lanes.batches():
+                chunks.update({id(c): c for c, _, _ in batch.parts})
+            for chunk in chunks.values():
+                if not chunk.future.done():
+                    chunk.future.set_exception(err)
+            self._inbox.clear()
+            self._staged.clear()
+            lanes.stopping = True
+            lanes.to_model.clear()
+            lanes.to_model.append(None)
+            lanes.to_blend.clear()
+            lanes.to_blend.append(None)
+            self._cv.notify_all()
+
+    # -- stage: upload, normalise, cut batches ------------------------------------------------
+
+    def _stage_loop(self, lanes: _Lanes) -> None:
+        while True:
+            with self._cv:
+                if not self._cv.wait_for(lambda: self._stage_has_work(lanes), IDLE_EXIT_S):
+                    if self._inbox or self._staged:
+                        continue
+                    lanes.stopping = True  # idle: this generation ends
+                    if self._lanes is lanes:
+                        self._lanes = None
+                if lanes.stopping or self._error is not None:
+                    lanes.to_model.append(None)
+                    self._cv.notify_all()
+                    return
+                new = self._admit()
+            for chunk in new:
+                self._upload(chunk)
+            batch = self._cut(lanes)
+            if batch is not None:
+                with self._cv:
+                    self._cv.wait_for(lambda: len(lanes.to_model) < QUEUE_DEPTH
+                                      or lanes.stopping)
+                    lanes.to_model.append(batch)
+                    self._cv.notify_all()
+
+    def _pending_tiles(self) -> int:
+        return sum(c.work.tiles - c.cut for c in self._staged)
+
+    def _model_waits(self, lanes: _Lanes) -> bool:
+        return not lanes.model_busy and not lanes.to_model
+
+    def _stage_has_work(self, lanes: _Lanes) -> bool:
+        if lanes.stopping or self._error is not None:
+            return True
+        if self._inbox and len(self._staged) < MAX_STAGED:
+            return True
+        pending = self._pending_tiles()
+        return pending >= self.batch_size or (pending > 0 and self._model_waits(lanes))
+
+    def _admit(self) -> list[_Chunk]:
+        new = []
+        while self._inbox and len(self._staged) < MAX_STAGED:
+            chunk = self._inbox.popleft()
+            self._staged.append(chunk)
+            new.append(chunk)
+        return new
+
+    def _upload(self, chunk: _Chunk) -> None:
+        """Pixels to the device (pinned, on the copy stream when on CUDA), then normalised."""
+        work, device = chunk.work, self.runner.device
+        pixels = torch.from_numpy(_torch_ready(work.pixels))
+        valid = None if work.valid is None else torch.from_numpy(work.valid)
+        if device.type != "cuda":
+            chunk.x = self.normalize(pixels, valid)
+            return
+        with _on_stream(self._copy_stream):
+            pixels = pixels.pin_memory().to(device, non_blocking=True)
+            valid = None if valid is None else valid.pin_memory().to(device, non_blocking=True)
+            chunk.x = self.normalize(pixels, valid)
+
+    @property
+    def _copy_stream(self) -> Any:
+        return self._streams[0] if self._streams else None
+
+    @property
+    def _compute_stream(self) -> Any:
+        return self._streams[1] if self._streams else None
+
+    def _cut(self, lanes: _Lanes) -> _Batch | None:
+        """Up to ``batch_size`` tiles, oldest chunk first, across chunk boundaries."""
+        with self._cv:
+            pending = self._pending_tiles()
+            if pending == 0 or (pending < self.batch_size and not self._model_waits(lanes)):
+                return None
+            parts, need = [], self.batch_size
+            for chunk in self._staged:
+                take = min(need, chunk.work.tiles - chunk.cut)
+                if take > 0:
+                    parts.append((chunk, chunk.cut, chunk.cut + take))
+                    chunk.cut += take
+                    need -= take
+                if need == 0:
+                    break
+            while self._staged and self._staged[0].cut == self._staged[0].work.tiles:
+                self._staged.popleft()
+        side = self._input_edge
+        with _on_stream(self._copy_stream):
+            views = [_pixels(chunk)[:, y: y + side, x: x + side]
+                     for chunk, a, b in parts for y, x in chunk.work.offsets[a:b].tolist()]
+            batch = _Batch(torch.stack(views), parts)
+            if self._copy_stream is not None:
+                batch.ready = torch.cuda.Event()
+                batch.ready.record(self._copy_stream)
+        for chunk, _, b in parts:
+            if b == chunk.work.tiles:
+                chunk.x = None  # its pixels are all in batches now
+        return batch
+
+    # -- model ---------------------------------------------------------------------------------
+
+    def _model_loop(self, lanes: _Lanes) -> None:
+        previous: Any = None
+        while True:
+            with self._cv:
+                self._cv.wait_for(lambda: bool(lanes.to_model))
+                batch = lanes.to_model.popleft()
+                lanes.model_busy = batch is not None
+                self._cv.notify_all()
+            if batch is None:
+                self._hand_to_blend(None, lanes)
+                return
+            done = self._forward(batch)
+            if previous is not None:
+                previous.synchronize()  # at most two batches queued on a GPU
+            previous = done
+            self._hand_to_blend(batch, lanes)
+            with self._cv:
+                lanes.model_busy = False
+                self._cv.notify_all()
+
+    def _forward(self, batch: _Batch) -> Any:
+        """Run the model on a batch; returns a CUDA event recorded after it (None on CPU)."""
+        with _on_stream(self._compute_stream):
+            if batch.ready is not None:
+                torch.cuda.current_stream().wait_event(batch.ready)
+                batch.x.record_stream(torch.cuda.current_stream())
+            batch.logits = self.runner.forward(batch.x)
+            batch.finite = torch.isfinite(batch.logits).flatten(1).all(dim=1)
+            done = torch.cuda.Event() if self._compute_stream is not None else None
+            if done is not None:
+                done.record()
+        n = int(batch.x.shape[0])
+        self.tiles_run += n
+        self.batch_sizes[n] += 1
+        batch.x = batch.x[:0]  # let the inputs go
+        return done
+
+    def _hand_to_blend(self, batch: _Batch | None, lanes: _Lanes) -> None:
+        with self._cv:
+            self._cv.wait_for(lambda: len(lanes.to_blend) < QUEUE_DEPTH or self._error is not None)
+            lanes.to_blend.append(batch)
+            self._cv.notify_all()
+
+    # -- blend ---------------------------------------------------------------------------------
+
+    def _blend_loop(self, lanes: _Lanes) -> None:
+        while True:
+            with self._cv:
+                self._cv.wait_for(lambda: bool(lanes.to_blend))
+                batch = lanes.to_blend.popleft()
+                self._cv.notify_all()
+            if batch is None:
+                return
+            with _on_stream(self._compute_stream):
+                self._blend(batch)
+
+    def _blend(self, batch: _Batch) -> None:
+        """``canvas[:, tile] += w · z`` for each tile of the batch, in float32.
+
+        One fused ``addcmul_`` per tile: 4.3 ms of CPU per chunk of 25 tiles (4×256²) against
+        21 ms for a batched ``z * w`` followed by slice-adds, which streams a temporary the
+        size of the batch through memory.
+        """
+        edge = int(batch.logits.shape[-1])
+        k = 0
+        for chunk, a, b in batch.parts:
+            if chunk.canvas is None:
+                chunk.canvas = self._zeros_canvas(chunk.work, int(batch.logits.shape[1]))
+            for y, x in chunk.work.offsets[a:b].tolist():
+                chunk.canvas[:, y: y + edge, x: x + edge].addcmul_(batch.logits[k], self._w)
+                k += 1
+            chunk.finite.append(batch.finite[k - (b - a): k])
+            chunk.blended += b - a
+            if chunk.blended == chunk.work.tiles:
+                self._finish(chunk)
+
+    def _finish(self, chunk: _Chunk) -> None:
+        """Check the chunk's tiles were finite, bring its canvas to the host, resolve it."""
+        finite = torch.cat(chunk.finite).cpu().numpy()
+        canvas, chunk.canvas = chunk.canvas, None
+        if not finite.all() or canvas is None:
+            bad = [yx for yx, ok in zip(chunk.work.tile_origins(), finite, strict=True) if not ok]
+            chunk.future.set_exception(
+                NonFiniteError(f"tiles at (y, x) {bad}", "the model produced non-finite logits")
+            )
+            return
+        chunk.future.set_result(canvas.cpu().numpy())
+
+    def _zeros_canvas(self, work: ChunkWork, classes: int) -> torch.Tensor:
+        b = self.runner.model.spec.border
+        _, h, w = work.pixels.shape
+        return torch.zeros((classes, h - 2 * b, w - 2 * b), dtype=torch.float32,
+                           device=self.runner.device)
+
+
+def _pixels(chunk: _Chunk) -> torch.Tensor:
+    if chunk.x is None:
+        raise RuntimeError(f"chunk {chunk.work.index} was released before all its tiles ran")
+    return chunk.x
+
+
+def _torch_ready(pixels: np.ndarray) -> np.ndarray:
+    """The array in a type torch computes with (bool and wide unsigned types are widened)."""
+    wider = _WIDEN.get(pixels.dtype)
+    return pixels.astype(wider) if wider is not None else pixels
+
+
+def _on_stream(stream: Any) -> Any:
+    """``torch.cuda.stream(stream)``, or nothing on the CPU."""
+    return torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext()
