@@ -231,7 +231,8 @@ def test_bad_overlap(files, tmp_path, overlap):
         ("--chunk", "0"),
         ("--batch-size", "0"),
         ("--workers", "0"),
-        ("--output", "probabilities"),
+        ("--output", "probs"),
+        ("--output", "labels,probability"),
         ("--device", "tpu"),
     ],
 )

@@ -55,7 +55,7 @@ def make_store(path: Path, height: int, width: int, classes: int, chunk: int) ->
         for x in range(0, width, chunk):
             window = Window(y, x, min(chunk, height - y), min(chunk, width - x))
             ys, xs = window.slices()
-            sink.write(window, logits[:, ys, xs], labels[ys, xs])
+            sink.write(window, {"logits": logits[:, ys, xs], "labels": labels[ys, xs]})
     sink.finalize({})
     return path
 

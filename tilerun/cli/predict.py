@@ -72,7 +72,10 @@ def _overlap(text: str) -> float | int:
     "variables",
     default="logits",
     show_default=True,
-    help="Variables to write: logits, labels or logits,labels.",
+    help="Variables to write, comma-separated, in any combination: logits, labels, "
+         "probabilities (uint8 class probabilities: softmax, or sigmoid for sigmoid and "
+         "one-class models; stored as round(p*254), 255 = nodata; xarray decodes them to "
+         "floats in [0, 1]), e.g. labels,probabilities.",
 )
 @click.option(
     "--dtype",

@@ -14,6 +14,7 @@ instead cuts **full batches across chunk boundaries** and keeps the device fed f
 
 from __future__ import annotations
 
+import collections
 from abc import ABC, abstractmethod
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -55,6 +56,8 @@ class ComputeStage(ABC):
 
     #: Tiles that went through the model in this process (probe excluded).
     tiles_run: int = 0
+    #: Forward calls by batch size in this process (how often a short batch was cut).
+    batch_sizes: collections.Counter[int]
 
     @abstractmethod
     def submit(self, work: ChunkWork) -> Future[np.ndarray]:

@@ -11,10 +11,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from tilerun.engine.compute import ComputeStage
-from tilerun.engine.partial import ChunkResult, Partial, assemble, labels_from_logits, run_tiles
+from tilerun.engine.partial import (
+    ChunkResult,
+    Partial,
+    assemble,
+    labels_from_logits,
+    probabilities_from_logits,
+    run_tiles,
+)
 from tilerun.engine.plan import ChunkPlan
 from tilerun.engine.runner import TileRunner
-from tilerun.sinks import LABEL_FILL, Sink
+from tilerun.sinks import LABEL_FILL, PROBABILITY_FILL, PROBABILITY_SCALE, Sink
 from tilerun.sources import Source
 
 WRITE = "tilerun-write"
@@ -22,7 +29,11 @@ WRITE = "tilerun-write"
 
 @dataclass(frozen=True)
 class Job:
-    """Everything a chunk task needs, bundled so the graph carries one reference."""
+    """Everything a chunk task needs, bundled so the graph carries one reference.
+
+    ``logits``, ``labels``: whether the sink stores them; ``probabilities``: the activation
+    that makes them (``softmax`` or ``sigmoid``) when the sink stores them, else None.
+    """
 
     source: Source
     plan: ChunkPlan
@@ -31,6 +42,8 @@ class Job:
     classes: int
     sink: Sink
     labels: bool
+    logits: bool = True
+    probabilities: str | None = None
 
 
 def _tiles(job: Job, index: tuple[int, int]) -> tuple[Partial, ...]:
@@ -42,8 +55,14 @@ def _write(
 ) -> ChunkResult:
     window = job.plan.chunk_window(*index)
     logits, valid = assemble(window, pieces, job.classes)
-    labels = labels_from_logits(logits, valid, LABEL_FILL) if job.labels else None
-    job.sink.write(window, logits, labels)
+    outputs = {"logits": logits} if job.logits else {}
+    if job.labels:
+        outputs["labels"] = labels_from_logits(logits, valid, LABEL_FILL)
+    if job.probabilities is not None:
+        outputs["probabilities"] = probabilities_from_logits(
+            logits, valid, job.probabilities, PROBABILITY_SCALE, PROBABILITY_FILL
+        )
+    job.sink.write(window, outputs)
     return ChunkResult(
         index=index,
         tiles=len(job.plan.owned_tiles(*index)),

@@ -10,7 +10,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +23,8 @@ from torch import nn
 from tilerun import __version__
 from tilerun.blending import Blend
 from tilerun.engine.checks import check_input
-from tilerun.engine.feeder import DeviceFeeder
 from tilerun.engine.cluster import client_for, run_on_cluster
+from tilerun.engine.feeder import DeviceFeeder
 from tilerun.engine.graph import WRITE, Job, build_graph
 from tilerun.engine.memory import release_large_buffers_eagerly
 from tilerun.engine.options import PredictOptions
@@ -56,6 +56,8 @@ class RunSummary:
     valid_pixels: int
     seconds: float
     device: str
+    #: forward calls by batch size (this process's compute stage; empty on a cluster)
+    batches: dict[int, int] = field(default_factory=dict)
 
     @property
     def recompute_ratio(self) -> float:
@@ -98,10 +100,14 @@ def prepare(source: Any, model: Any, out: str | Path, options: PredictOptions) -
     runner = TileRunner(handle, device, options.precision, options.tta, options.device)
     classes = runner.probe(bands, grid.input_tile)
     variables = options.output
-    if "labels" in _pyramid_kinds(options, src) and "labels" not in variables:
+    pyramids = _pyramid_kinds(options, src)
+    if "labels" in pyramids and "labels" not in variables:
         variables = (*variables, "labels")
+    if "probabilities" in pyramids and "logits" not in variables:
+        variables = (*variables, "logits")  # the NGFF probability pyramid is made from logits
     layout = OutputLayout(
-        height, width, classes, options.chunk, variables, options.dtype, spec.class_names
+        height, width, classes, options.chunk, variables, options.dtype, spec.class_names,
+        activation=spec.activation,
     )
     sink = ZarrSink(out, layout, overwrite=options.overwrite)
     plan = ChunkPlan(grid, blend, options.chunk)
@@ -120,6 +126,8 @@ def prepare(source: Any, model: Any, out: str | Path, options: PredictOptions) -
         classes=classes,
         sink=sink,
         labels="labels" in variables,
+        logits="logits" in variables,
+        probabilities=layout.probability_activation if "probabilities" in variables else None,
     )
     sink.create(src.georef, _run_attributes(job, handle, options), resume=options.resume)
     return job
@@ -229,6 +237,7 @@ def run(
         valid_pixels=sum(r.valid_pixels for r in results),
         seconds=seconds,
         device=str(job.runner.device),
+        batches=dict(sorted(job.compute.batch_sizes.items())),
     )
     pyramids = _pyramids(options, job)
     job.sink.finalize({k: v for k, v in asdict(summary).items() if k != "output"}, pyramids)
@@ -245,11 +254,14 @@ def _pyramids(options: PredictOptions, job: Job) -> Callable[[Path], None] | Non
     size = job.source.pixel_size()
     pixel_size, unit = ((size[0], size[0]), size[1]) if size else (None, None)
 
+    # The pyramid's group is called ``probabilities`` unless that is the name of a variable.
+    name = "probabilities_pyramid" if job.probabilities is not None else "probabilities"
+
     def write(store: Path) -> None:
         if "labels" in kinds:
             write_label_pyramid(store, pixel_size=pixel_size, unit=unit)
         if "probabilities" in kinds:
-            write_probability_pyramid(store, pixel_size=pixel_size, unit=unit)
+            write_probability_pyramid(store, name=name, pixel_size=pixel_size, unit=unit)
 
     return write
 

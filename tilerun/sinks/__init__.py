@@ -1,6 +1,21 @@
 """Sinks (writers): where finished chunks go."""
 
 from tilerun.sinks.base import Sink
-from tilerun.sinks.zarr import LABEL_FILL, OutputLayout, ZarrSink, check_output_path
+from tilerun.sinks.zarr import (
+    LABEL_FILL,
+    PROBABILITY_FILL,
+    PROBABILITY_SCALE,
+    OutputLayout,
+    ZarrSink,
+    check_output_path,
+)
 
-__all__ = ["LABEL_FILL", "OutputLayout", "Sink", "ZarrSink", "check_output_path"]
+__all__ = [
+    "LABEL_FILL",
+    "PROBABILITY_FILL",
+    "PROBABILITY_SCALE",
+    "OutputLayout",
+    "Sink",
+    "ZarrSink",
+    "check_output_path",
+]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +20,21 @@ class Sink(ABC):
     """
 
     @abstractmethod
-    def write(self, window: Window, logits: np.ndarray, labels: np.ndarray | None) -> None:
-        """Store blended ``logits`` (classes, h, w) and optional ``labels`` (h, w) at ``window``."""
+    def write(self, window: Window, outputs: Mapping[str, np.ndarray]) -> None:
+        """Store one chunk's ``outputs`` at ``window``: variable name → that chunk's data.
+
+        It holds exactly the variables the sink was set up to store, each computed from the
+        blended float32 logits in the write task:
+
+        * ``logits``: float32 ``(classes, h, w)``, NaN where nodata (the sink may store it
+          in a narrower type);
+        * ``labels``: uint8 ``(h, w)``, the argmax class (``logit > 0`` for one class),
+          :data:`~tilerun.sinks.zarr.LABEL_FILL` where nodata;
+        * ``probabilities``: uint8 ``(classes, h, w)`` codes ``round(p * PROBABILITY_SCALE)``
+          of the class probabilities ``p`` (softmax or sigmoid, see
+          :mod:`tilerun.sinks.zarr`), :data:`~tilerun.sinks.zarr.PROBABILITY_FILL` where
+          nodata.
+        """
 
     @abstractmethod
     def finalize(

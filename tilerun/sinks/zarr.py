@@ -5,6 +5,21 @@ Layout (``xarray.open_zarr(path, decode_coords="all")`` + rioxarray give back CR
 * ``logits(class, y, x)`` float32 or float16, chunks ``(classes, Z, Z)``, NaN where the input
   was nodata;
 * ``labels(y, x)`` uint8 argmax (optional), ``_FillValue`` :data:`LABEL_FILL` where nodata;
+* ``probabilities(class, y, x)`` uint8 (optional), chunks ``(classes, Z, Z)``: class
+  probabilities ``p`` in [0, 1], stored as ``round(p * 254)`` with 255 (:data:`PROBABILITY_FILL`)
+  where nodata, and the CF attributes ``scale_factor = 1/254``, ``add_offset = 0``,
+  ``_FillValue = 255``, so that ``xarray.open_zarr`` decodes them to float probabilities with
+  NaN where nodata (``mask_and_scale=False`` gives the raw codes). Why 254 and not 255: 255 is
+  the nodata code, so data has the codes 0 … 254, which span [0, 1] in 254 equal steps (0 and
+  1 both exact); with scale 1/254 a decoded value is within half a step, 1/508 (≈ 0.002), of
+  the probability computed from the float32 logits (plus float rounding, < 1e-6). A quarter
+  of the size of float32 logits, half that of float16 ones.
+  ``p`` is the softmax over classes of the blended float32 logits when the model's spec
+  says ``activation: softmax`` (the default; the ``probabilities`` of a pixel then sum to 1
+  within ``classes / 508``), and a sigmoid per class for ``activation: sigmoid`` (multi-label:
+  no sum constraint) or for a one-class model (``P(class) = sigmoid(logit)``, as the labels'
+  ``logit > 0`` and the NGFF probability pyramid's class channel). A model whose spec says
+  ``activation: none`` has no probabilities; asking for them is an error before any work;
 * ``spatial_ref``: scalar with ``crs_wkt`` and ``GeoTransform`` (written by rioxarray), named by
   every raster variable's ``grid_mapping``; ``x``/``y`` pixel-centre coordinates.
 
@@ -19,7 +34,7 @@ from __future__ import annotations
 
 import shutil
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,12 +51,18 @@ from tilerun.sinks.lock import RunLock
 from tilerun.sources import GeoRef
 
 LABEL_FILL = 255
+#: Probabilities are stored as ``round(p * PROBABILITY_SCALE)`` in uint8 (0 … 254) ...
+PROBABILITY_SCALE = 254
+#: ... and this code marks nodata (the CF ``_FillValue``: decoded as NaN).
+PROBABILITY_FILL = 255
 #: Per-chunk completion records (uint8, one element per output chunk, each its own file), in
 #: a subgroup so that xarray does not show them as a data variable.
 RECORDS = "tilerun"
 DONE = f"{RECORDS}/chunks_done"
-OUTPUT_VARIABLES = ("logits", "labels")
+OUTPUT_VARIABLES = ("logits", "labels", "probabilities")
 LOGIT_DTYPES = ("float32", "float16")
+#: Model activations that define probabilities (the spec's third choice, ``none``, does not).
+PROBABILITY_ACTIVATIONS = ("softmax", "sigmoid")
 
 
 @dataclass(frozen=True)
@@ -55,10 +76,21 @@ class OutputLayout:
     variables: tuple[str, ...] = ("logits",)
     logits_dtype: str = "float32"
     class_names: tuple[str, ...] | None = None
+    #: the model spec's ``activation``: how ``probabilities`` are computed from the logits
+    activation: str = "softmax"
 
     @property
     def chunk_grid(self) -> tuple[int, int]:
         return -(-self.height // self.chunk), -(-self.width // self.chunk)
+
+    @property
+    def probability_activation(self) -> str:
+        """``sigmoid`` per class for a sigmoid model or a one-class model, else ``softmax``.
+
+        A one-class model's probability is ``sigmoid(logit)`` whatever its spec says (a softmax
+        over one class would be 1 everywhere), matching its labels (``logit > 0``).
+        """
+        return "sigmoid" if self.classes == 1 or self.activation == "sigmoid" else "softmax"
 
     def __post_init__(self) -> None:
         unknown = set(self.variables) - set(OUTPUT_VARIABLES)
@@ -68,6 +100,12 @@ class OutputLayout:
             raise OutputError("--dtype", f"choose from {LOGIT_DTYPES}, got {self.logits_dtype}")
         if "labels" in self.variables and self.classes >= LABEL_FILL:
             raise OutputError("--output", f"labels hold at most {LABEL_FILL - 1} classes")
+        if "probabilities" in self.variables and self.activation not in PROBABILITY_ACTIVATIONS:
+            raise OutputError(
+                "--output",
+                f"probabilities need a model whose activation is one of "
+                f"{PROBABILITY_ACTIVATIONS}; this model's spec says {self.activation!r}",
+            )
 
 
 def _is_zarr_store(path: Path) -> bool:
@@ -153,13 +191,25 @@ class ZarrSink(Sink):
             self._arrays = {v: group[v] for v in (*self.layout.variables, DONE)}
         return self._arrays[name]
 
-    def write(self, window: Window, logits: np.ndarray, labels: np.ndarray | None) -> None:
-        """Write the chunk's data, then (only then) its completion record."""
+    def write(self, window: Window, outputs: Mapping[str, np.ndarray]) -> None:
+        """Write the chunk's data, then (only then) its completion record.
+
+        ``outputs`` holds every variable of the layout (see :meth:`Sink.write`); logits are
+        cast to the layout's dtype here, the other variables are stored as given.
+        """
+        missing = [v for v in self.layout.variables if v not in outputs]
+        if missing:
+            raise ValueError(f"no data for output variable(s) {missing} at {window}")
         ys, xs = window.slices()
-        if "logits" in self.layout.variables:
-            self._array("logits")[:, ys, xs] = logits.astype(self.layout.logits_dtype, copy=False)
-        if "labels" in self.layout.variables and labels is not None:
-            self._array("labels")[ys, xs] = labels
+        for name in self.layout.variables:
+            data = outputs[name]
+            if name == "logits":
+                data = data.astype(self.layout.logits_dtype, copy=False)
+            target = self._array(name)
+            if data.ndim == 3:
+                target[:, ys, xs] = data
+            else:
+                target[ys, xs] = data
         z = self.layout.chunk
         self._array(DONE)[window.y // z, window.x // z] = 1
 
@@ -217,6 +267,21 @@ def _skeleton(layout: OutputLayout, georef: GeoRef | None) -> xr.Dataset:
             meanings = [f"not_{meanings[0]}", meanings[0]]
         flags = {"flag_values": list(range(len(meanings))), "flag_meanings": " ".join(meanings)}
         data["labels"] = xr.DataArray(empty, dims=("y", "x"), attrs=flags)
+    if "probabilities" in layout.variables:
+        # Decoded type (float32) here; _encoding stores it as uint8 with CF scale and fill.
+        empty = da.empty((k, h, w), dtype=np.float32, chunks=(k, z, z))
+        how = ("softmax over class" if layout.probability_activation == "softmax"
+               else "sigmoid per class")
+        data["probabilities"] = xr.DataArray(
+            empty, dims=("class", "y", "x"),
+            attrs={
+                "class_names": names, "units": "1", "long_name": "class probability",
+                "activation": layout.probability_activation,
+                "comment": f"{how} of the blended float32 logits; stored as "
+                           f"round(p * {PROBABILITY_SCALE}) in uint8, {PROBABILITY_FILL} where "
+                           "nodata (decoded values are within 1/508 of p)",
+            },
+        )  # fmt: skip
     ds = xr.Dataset(data, coords=coords)
     if georef is not None:
         import rioxarray  # noqa: F401  (registers the .rio accessor)
@@ -258,4 +323,12 @@ def _encoding(layout: OutputLayout) -> dict[str, dict[str, Any]]:
         encoding["logits"] = {"chunks": (k, z, z), "_FillValue": np.nan, "compressors": codec}
     if "labels" in layout.variables:
         encoding["labels"] = {"chunks": (z, z), "_FillValue": LABEL_FILL, "compressors": codec}
+    if "probabilities" in layout.variables:
+        # xarray writes scale_factor, add_offset and _FillValue as array attributes, where its
+        # CF decoding (open_zarr's default mask_and_scale=True) reads them back: codes become
+        # code / 254 (float64), and 255 becomes NaN.
+        encoding["probabilities"] = {
+            "chunks": (k, z, z), "dtype": "uint8", "scale_factor": 1.0 / PROBABILITY_SCALE,
+            "add_offset": 0.0, "_FillValue": PROBABILITY_FILL, "compressors": codec,
+        }  # fmt: skip
     return encoding

@@ -1,0 +1,639 @@
+#!/usr/bin/env python
+"""GPU check for tilerun: is the GPU output right, and how much of the model's speed is kept?
+
+Usage (from the repo root, on a machine with one NVIDIA GPU)::
+
+    bash benchmarks/gpu_check.sh                     # the prepared command (< 8 minutes)
+    python benchmarks/gpu_check.py                   # the same report, without the install step
+    python benchmarks/gpu_check.py --quick           # smoke test: 4096² scene, fewer batches
+    python benchmarks/gpu_check.py --quick --device cpu --scene-size 512 --tile 128 --overlap 16
+
+The report (markdown) goes to stdout, section by section as each finishes; progress goes to
+stderr. Exit status: 0 when every step ran (whether or not a goal was met: the report says
+pass/miss), 1 when a step crashed, 2 when CUDA is not available (and ``--device`` is cuda),
+124 when interrupted (SIGTERM/SIGINT, e.g. by ``timeout``) after printing what was measured.
+
+What each number means:
+
+* **Correctness.** One seeded 1024² scene (``tilerun.sample.write_scene``), one U-Net (base 16,
+  depth 4, 3→4 classes, ``torch.manual_seed(0)``), the same options (tile, overlap, chunk,
+  batch size) on every run; only device and precision change. ``max |Δ|`` is the largest
+  absolute difference of the logits from the CPU fp32 run's, ``max |cpu|`` the largest absolute
+  CPU logit, ``rel. error`` = ``max |Δ| ÷ max |cpu|``. Goals: ≤ 1e-4 for fp32 on the GPU and
+  ≤ 3e-2 for bf16 on the GPU. PyTorch runs fp32 convolutions as TF32 on the GPU by default
+  (``torch.backends.cudnn.allow_tf32``); when it is on, an extra row with TF32 off shows what
+  the engine gives in true fp32.
+* **Throughput**, per model (U-Net base 16 and base 64, depth 4, 3→4 classes), on a seeded
+  16384² 3-band uint8 GeoTIFF (tiled 512², deflate; cached in ``--workdir``), with
+  ``PredictOptions(tile=512, overlap=64, precision="bf16", batch_size=16, chunk=2048,
+  threads=8, tissue="none")``. A warm-up run of the same model and options on a 2048² scene
+  comes first, so CUDA initialisation and kernel loading are not timed.
+
+  - ``tiles``: ``summary.tiles_run`` of the timed run.
+  - ``model-only s``: the time the model alone needs for that many tiles: random
+    ``(B, 3, 512, 512)`` float32 batches already on the GPU, under ``torch.inference_mode`` and
+    ``torch.autocast(bfloat16)``, after warm-up batches, ``torch.cuda.synchronize()`` before
+    the clock stops. ``timed`` batches are run (at least 50, ``--min-batches``; every batch of
+    the run when there are more, up to ``--max-batches``) and the time per tile is scaled to
+    ``tiles``.
+  - ``end-to-end s``: wall time of the whole ``tilerun.run(scene, model, out, options)`` call
+    (open and check, probe, read, normalise, model, blend, write Zarr, finalise); ``engine s``
+    is the part the run itself reports (``summary.seconds``: executing the chunk graph).
+  - ``kept``: ``model-only s ÷ end-to-end s``, the fraction of the model's own speed the
+    pipeline keeps (1.0: the pipeline adds nothing). Goal ≥ 0.90.
+  - ``GPU busy %``: mean of ``torch.cuda.utilization()`` (NVML: the share of time a kernel was
+    running) sampled every 0.2 s during the run; falls back to ``nvidia-smi`` polling when
+    ``pynvml`` is missing. The same for the model-only loop, for reference (its ceiling).
+  - ``Mpx/s``: scene pixels (16384²) ÷ end-to-end seconds.
+  - ``peak GiB``: ``torch.cuda.max_memory_allocated`` during the run.
+  - ``forward calls``: the model's forward calls by batch size (a forward pre-hook), e.g.
+    ``16×85 9×1 1×1``; the engine's 1-tile probe before the run is one of the ``1×1``.
+
+* **Steps**: the seconds each step took (scene generation, each run), and whether it crashed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import tilerun
+from tilerun.engine import PredictOptions, RunSummary
+from tilerun.models import build_unet
+from tilerun.sample import make_scene, write_scene
+
+FP32_GOAL = 1e-4
+BF16_GOAL = 3e-2
+KEPT_GOAL = 0.90
+BANDS, CLASSES, DEPTH = 3, 4, 4
+CHECK_BASE = 16
+BASE_TILE = 4096  # the big scene is mirrored copies of one in-memory scene of this edge
+SAMPLE_PERIOD_S = 0.2
+
+
+class Interrupted(BaseException):
+    """SIGTERM/SIGINT: stop measuring, print what is known."""
+
+
+def log(message: str) -> None:
+    print(f"[{dt.datetime.now():%H:%M:%S}] {message}", file=sys.stderr, flush=True)
+
+
+def out(text: str = "") -> None:
+    print(text, flush=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Configuration
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Config:
+    device: str
+    precision: str
+    sizes: tuple[int, ...]
+    scene_size: int
+    check_size: int
+    warmup_size: int
+    tile: int
+    overlap: int
+    batch_size: int
+    chunk: int
+    threads: int
+    min_batches: int
+    max_batches: int
+    warmup_batches: int
+    seed: int
+    workdir: Path
+    budget_s: float
+
+    @property
+    def cuda(self) -> bool:
+        return self.device.startswith("cuda")
+
+    def options(self, device: str | None = None, precision: str | None = None) -> PredictOptions:
+        return PredictOptions(
+            tile=self.tile, overlap=self.overlap, batch_size=self.batch_size, chunk=self.chunk,
+            threads=self.threads, device=device or self.device,
+            precision=precision or self.precision, overwrite=True, tissue="none",
+        )
+
+
+def parse_args(argv: list[str] | None) -> Config:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="smoke test: 4096² scene, few batches")
+    p.add_argument("--device", default="cuda", help="cuda (default), cuda:N or cpu (smoke test)")
+    p.add_argument("--precision", default="bf16", choices=("fp32", "bf16", "fp16"),
+                   help="precision of the throughput runs (default bf16)")
+    p.add_argument("--sizes", type=int, nargs="+", default=[16, 64],
+                   help="U-Net base widths of the throughput rows (default 16 64)")
+    p.add_argument("--scene-size", type=int, help="throughput scene edge (16384; quick 4096)")
+    p.add_argument("--check-size", type=int, default=1024, help="correctness scene edge")
+    p.add_argument("--warmup-size", type=int, default=2048, help="warm-up scene edge")
+    p.add_argument("--tile", type=int, default=512)
+    p.add_argument("--overlap", type=int, default=64, help="overlap in pixels")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--chunk", type=int, default=2048)
+    p.add_argument("--threads", type=int, default=8)
+    p.add_argument("--min-batches", type=int, help="fewest timed model-only batches (50; quick 3)")
+    p.add_argument("--max-batches", type=int, help="most timed model-only batches (400; quick 20)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workdir", type=Path, default=Path("/tmp/tilerun-gpu"))
+    p.add_argument("--budget", type=float, default=450.0,
+                   help="seconds; steps that would start after this are skipped (default 450)")
+    a = p.parse_args(argv)
+    scene = a.scene_size or (4096 if a.quick else 16384)
+    return Config(
+        device=a.device, precision=a.precision, sizes=tuple(a.sizes), scene_size=scene,
+        check_size=min(a.check_size, scene), warmup_size=min(a.warmup_size, scene),
+        tile=a.tile, overlap=a.overlap, batch_size=a.batch_size, chunk=a.chunk,
+        threads=a.threads, min_batches=a.min_batches or (3 if a.quick else 50),
+        max_batches=a.max_batches or (20 if a.quick else 400),
+        warmup_batches=1 if a.quick else 5, seed=a.seed, workdir=a.workdir, budget_s=a.budget,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Steps: timing, crash capture, time budget
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Steps:
+    budget_s: float
+    start: float = field(default_factory=time.perf_counter)
+    rows: list[tuple[str, float, str]] = field(default_factory=list)
+
+    @property
+    def crashed(self) -> bool:
+        return any(status.startswith("crashed") for _, _, status in self.rows)
+
+    def run(self, name: str, fn: Callable[[], Any]) -> Any:
+        """Run one step; a crash is recorded (traceback on stderr) and None returned."""
+        if time.perf_counter() - self.start > self.budget_s:
+            self.rows.append((name, 0.0, f"skipped (over the {self.budget_s:.0f} s budget)"))
+            log(f"skip {name}: over budget")
+            return None
+        log(f"start {name}")
+        t0 = time.perf_counter()
+        try:
+            result = fn()
+        except Interrupted:
+            self.rows.append((name, time.perf_counter() - t0, "interrupted"))
+            raise
+        except Exception as err:  # reported; the other steps still run
+            traceback.print_exc()
+            first = (str(err) or type(err).__name__).splitlines()[0][:200]
+            self.rows.append((name, time.perf_counter() - t0,
+                              f"crashed: {type(err).__name__}: {first}"))
+            return None
+        seconds = time.perf_counter() - t0
+        self.rows.append((name, seconds, "ok"))
+        log(f"done {name} in {seconds:.1f} s")
+        return result
+
+    def report(self) -> None:
+        out("\n## Steps\n")
+        out("| step | seconds | status |\n|---|---:|---|")
+        for name, seconds, status in self.rows:
+            out(f"| {name} | {seconds:.1f} | {status} |")
+        out(f"\nTotal: {time.perf_counter() - self.start:.1f} s")
+
+
+# --------------------------------------------------------------------------------------------
+# Scenes and models
+# --------------------------------------------------------------------------------------------
+
+
+def scene(workdir: Path, size: int, seed: int) -> Path:
+    """A cached, seeded ``size²`` 3-band uint8 GeoTIFF (tiled 512², deflate).
+
+    Up to 4096² it is ``tilerun.sample``'s scene; larger ones are mirrored copies of the 4096²
+    scene (seamless, and never whole in memory), written with GDAL's multithreaded deflate.
+    """
+    path = workdir / f"scene-{size}-seed{seed}.tif"
+    if path.exists():
+        return path
+    workdir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.stem}.tmp{os.getpid()}.tif")
+    t0 = time.perf_counter()
+    if size <= BASE_TILE:
+        write_scene(tmp, size, size, seed=seed)
+    else:
+        _write_mirrored(tmp, size, make_scene(BASE_TILE, BASE_TILE, seed).image)
+    os.replace(tmp, path)
+    log(f"wrote {path} in {time.perf_counter() - t0:.1f} s")
+    return path
+
+
+def _write_mirrored(path: Path, size: int, base: np.ndarray) -> None:
+    import rasterio
+    from rasterio.transform import from_origin
+    from rasterio.windows import Window
+
+    from tilerun.sample import CRS, ORIGIN, PIXEL_SIZE
+
+    edge = base.shape[1]
+    profile = {
+        "driver": "GTiff", "width": size, "height": size, "count": BANDS, "dtype": "uint8",
+        "crs": CRS, "transform": from_origin(*ORIGIN, PIXEL_SIZE, PIXEL_SIZE),
+        "tiled": True, "blockxsize": 512, "blockysize": 512, "compress": "deflate",
+        "photometric": "RGB", "BIGTIFF": "IF_SAFER", "NUM_THREADS": "ALL_CPUS",
+    }
+    with rasterio.open(path, "w", **profile) as dst:
+        for i, y0 in enumerate(range(0, size, edge)):
+            for j, x0 in enumerate(range(0, size, edge)):
+                block = base[:, :: -1 if i % 2 else 1, :: -1 if j % 2 else 1]
+                h, w = min(edge, size - y0), min(edge, size - x0)
+                dst.write(np.ascontiguousarray(block[:, :h, :w]), window=Window(x0, y0, w, h))
+
+
+def build_model(base: int) -> torch.nn.Module:
+    torch.manual_seed(0)
+    model = build_unet("unet", in_channels=BANDS, classes=CLASSES, base=base, depth=DEPTH)
+    return model.eval()
+
+
+def run_once(
+    source: Path, model: torch.nn.Module, out_path: Path, options: PredictOptions
+) -> tuple[RunSummary, float]:
+    """``tilerun.run`` and its wall time."""
+    t0 = time.perf_counter()
+    summary = tilerun.run(source, model, out_path, options)
+    return summary, time.perf_counter() - t0
+
+
+def read_logits(path: Path) -> np.ndarray:
+    import xarray as xr
+
+    with xr.open_zarr(path) as ds:
+        return np.asarray(ds.logits.values, np.float64)
+
+
+def synchronize(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize(device)
+
+
+# --------------------------------------------------------------------------------------------
+# Correctness
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Comparison:
+    name: str
+    max_abs_diff: float
+    max_abs_ref: float
+    goal: float
+
+    @property
+    def rel(self) -> float:
+        return self.max_abs_diff / self.max_abs_ref if self.max_abs_ref > 0 else float("inf")
+
+    @property
+    def passed(self) -> bool:
+        return self.rel <= self.goal
+
+
+@contextlib.contextmanager
+def tf32(enabled: bool) -> Iterator[None]:
+    old = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = enabled
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = old
+
+
+def correctness(cfg: Config, source: Path) -> list[Comparison]:
+    model = build_model(CHECK_BASE)
+
+    def logits(device: str, precision: str) -> np.ndarray:
+        return _logits(cfg, source, model, device, precision)
+
+    ref = logits("cpu", "fp32")
+    max_ref = float(np.nanmax(np.abs(ref)))
+
+    def compare(name: str, got: np.ndarray, goal: float) -> Comparison:
+        return Comparison(name, float(np.nanmax(np.abs(got - ref))), max_ref, goal)
+
+    rows = [compare(f"{cfg.device} fp32 vs cpu fp32", logits(cfg.device, "fp32"), FP32_GOAL)]
+    if cfg.cuda and torch.backends.cudnn.allow_tf32:
+        with tf32(False):
+            rows.append(compare(f"{cfg.device} fp32, TF32 off, vs cpu fp32",
+                                logits(cfg.device, "fp32"), FP32_GOAL))
+    rows.append(compare(f"{cfg.device} bf16 vs cpu fp32", logits(cfg.device, "bf16"), BF16_GOAL))
+    return rows
+
+
+def _logits(cfg: Config, source: Path, model: torch.nn.Module, device: str,
+            precision: str) -> np.ndarray:
+    path = cfg.workdir / f"check-{device.replace(':', '')}-{precision}.zarr"
+    run_once(source, model, path, cfg.options(device, precision))
+    try:
+        return read_logits(path)
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def report_correctness(cfg: Config, rows: list[Comparison]) -> None:
+    out(f"\n## Correctness ({cfg.check_size}² scene, U-Net base {CHECK_BASE}, tile {cfg.tile}, "
+        f"overlap {cfg.overlap})\n")
+    out("| comparison | max abs diff | max abs cpu | rel. error | goal | result |")
+    out("|---|---:|---:|---:|---:|---|")
+    for r in rows:
+        verdict = "pass" if r.passed else "**miss**"
+        out(f"| {r.name} | {r.max_abs_diff:.3g} | {r.max_abs_ref:.3g} | {r.rel:.2e} | "
+            f"≤ {r.goal:g} | {verdict} |")
+
+
+# --------------------------------------------------------------------------------------------
+# Throughput
+# --------------------------------------------------------------------------------------------
+
+
+class BusySampler:
+    """Mean GPU utilisation (%) over a stretch of time, sampled every 0.2 s in a thread."""
+
+    def __init__(self, device: str) -> None:
+        self.device = torch.device(device)
+        self._smi_id = ""
+        self.method = self._pick_method()
+        self._samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _pick_method(self) -> str:
+        """``nvml`` (torch + pynvml), else ``nvidia-smi`` (by GPU UUID, else index), else none."""
+        if self.device.type != "cuda":
+            return "none"
+        try:
+            torch.cuda.utilization(self.device)
+            return "nvml"
+        except Exception:  # pynvml missing, or NVML unusable
+            pass
+        if shutil.which("nvidia-smi"):
+            for smi_id in (_gpu_uuid(self.device), str(self.device.index or 0)):
+                with contextlib.suppress(Exception):
+                    _smi_utilization(smi_id)
+                    self._smi_id = smi_id
+                    return f"nvidia-smi --id={smi_id}"
+        return "none"
+
+    def _read(self) -> float | None:
+        if self.method == "nvml":
+            return float(torch.cuda.utilization(self.device))
+        if self.method.startswith("nvidia-smi"):
+            return _smi_utilization(self._smi_id)
+        return None
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(Exception):
+                value = self._read()
+                if value is not None:
+                    self._samples.append(value)
+            self._stop.wait(SAMPLE_PERIOD_S)
+
+    def __enter__(self) -> BusySampler:
+        if self.method != "none":
+            self._thread = threading.Thread(target=self._loop, daemon=True, name="busy-sampler")
+            self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    @property
+    def mean(self) -> float | None:
+        return float(np.mean(self._samples)) if self._samples else None
+
+
+def _gpu_uuid(device: torch.device) -> str:
+    """The GPU's UUID as nvidia-smi spells it (CUDA_VISIBLE_DEVICES renumbers indices)."""
+    uuid = str(getattr(torch.cuda.get_device_properties(device), "uuid", ""))
+    return uuid if uuid.startswith("GPU-") else f"GPU-{uuid}"
+
+
+def _smi_utilization(smi_id: str) -> float:
+    cmd = ["nvidia-smi", f"--id={smi_id}", "--query-gpu=utilization.gpu",
+           "--format=csv,noheader,nounits"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=5, check=True)
+    return float(done.stdout.split()[0])
+
+
+class BatchCounter:
+    """Counts the model's forward calls by batch size (a forward pre-hook)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.sizes: Counter[int] = Counter()
+        self._handle = model.register_forward_pre_hook(self._hook)
+
+    def _hook(self, _module: torch.nn.Module, args: tuple[Any, ...]) -> None:
+        self.sizes[int(args[0].shape[0])] += 1
+
+    def remove(self) -> str:
+        self._handle.remove()
+        return " ".join(f"{n}×{k}" for n, k in sorted(self.sizes.items(), reverse=True))
+
+
+@dataclass
+class Row:
+    base: int
+    params: int
+    summary: RunSummary | None = None
+    wall_s: float = 0.0
+    busy_run: float | None = None
+    peak_gib: float | None = None
+    forwards: str = ""
+    model_s: float | None = None
+    timed: int = 0
+    busy_model: float | None = None
+
+
+def warm_up(cfg: Config, model: torch.nn.Module, source: Path) -> None:
+    path = cfg.workdir / "warmup.zarr"
+    try:
+        run_once(source, model, path, cfg.options())
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def end_to_end(cfg: Config, row: Row, model: torch.nn.Module, source: Path) -> None:
+    path = cfg.workdir / f"out-base{row.base}.zarr"
+    counter = BatchCounter(model)
+    if cfg.cuda:
+        torch.cuda.reset_peak_memory_stats(cfg.device)
+    try:
+        with BusySampler(cfg.device) as busy:
+            row.summary, row.wall_s = run_once(source, model, path, cfg.options())
+    finally:
+        row.forwards = counter.remove()
+        shutil.rmtree(path, ignore_errors=True)
+    row.busy_run = busy.mean
+    if cfg.cuda:
+        row.peak_gib = torch.cuda.max_memory_allocated(cfg.device) / 2**30
+
+
+def model_only(cfg: Config, row: Row, model: torch.nn.Module) -> None:
+    """Time full batches of random tiles through the model alone; scale to ``tiles_run``."""
+    assert row.summary is not None
+    tiles = row.summary.tiles_run
+    b = cfg.batch_size
+    timed = min(max(math.ceil(tiles / b), cfg.min_batches), cfg.max_batches)
+    model = model.to(cfg.device)
+    gen = torch.Generator(device=cfg.device).manual_seed(1)
+    inputs = [torch.randn((b, BANDS, cfg.tile, cfg.tile), generator=gen, device=cfg.device)
+              for _ in range(2)]
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
+    autocast = (torch.autocast(torch.device(cfg.device).type, dtype=dtype) if dtype
+                else contextlib.nullcontext())
+    with torch.inference_mode(), autocast:
+        for i in range(cfg.warmup_batches):
+            model(inputs[i % 2])
+        synchronize(cfg.device)
+        with BusySampler(cfg.device) as busy:
+            t0 = time.perf_counter()
+            for i in range(timed):
+                model(inputs[i % 2])
+            synchronize(cfg.device)
+            seconds = time.perf_counter() - t0
+    row.model_s = seconds / (timed * b) * tiles
+    row.timed = timed
+    row.busy_model = busy.mean
+
+
+def throughput(cfg: Config, steps: Steps, base: int, warm: Path, big: Path) -> Row:
+    model = build_model(base)
+    row = Row(base, sum(p.numel() for p in model.parameters()))
+    steps.run(f"base {base}: warm-up run ({cfg.warmup_size}²)",
+              lambda: warm_up(cfg, model, warm))
+    steps.run(f"base {base}: end-to-end run ({cfg.scene_size}²)",
+              lambda: end_to_end(cfg, row, model, big))
+    if row.summary is not None:
+        steps.run(f"base {base}: model only", lambda: model_only(cfg, row, model))
+    return row
+
+
+def throughput_header(cfg: Config) -> None:
+    out(f"\n## Throughput ({cfg.scene_size}² scene, {cfg.precision}, tile {cfg.tile}, overlap "
+        f"{cfg.overlap}, batch {cfg.batch_size}, chunk {cfg.chunk}, threads {cfg.threads})\n")
+    out("| U-Net | params | tiles | model-only s (timed batches) | end-to-end s | engine s | "
+        f"kept (goal ≥ {KEPT_GOAL:.2f}) | GPU busy % run | GPU busy % model-only | Mpx/s | "
+        "peak GiB | forward calls |")
+    out("|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|")
+
+
+def _row(cfg: Config, r: Row) -> str:
+    s = r.summary
+    if s is None:
+        return f"| base {r.base} | {r.params / 1e6:.2f} M | – | – | – | – | – | – | – | – | – | – |"
+    kept = r.model_s / r.wall_s if r.model_s is not None else None
+    kept_text = "–" if kept is None else (
+        f"{kept:.3f} {'pass' if kept >= KEPT_GOAL else '**miss**'}")
+    model_text = "–" if r.model_s is None else f"{r.model_s:.2f} ({r.timed})"
+    mpx = cfg.scene_size**2 / r.wall_s / 1e6
+    return (f"| base {r.base} | {r.params / 1e6:.2f} M | {s.tiles_run} | {model_text} | "
+            f"{r.wall_s:.2f} | {s.seconds:.2f} | {kept_text} | {_pct(r.busy_run)} | "
+            f"{_pct(r.busy_model)} | {mpx:.2f} | {_num(r.peak_gib)} | {r.forwards} |")
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0f}"
+
+
+def _num(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+# --------------------------------------------------------------------------------------------
+# Header and main
+# --------------------------------------------------------------------------------------------
+
+
+def header(cfg: Config) -> None:
+    cuda = torch.version.cuda or "none"
+    gpu = torch.cuda.get_device_name(cfg.device) if cfg.cuda else "none (cpu run)"
+    cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
+    out("# tilerun GPU check\n")
+    out(f"* date: {dt.datetime.now().astimezone():%Y-%m-%d %H:%M:%S %Z}")
+    out(f"* device: {cfg.device}; GPU: {gpu}")
+    out(f"* torch {torch.__version__} (CUDA {cuda}, cuDNN {cudnn}); tilerun "
+        f"{tilerun.__version__}; Python {sys.version.split()[0]}")
+    out(f"* CPUs: {os.cpu_count()}; torch CPU threads: {torch.get_num_threads()}")
+    out(f"* cudnn.benchmark {torch.backends.cudnn.benchmark}, cudnn.allow_tf32 "
+        f"{torch.backends.cudnn.allow_tf32}, matmul.allow_tf32 "
+        f"{torch.backends.cuda.matmul.allow_tf32}")
+    out(f"* GPU busy sampling: {BusySampler(cfg.device).method}")
+    out(f"* workdir: {cfg.workdir}; time budget {cfg.budget_s:.0f} s")
+
+
+def _interrupt(signum: int, _frame: Any) -> None:
+    raise Interrupted(signal.Signals(signum).name)
+
+
+def measure(cfg: Config, steps: Steps) -> None:
+    paths: dict[str, Path] = {}
+
+    def scenes() -> None:
+        paths["check"] = scene(cfg.workdir, cfg.check_size, cfg.seed)
+        paths["warm"] = scene(cfg.workdir, cfg.warmup_size, cfg.seed)
+        paths["big"] = scene(cfg.workdir, cfg.scene_size, cfg.seed)
+
+    steps.run("scenes", scenes)
+    if len(paths) < 3:
+        return
+    checks = steps.run("correctness", lambda: correctness(cfg, paths["check"]))
+    if checks:
+        report_correctness(cfg, checks)
+    throughput_header(cfg)
+    for base in cfg.sizes:
+        out(_row(cfg, throughput(cfg, steps, base, paths["warm"], paths["big"])))
+        if cfg.cuda:
+            torch.cuda.empty_cache()  # the model is gone; free its cached blocks
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = parse_args(argv)
+    if cfg.cuda and not torch.cuda.is_available():
+        print(f"CUDA is not available (torch {torch.__version__}); nothing to check "
+              "(use --device cpu --quick for a CPU smoke test)")
+        return 2
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
+    steps = Steps(cfg.budget_s)
+    header(cfg)
+    try:
+        measure(cfg, steps)
+    except Interrupted as why:
+        out(f"\n**Interrupted ({why}); the report is partial.**")
+        steps.report()
+        return 124
+    steps.report()
+    return 1 if steps.crashed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,134 @@
+"""The compute stage: full batches across chunks, failures reach the caller, idle threads exit."""
+
+from __future__ import annotations
+
+import pickle
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import tilerun
+from tilerun.blending import Blend
+from tilerun.engine import ChunkPlan, PredictOptions
+from tilerun.engine import feeder as feeder_module
+from tilerun.engine.feeder import DeviceFeeder
+from tilerun.engine.partial import chunk_work
+from tilerun.engine.runner import Normalizer, TileRunner
+from tilerun.geometry import make_grid
+from tilerun.models import as_model
+from tilerun.sources import open_source
+
+
+class Slow(nn.Module):
+    """A 1×1 convolution that takes ``seconds`` per call: the model, not reading, is the
+    bottleneck, as on any real model."""
+
+    downsampling = 1
+
+    def __init__(self, seconds: float = 0.02, fail_on_call: int | None = None) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 2, 1)
+        self.seconds = seconds
+        self.fail_on_call = fail_on_call
+        self.calls: list[int] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls.append(int(x.shape[0]))
+        if self.fail_on_call is not None and len(self.calls) == self.fail_on_call:
+            raise RuntimeError("device lost")
+        time.sleep(self.seconds)
+        return self.conv(x)
+
+
+def _options(**kwargs: object) -> PredictOptions:
+    base = dict(tile=48, overlap=0.25, chunk=40, batch_size=8, threads=2, tissue="none")
+    return PredictOptions.from_kwargs(**{**base, **kwargs})
+
+
+def test_batches_are_full_across_chunk_boundaries(tmp_path):
+    # 300² with stride 36 is 9×9 = 81 tiles in 16 chunks of 96², 1 to 9 tiles each: batching
+    # per chunk would end all 16 chunks with a short batch. Each engine thread has one chunk
+    # in flight, so 6 threads keep enough tiles queued to fill batches of 8.
+    image = np.random.default_rng(1).normal(size=(3, 300, 300)).astype(np.float32)
+    model = Slow()
+    summary = tilerun.run(image, model, tmp_path / "o.zarr", _options(chunk=96, threads=6))
+    grid = make_grid(300, 300, 48, 0.25)
+    assert summary.tiles_run == grid.count == sum(model.calls[1:])  # calls[0]: the probe
+    short = [n for n in model.calls[1:] if n < 8]
+    # a short batch only when the model would otherwise wait: at the start and at the end
+    assert len(short) <= 2, model.calls
+    assert len(model.calls[1:]) <= -(-grid.count // 8) + 2
+    assert summary.batches == {n: model.calls[1:].count(n) for n in set(model.calls[1:])}
+
+
+def test_results_do_not_depend_on_how_batches_fall(tmp_path, image, small_unet):
+    runs = [
+        tilerun.predict(image, small_unet, tmp_path / f"{b}.zarr", **vars(_options(
+            batch_size=b, chunk=c)))["logits"].values
+        for b, c in ((1, 4096), (8, 40), (5, 64))
+    ]
+    for other in runs[1:]:
+        np.testing.assert_allclose(other, runs[0], rtol=0, atol=1e-6)
+
+
+def test_a_model_failure_reaches_the_caller_and_leaves_nothing(tmp_path, image):
+    model = Slow(seconds=0.0, fail_on_call=3)
+    with pytest.raises(RuntimeError, match="device lost"):
+        tilerun.run(image, model, tmp_path / "o.zarr", _options())
+    assert not (tmp_path / "o.zarr").exists()
+    assert not [t for t in threading.enumerate() if t.name.startswith("tilerun-")]
+
+
+def _feeder(image: np.ndarray) -> tuple[DeviceFeeder, ChunkPlan]:
+    grid = make_grid(150, 170, 48, 0.25)
+    plan = ChunkPlan(grid, Blend(), 64)
+    runner = TileRunner(as_model(Slow(seconds=0.0)), torch.device("cpu"))
+    normalize = Normalizer(np.zeros(3, np.float32), np.ones(3, np.float32))
+    return DeviceFeeder(runner, normalize, Blend().weights(grid), 4), plan
+
+
+def test_idle_threads_exit_and_come_back(monkeypatch, image):
+    monkeypatch.setattr(feeder_module, "IDLE_EXIT_S", 0.05)
+    feeder, plan = _feeder(image)
+    work = chunk_work(open_source(image), plan, (0, 0))
+    first = feeder.submit(work).result(timeout=30)
+    deadline = time.time() + 10
+    while time.time() < deadline and any(
+        t.name.startswith("tilerun-") for t in threading.enumerate()
+    ):
+        time.sleep(0.02)
+    assert not [t for t in threading.enumerate() if t.name.startswith("tilerun-")]
+    again = feeder.submit(work).result(timeout=30)  # a new generation of threads starts
+    np.testing.assert_array_equal(first, again)
+    feeder.close()
+
+
+def test_feeder_pickles_without_its_threads(image):
+    feeder, plan = _feeder(image)
+    work = chunk_work(open_source(image), plan, (1, 1))
+    before = feeder.submit(work).result(timeout=30)
+    copy = pickle.loads(pickle.dumps(feeder))
+    assert copy.tiles_run == 0 and copy._lanes is None
+    np.testing.assert_array_equal(copy.submit(work).result(timeout=30), before)
+    feeder.close()
+    copy.close()
+
+
+def test_canvas_is_the_weighted_sum_of_the_tiles(image):
+    """Against a plain per-tile numpy reference of ``Σ w·z``."""
+    feeder, plan = _feeder(image)
+    work = chunk_work(open_source(image), plan, (1, 1))
+    canvas = feeder.submit(work).result(timeout=30)
+    feeder.close()
+    module = feeder.runner.module
+    w = Blend().weights(plan.grid)
+    expected = np.zeros_like(canvas)
+    with torch.inference_mode():
+        for y, x in work.offsets.tolist():
+            tile = torch.from_numpy(work.pixels[None, :, y: y + 48, x: x + 48].copy())
+            expected[:, y: y + 48, x: x + 48] += module.conv(tile)[0].numpy() * w
+    np.testing.assert_allclose(canvas, expected, rtol=1e-6, atol=1e-6)
