@@ -15,11 +15,15 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
+import zarr
 from click.testing import CliRunner
 
 import tilerun
+from tilerun.blending import Blend
 from tilerun.cli import main
+from tilerun.engine import ChunkPlan
 from tilerun.errors import OutputError
+from tilerun.geometry import make_grid
 from tilerun.models import build_unet, save_package
 from tilerun.sample import write_scene
 from tilerun.sinks.lock import RunLock
@@ -82,6 +86,7 @@ def test_kill_minus_9_then_resume_equals_uninterrupted(tmp_path, job):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     before = len(_done_files(partial))
+    done = np.asarray(zarr.open_array(partial / "tilerun" / "chunks_done", mode="r")[:]) > 0
     logits_files = {p: p.stat().st_mtime_ns for p in (partial / "logits" / "c").rglob("*")
                     if p.is_file()}
     resumed = CliRunner().invoke(main, ["predict", str(scene), "-o", str(out), "--model",
@@ -89,6 +94,16 @@ def test_kill_minus_9_then_resume_equals_uninterrupted(tmp_path, job):
     assert resumed.exit_code == 0, resumed.output
     attrs = xr.open_zarr(out).attrs["tilerun"]
     assert attrs["chunks_resumed"] == before and attrs["chunks"] == 64 - before
+    # Finished chunks' tiles are not run again: what they sent to unfinished neighbours was
+    # kept with them. At most the unfinished share of the tiles runs, plus one row of tiles
+    # (chunks finish out of row-major order, so a boundary row may have to be recomputed).
+    grid = make_grid(512, 512, 64, 0.25)
+    total, per_row = attrs["tiles_minimum"], grid.cols
+    assert attrs["tiles_run"] <= (64 - before) / 64 * total + per_row, (attrs, before)
+    plan = ChunkPlan(grid, Blend(), 64)
+    own = sum(len(plan.owned_tiles(i, j)) for i, j in plan.chunks() if not done[i, j])
+    assert attrs["tiles_run"] == own  # exactly the unfinished chunks' own tiles
+    assert not (out / "tilerun" / "carry").exists()  # needed only while unfinished
     np.testing.assert_allclose(xr.open_zarr(out).logits.values,
                                xr.open_zarr(reference).logits.values, atol=1e-6)
     for p, mtime in logits_files.items():  # finished chunks were not written again

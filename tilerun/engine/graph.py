@@ -15,7 +15,9 @@ from tilerun.engine.partial import (
     ChunkResult,
     Partial,
     assemble,
+    carry_from,
     labels_from_logits,
+    partial_from_carry,
     probabilities_from_logits,
     run_tiles,
 )
@@ -50,9 +52,30 @@ def _tiles(job: Job, index: tuple[int, int]) -> tuple[Partial, ...]:
     return run_tiles(job.source, job.plan, index, job.compute)
 
 
+def _carried(
+    job: Job, index: tuple[int, int], needed: list[tuple[int, int]]
+) -> tuple[Partial | None, ...]:
+    """A finished chunk's pieces for the unfinished chunks, as kept by the sink when it was
+    written (:func:`carry_from`); if any is missing, its tiles run again instead."""
+    kept = {}
+    for target in needed:
+        carry = job.sink.carry(index, target)
+        if carry is None:
+            return run_tiles(job.source, job.plan, index, job.compute)
+        kept[target] = partial_from_carry(*carry, job.classes)
+    return tuple(kept.get(t) for t in job.plan.targets(*index))
+
+
 def _write(
-    job: Job, index: tuple[int, int], pieces: list[Partial], _outgoing: list[Partial]
+    job: Job,
+    index: tuple[int, int],
+    pieces: list[Partial],
+    outgoing: list[Partial],
+    later: list[tuple[int, int]],
 ) -> ChunkResult:
+    """Assemble and write a chunk; first keep what it sends to the ``later`` chunks."""
+    for target, piece in zip(later, outgoing, strict=True):
+        job.sink.keep_carry(index, target, piece.window, carry_from(piece))
     window = job.plan.chunk_window(*index)
     logits, valid = assemble(window, pieces, job.classes)
     outputs = {"logits": logits} if job.logits else {}
@@ -76,17 +99,21 @@ def build_graph(
 ) -> tuple[dict[Any, Any], list[tuple[Any, ...]]]:
     """The task graph and the keys of its write tasks (row-major), leaving out ``done`` chunks.
 
-    A resumed run still runs the tiles of finished chunks whose partial sums reach an
-    unfinished one (their results are needed), but writes no finished chunk again.
+    A resumed run reads the partial sums that finished chunks send to unfinished ones from
+    the sink (kept when they were written) instead of running their tiles again, and writes
+    no finished chunk again.
     """
     plan = job.plan
     job_key = f"tilerun-job-{token}"
     graph: dict[Any, Any] = {job_key: job}
     for i, j in plan.chunks():
         targets = plan.targets(i, j)
-        if not any(t not in done for t in targets):
+        needed = [t for t in targets if t not in done]
+        if not needed:
             continue
-        graph[("tilerun-tiles", token, i, j)] = (_tiles, job_key, (i, j))
+        graph[("tilerun-tiles", token, i, j)] = (
+            (_carried, job_key, (i, j), needed) if (i, j) in done else (_tiles, job_key, (i, j))
+        )
         for n, (a, b) in enumerate(targets):
             if (a, b) not in done:
                 graph[("tilerun-piece", token, i, j, a, b)] = (
@@ -100,9 +127,9 @@ def build_graph(
         # Also depend on the pieces this chunk's tiles send *forward*: that makes the scheduler
         # split the tiles result right after computing it, so the big tuple is freed at once
         # and only thin spill strips wait for later chunks (memory flat in image size).
-        outgoing = [("tilerun-piece", token, i, j, a, b) for a, b in plan.targets(i, j)
-                    if (a, b) not in done and (a, b) != (i, j)]
+        later = [(a, b) for a, b in plan.targets(i, j) if (a, b) not in done and (a, b) != (i, j)]
+        outgoing = [("tilerun-piece", token, i, j, a, b) for a, b in later]
         key = (WRITE, token, i, j)
-        graph[key] = (_write, job_key, (i, j), pieces, outgoing)
+        graph[key] = (_write, job_key, (i, j), pieces, outgoing, later)
         writes.append(key)
     return graph, writes

@@ -34,6 +34,18 @@ class Partial:
         return Partial(part, keep(self.num[:, ys, xs]), keep(self.den[ys, xs]), valid)
 
 
+def carry_from(piece: Partial) -> np.ndarray:
+    """A piece as one float32 block ``(classes + 2, h, w)``: ``num``, ``den``, validity (1/0)."""
+    valid = np.ones(piece.den.shape, np.float32) if piece.valid is None else piece.valid
+    return np.concatenate([piece.num, piece.den[None], valid[None].astype(np.float32)])
+
+
+def partial_from_carry(window: Window, data: np.ndarray, classes: int) -> Partial:
+    """The inverse of :func:`carry_from`."""
+    valid = data[classes + 1] > 0.5
+    return Partial(window, data[:classes], data[classes], None if valid.all() else valid)
+
+
 def chunk_work(source: Source, plan: ChunkPlan, index: tuple[int, int]) -> ChunkWork:
     """Read the chunk's padded window once and say where its owned tiles sit in it."""
     read = plan.read_window(*index)

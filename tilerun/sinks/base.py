@@ -45,6 +45,21 @@ class Sink(ABC):
         ``extras(path)`` may add derived data (e.g. viewer pyramids) before publication.
         """
 
+    def keep_carry(  # noqa: B027  (optional: a sink that keeps nothing makes resume recompute)
+        self, source: tuple[int, int], target: tuple[int, int], window: Window, data: np.ndarray
+    ) -> None:
+        """Keep the float32 partial sums chunk ``source`` sends to the unfinished ``target``.
+
+        Called before ``source`` is written; with them a resumed run need not run the tiles
+        of finished chunks again. ``data`` is ``(k, h, w)`` over ``window``, opaque to the sink.
+        """
+
+    def carry(
+        self, source: tuple[int, int], target: tuple[int, int]
+    ) -> tuple[Window, np.ndarray] | None:
+        """What :meth:`keep_carry` kept for this pair, or None."""
+        return None
+
     def completed(self) -> frozenset[tuple[int, int]]:
         """Chunk indices already written by an earlier, interrupted run (resume)."""
         return frozenset()

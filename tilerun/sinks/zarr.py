@@ -59,6 +59,8 @@ PROBABILITY_FILL = 255
 #: a subgroup so that xarray does not show them as a data variable.
 RECORDS = "tilerun"
 DONE = f"{RECORDS}/chunks_done"
+#: Partial sums finished chunks send to unfinished ones (for resume; removed when complete).
+CARRY = f"{RECORDS}/carry"
 OUTPUT_VARIABLES = ("logits", "labels", "probabilities")
 LOGIT_DTYPES = ("float32", "float16")
 #: Model activations that define probabilities (the spec's third choice, ``none``, does not).
@@ -149,6 +151,7 @@ class ZarrSink(Sink):
             self.lock.acquire(self.path)
             if resume:
                 if self._same_run(attrs):
+                    zarr.open_group(self.staging / CARRY, mode="a")  # stores from before carries
                     return
                 self.lock.release()
                 raise OutputError(self.staging, "was written by a different run (input, model "
@@ -168,6 +171,7 @@ class ZarrSink(Sink):
             fill_value=0, dimension_names=("chunk_y", "chunk_x"),
             attributes={"description": "1 once the output chunk is written"},
         )
+        records.create_group(CARRY.split("/")[-1])
         self.lock.acquire(self.path)
 
     def _same_run(self, attrs: dict[str, Any]) -> bool:
@@ -186,9 +190,14 @@ class ZarrSink(Sink):
         return frozenset((int(i), int(j)) for i, j in zip(rows, cols, strict=True))
 
     def _array(self, name: str) -> Any:
+        """The open array; every chunk is written once and is rarely all fill, so Zarr's check
+        for all-fill chunks (a full extra pass over the data, to skip storing them) is off."""
         if self._arrays is None:
             group = zarr.open_group(self.staging, mode="r+")
-            self._arrays = {v: group[v] for v in (*self.layout.variables, DONE)}
+            self._arrays = {
+                v: group[v].with_config({"write_empty_chunks": True})  # type: ignore[union-attr]
+                for v in (*self.layout.variables, DONE)
+            }
         return self._arrays[name]
 
     def write(self, window: Window, outputs: Mapping[str, np.ndarray]) -> None:
@@ -213,10 +222,34 @@ class ZarrSink(Sink):
         z = self.layout.chunk
         self._array(DONE)[window.y // z, window.x // z] = 1
 
+    def keep_carry(
+        self, source: tuple[int, int], target: tuple[int, int], window: Window, data: np.ndarray
+    ) -> None:
+        """One uncompressed array per (source, target) pair under ``tilerun/carry``: they are
+        temporary (deleted on completion), so writing them fast beats storing them small."""
+        group = zarr.open_group(self.staging / CARRY, mode="r+")
+        group.create_array(
+            _carry_name(source, target), data=np.ascontiguousarray(data, np.float32),
+            chunks=data.shape, compressors=None, overwrite=True,
+            attributes={"window": [window.y, window.x, window.height, window.width]},
+        )
+
+    def carry(
+        self, source: tuple[int, int], target: tuple[int, int]
+    ) -> tuple[Window, np.ndarray] | None:
+        try:
+            array = zarr.open_array(self.staging / CARRY / _carry_name(source, target), mode="r")
+        except (FileNotFoundError, KeyError, zarr.errors.BaseZarrError):
+            return None
+        stored: Any = array.attrs["window"]
+        y, x, h, w = (int(v) for v in stored)
+        return Window(y, x, h, w), np.asarray(array[...])
+
     def finalize(
         self, summary: dict[str, Any], extras: Callable[[Path], None] | None = None
     ) -> None:
         """Mark complete, add ``extras`` (e.g. viewer pyramids) to the staging store, publish."""
+        shutil.rmtree(self.staging / CARRY, ignore_errors=True)  # only resume needed them
         group = zarr.open_group(self.staging, mode="r+")
         attrs = dict(group.attrs["tilerun"])  # type: ignore[arg-type]
         group.attrs["tilerun"] = {**attrs, **summary, "complete": True}
@@ -242,6 +275,10 @@ class ZarrSink(Sink):
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_arrays": None, "lock": None}
+
+
+def _carry_name(source: tuple[int, int], target: tuple[int, int]) -> str:
+    return f"{source[0]}.{source[1]}-{target[0]}.{target[1]}"
 
 
 def _skeleton(layout: OutputLayout, georef: GeoRef | None) -> xr.Dataset:
