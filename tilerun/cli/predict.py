@@ -103,7 +103,7 @@ def _overlap(text: str) -> float | int:
               help="OME-NGFF pyramids to add: auto (labels, for slides), none, labels, "
                    "or labels,probabilities.")
 @click.option("--threads", type=int,
-              help="Threads [default: CPU cores, at least 2]; per worker on a cluster.")
+              help="Threads [default: CPU cores + 2]; per worker on a cluster.")
 @click.option("--workers", type=int,
               help="Run on a local Dask cluster of this many worker processes.")
 @click.option("--scheduler", default="threads", show_default=True,

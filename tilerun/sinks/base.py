@@ -46,17 +46,15 @@ class Sink(ABC):
         """
 
     def keep_carry(  # noqa: B027  (optional: a sink that keeps nothing makes resume recompute)
-        self, source: tuple[int, int], target: tuple[int, int], window: Window, data: np.ndarray
+        self, source: tuple[int, int], target: tuple[int, int], data: np.ndarray
     ) -> None:
         """Keep the float32 partial sums chunk ``source`` sends to the unfinished ``target``.
 
         Called before ``source`` is written; with them a resumed run need not run the tiles
-        of finished chunks again. ``data`` is ``(k, h, w)`` over ``window``, opaque to the sink.
+        of finished chunks again. ``data`` is opaque to the sink.
         """
 
-    def carry(
-        self, source: tuple[int, int], target: tuple[int, int]
-    ) -> tuple[Window, np.ndarray] | None:
+    def carry(self, source: tuple[int, int], target: tuple[int, int]) -> np.ndarray | None:
         """What :meth:`keep_carry` kept for this pair, or None."""
         return None
 

@@ -104,10 +104,20 @@ class Source(ABC):
     def read_padded(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
         """Read any window, mirror-padding (reflect) the parts outside the image.
 
-        Reads the bounding box of the reflected indices once, then gathers; inside the image
-        it is a plain read.
+        Inside the image it is a plain read. A window that sticks out by less than its inner
+        part reads that part and pads it with ``np.pad(mode="reflect")`` (a copy; the image
+        edge is the array's edge there). Wider pads (tiny images) read the bounding box of the
+        reflected indices (:func:`reflect_index`) once, then gather.
         """
         _, height, width = self.shape
+        inside = window.intersection(Window(0, 0, height, width))
+        pads = ((0, 0), (inside.y - window.y, window.bottom - inside.bottom),
+                (inside.x - window.x, window.right - inside.right))
+        if inside == window:
+            return self.read(window)
+        if max(pads[1]) < inside.height and max(pads[2]) < inside.width:
+            pixels, valid = self.read(inside)
+            return np.pad(pixels, pads, mode="reflect"), np.pad(valid, pads, mode="reflect")
         rows = reflect_index(np.arange(window.y, window.bottom), height)
         cols = reflect_index(np.arange(window.x, window.right), width)
         inner = Window(
@@ -117,8 +127,6 @@ class Source(ABC):
             int(cols.max() - cols.min()) + 1,
         )
         pixels, valid = self.read(inner)
-        if inner == window:
-            return pixels, valid
         index = np.ix_(rows - inner.y, cols - inner.x)
         return pixels[:, index[0], index[1]], valid[:, index[0], index[1]]
 
