@@ -88,7 +88,7 @@ def weight_sum(profile: np.ndarray, offsets: np.ndarray, shape: tuple[int, ...])
     The weights do not depend on the logits, so the host computes them from the geometry.
     When the tiles form a full grid (rows × columns; no tile skipped) the sum is separable,
     ``den(y, x) = (Σ_r p(y - y_r)) · (Σ_c p(x - x_c))``: one outer product instead of a
-    ``T × T`` add per tile. Sums are taken in float64 and stored as float32.
+    ``T × T`` add per tile. The 1-D sums are taken in float64, the product in float32.
     """
     h, w = int(shape[0]), int(shape[1])
     edge = len(profile)
@@ -100,7 +100,7 @@ def weight_sum(profile: np.ndarray, offsets: np.ndarray, shape: tuple[int, ...])
             dy[y: y + edge] += p
         for x in cols.tolist():
             dx[x: x + edge] += p
-        return np.outer(dy, dx).astype(np.float32)
+        return np.outer(dy.astype(np.float32), dx.astype(np.float32))
     den = np.zeros((h, w))
     window = np.outer(p, p)
     for y, x in offsets.tolist():
@@ -125,13 +125,22 @@ def assemble(window: Window, pieces: list[Partial], classes: int) -> tuple[np.nd
     a pixel is invalid or covered by no tile), so the ``classes``-deep array gets a single
     in-place multiply instead of a masked divide plus a masked fill.
     """
-    num = np.zeros((classes, window.height, window.width), np.float32)
-    den = np.zeros((window.height, window.width), np.float32)
+    num = np.empty((classes, window.height, window.width), np.float32)
+    den = np.empty((window.height, window.width), np.float32)
     valid = np.zeros((window.height, window.width), bool)
-    for piece in pieces:
+    # The largest piece (the chunk's own tiles) is copied in; only the rest is zeroed first.
+    pieces = sorted(pieces, key=lambda p: p.window.size, reverse=True)
+    first = pieces[0].window.slices(window) if pieces else (slice(0, 0), slice(0, 0))
+    _zero_outside(num, *first)
+    _zero_outside(den, *first)
+    for n, piece in enumerate(pieces):
         ys, xs = piece.window.slices(window)
-        num[:, ys, xs] += piece.num
-        den[ys, xs] += piece.den
+        if n == 0:
+            num[:, ys, xs] = piece.num
+            den[ys, xs] = piece.den
+        else:
+            num[:, ys, xs] += piece.num
+            den[ys, xs] += piece.den
         if piece.valid is None:
             valid[ys, xs] = True
         else:
@@ -140,6 +149,14 @@ def assemble(window: Window, pieces: list[Partial], classes: int) -> tuple[np.nd
     inverse = np.divide(1.0, den, out=np.full_like(den, np.nan), where=valid)
     num *= inverse
     return num, valid
+
+
+def _zero_outside(array: np.ndarray, ys: slice, xs: slice) -> None:
+    """Zero the last two axes of ``array`` outside rows ``ys`` × columns ``xs``."""
+    array[..., : ys.start, :] = 0
+    array[..., ys.stop :, :] = 0
+    array[..., ys, : xs.start] = 0
+    array[..., ys, xs.stop :] = 0
 
 
 def labels_from_logits(logits: np.ndarray, valid: np.ndarray, fill: int) -> np.ndarray:

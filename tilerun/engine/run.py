@@ -26,7 +26,7 @@ from tilerun.engine.checks import check_input
 from tilerun.engine.cluster import client_for, run_on_cluster
 from tilerun.engine.feeder import DeviceFeeder
 from tilerun.engine.graph import WRITE, Job, build_graph
-from tilerun.engine.memory import release_large_buffers_eagerly
+from tilerun.engine.memory import fewer_gc_passes, release_large_buffers_eagerly
 from tilerun.engine.options import PredictOptions
 from tilerun.engine.partial import ChunkResult
 from tilerun.engine.plan import ChunkPlan
@@ -217,7 +217,8 @@ def run(
         if on_start is not None:
             on_start(len(writes))
         start = time.perf_counter()
-        results = _execute(graph, writes, options, on_chunk, client)
+        with fewer_gc_passes():
+            results = _execute(graph, writes, options, on_chunk, client)
         seconds = time.perf_counter() - start
     except BaseException:
         job.sink.release()
