@@ -78,6 +78,19 @@ def image() -> np.ndarray:
     return np.random.default_rng(0).normal(size=(3, 150, 170)).astype(np.float32)
 
 
+def scene_and_package(root: Path) -> dict[str, Path]:
+    """A 96² 3-band scene and a tiny 2-class U-Net package beside it, for CLI tests."""
+    from tilerun.models import build_unet, save_package
+    from tilerun.sample import write_scene
+
+    scene = root / "scene.tif"
+    write_scene(scene, 96, 96, seed=1)
+    package = root / "pkg.safetensors"
+    save_package(build_unet("unet", in_channels=3, classes=2, base=4, depth=2), package,
+                 mean=(127.5,) * 3, std=(64.0,) * 3)
+    return {"scene": scene, "package": package}
+
+
 @pytest.fixture(autouse=True)
 def _one_torch_thread() -> None:
     torch.set_num_threads(1)

@@ -21,13 +21,11 @@ from click.testing import CliRunner, Result
 from rasterio.crs import CRS
 
 from tilerun.cli import main
-from tilerun.models import build_unet, save_package
-from tilerun.sample import write_scene
 
 try:  # `python -m pytest` puts the checkout on sys.path; plain `pytest` puts tests/ there
-    from tests.conftest import shared_file
+    from tests.conftest import scene_and_package, shared_file
 except ImportError:  # pragma: no cover
-    from conftest import shared_file  # type: ignore[no-redef]
+    from conftest import scene_and_package, shared_file  # type: ignore[no-redef]
 
 TRANSFORM = Affine(10.0, 0.0, 500_000.0, 0.0, -10.0, 5_200_000.0)
 
@@ -36,15 +34,8 @@ TRANSFORM = Affine(10.0, 0.0, 500_000.0, 0.0, -10.0, 5_200_000.0)
 def files(tmp_path_factory) -> dict[str, Path]:
     """A 3-band scene, a 3-channel model package, and a few bad inputs, shared by the module."""
     root = tmp_path_factory.mktemp("cli")
-    scene = root / "scene.tif"
-    write_scene(scene, 96, 96, seed=1)
-    package = root / "pkg.safetensors"
-    save_package(
-        build_unet("unet", in_channels=3, classes=2, base=4, depth=2),
-        package,
-        mean=(127.5,) * 3,
-        std=(64.0,) * 3,
-    )
+    made = scene_and_package(root)
+    scene, package = made["scene"], made["package"]
     text = root / "text.tif"
     text.write_text("not a raster at all\n")
     complex_tif = root / "complex.tif"

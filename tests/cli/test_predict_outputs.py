@@ -11,21 +11,16 @@ import zarr
 from click.testing import CliRunner
 
 from tilerun.cli import main
-from tilerun.models import build_unet, save_package
-from tilerun.sample import write_scene
+
+try:
+    from tests.conftest import scene_and_package
+except ImportError:
+    from conftest import scene_and_package  # type: ignore[no-redef]
 
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("cli-outputs")
-    scene = root / "scene.tif"
-    write_scene(scene, 96, 96, seed=1)
-    package = root / "pkg.safetensors"
-    save_package(
-        build_unet("unet", in_channels=3, classes=2, base=4, depth=2),
-        package, mean=(127.5,) * 3, std=(64.0,) * 3,
-    )  # fmt: skip
-    return {"scene": scene, "package": package}
+    return scene_and_package(tmp_path_factory.mktemp("cli-outputs"))
 
 
 @pytest.mark.parametrize(

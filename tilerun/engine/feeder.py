@@ -336,7 +336,7 @@ class DeviceFeeder(ComputeStage):
         n = int(batch.logits.shape[0])
         self.tiles_run += n
         self.batch_sizes[n] += 1
-        batch.x = batch.x[:0]  # let the inputs go
+        batch.x = torch.empty(0)  # let the inputs go (a [:0] view would keep their storage)
         return done
 
     def _hand_to_blend(self, batch: _Batch | None, lanes: _Lanes) -> None:
