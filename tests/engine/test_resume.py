@@ -129,3 +129,23 @@ def test_a_second_writer_is_refused_and_a_stale_lock_is_taken_over(tmp_path, ide
     ds = tilerun.predict(image, identity, out, tile=32)  # the dead run's lock is stale
     assert ds.attrs["tilerun"]["complete"] is True
     assert not (out / "tilerun.lock").exists()
+
+
+@pytest.mark.parametrize("with_nodata", [False, True])
+def test_a_carry_round_trip_keeps_sums_and_validity(with_nodata):
+    from tilerun.engine.partial import Partial, carry_from, partial_from_carry
+    from tilerun.geometry import Window
+
+    rng = np.random.default_rng(3)
+    window = Window(64, 128, 20, 30)
+    valid = rng.random((20, 30)) > 0.3 if with_nodata else None
+    piece = Partial(window, rng.random((3, 20, 30)).astype(np.float32),
+                    rng.random((20, 30)).astype(np.float32), valid)
+    kept = carry_from(piece)
+    assert kept.shape[0] == (4 if with_nodata else 3)  # den is not kept: it is geometry
+    back = partial_from_carry(window, kept, piece.den, classes=3)
+    np.testing.assert_array_equal(back.num, piece.num)
+    if with_nodata:
+        np.testing.assert_array_equal(back.valid, valid)
+    else:
+        assert back.valid is None

@@ -19,6 +19,7 @@ from tilerun.engine.partial import (
     labels_from_logits,
     partial_from_carry,
     probabilities_from_logits,
+    region_den,
     run_tiles,
 )
 from tilerun.engine.plan import ChunkPlan
@@ -57,13 +58,15 @@ def _carried(
 ) -> tuple[Partial | None, ...]:
     """A finished chunk's pieces for the unfinished chunks, as kept by the sink when it was
     written (:func:`carry_from`); if any is missing, its tiles run again instead."""
+    region = job.plan.partial_window(*index)
+    den = region_den(job.plan, index)
     kept = {}
     for target in needed:
         carry = job.sink.carry(index, target)
         if carry is None:
             return run_tiles(job.source, job.plan, index, job.compute)
-        window = job.plan.partial_window(*index).intersection(job.plan.chunk_window(*target))
-        kept[target] = partial_from_carry(window, carry, job.classes)
+        window = region.intersection(job.plan.chunk_window(*target))
+        kept[target] = partial_from_carry(window, carry, den[window.slices(region)], job.classes)
     return tuple(kept.get(t) for t in job.plan.targets(*index))
 
 
