@@ -15,7 +15,8 @@ Two glibc defaults get in the way:
 So the threshold is *fixed* above every chunk buffer (no creep: it never moves), the heap is
 trimmed back to the OS once 64 MiB at its top are free, and one arena serves all threads, so a
 buffer freed by another thread than the one that allocated it is reused rather than stranded.
-Measured peak RSS (null model, tile 256, chunk 1024): 4096² 668 MiB, 16384² 823 MiB (1.23).
+Measured peak RSS (null model, tile 256, chunk 1024; benchmarks/RESULTS.md): 4096² 660–806 MiB,
+16384² 845–944 MiB, 32768² 1011–1193 MiB over two runs.
 """
 
 from __future__ import annotations
