@@ -132,3 +132,35 @@ def test_canvas_is_the_weighted_sum_of_the_tiles(image):
             tile = torch.from_numpy(work.pixels[None, :, y: y + 48, x: x + 48].copy())
             expected[:, y: y + 48, x: x + 48] += module.conv(tile)[0].numpy() * w
     np.testing.assert_allclose(canvas, expected, rtol=1e-6, atol=1e-6)
+
+
+def test_closing_fails_chunks_still_in_flight(image):
+    """An interrupted run closes the stage: whoever waits for a chunk must wake up."""
+
+    class Stuck(nn.Module):
+        downsampling = 1
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.release = threading.Event()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            self.release.wait(timeout=30)
+            return x[:, :2]
+
+    grid = make_grid(150, 170, 48, 0.25)
+    plan = ChunkPlan(grid, Blend(), 64)
+    model = Stuck()
+    runner = TileRunner(as_model(model), torch.device("cpu"))
+    normalize = Normalizer(np.zeros(3, np.float32), np.ones(3, np.float32))
+    feeder = DeviceFeeder(runner, normalize, Blend().weights(grid), 2)
+    source = open_source(image)
+    futures = [feeder.submit(chunk_work(source, plan, index)) for index in plan.chunks()]
+    time.sleep(0.2)  # the first batch is inside the model
+    closer = threading.Thread(target=feeder.close)
+    closer.start()
+    model.release.set()
+    closer.join(timeout=30)
+    assert not closer.is_alive()
+    outcomes = [f.exception(timeout=5) for f in futures]  # none waits forever
+    assert any(isinstance(e, RuntimeError) and "stopped" in str(e) for e in outcomes)

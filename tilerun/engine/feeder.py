@@ -106,6 +106,7 @@ class DeviceFeeder(ComputeStage):
         self._cv = threading.Condition()
         self._inbox: collections.deque[_Chunk] = collections.deque()
         self._staged: collections.deque[_Chunk] = collections.deque()
+        self._unresolved: set[Future[np.ndarray]] = set()
         self._lanes: _Lanes | None = None
         self._error: BaseException | None = None
         self._w: torch.Tensor | None = None
@@ -127,12 +128,16 @@ class DeviceFeeder(ComputeStage):
                 future.set_exception(self._error)
                 return future
             self._inbox.append(_Chunk(work, future))
+            self._unresolved.add(future)
+            future.add_done_callback(self._unresolved.discard)
             if self._lanes is None:
                 self._lanes = self._start()
             self._cv.notify_all()
         return future
 
     def close(self) -> None:
+        """Stop the threads; a chunk still in flight (the run was interrupted) fails, so that
+        no caller waits for it forever."""
         with self._cv:
             lanes, self._lanes = self._lanes, None
             if lanes is not None:
@@ -140,6 +145,12 @@ class DeviceFeeder(ComputeStage):
                 self._cv.notify_all()
         for thread in lanes.threads if lanes is not None else ():
             thread.join()
+        with self._cv:
+            self._inbox.clear()
+            self._staged.clear()
+            for future in list(self._unresolved):
+                if not future.done():
+                    future.set_exception(RuntimeError("the run stopped before this chunk ran"))
 
     def __getstate__(self) -> dict[str, Any]:
         return {k: self.__dict__[k] for k in ("runner", "normalize", "weights", "batch_size")}
