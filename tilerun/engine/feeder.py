@@ -25,16 +25,23 @@ start again on the next ``submit``. A failure fails every chunk in flight and th
 from __future__ import annotations
 
 import collections
-import contextlib
 import threading
 from concurrent.futures import Future
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
 from tilerun.engine.compute import ChunkWork, ComputeStage
+from tilerun.engine.lanes import (
+    Batch,
+    Chunk,
+    Lanes,
+    finite_tiles,
+    normalised,
+    on_stream,
+    torch_ready,
+)
 from tilerun.engine.runner import Normalizer, TileRunner
 from tilerun.errors import NonFiniteError
 
@@ -44,49 +51,6 @@ MAX_STAGED = 3
 #: upload overlapping that batch); more would only hold more chunks in flight.
 QUEUE_DEPTH = 1
 IDLE_EXIT_S = 30.0
-
-#: numpy types torch has no arithmetic for, widened losslessly before upload.
-_WIDEN = {np.dtype(bool): np.uint8, np.dtype(np.uint16): np.int32,
-          np.dtype(np.uint32): np.int64, np.dtype(np.uint64): np.float64}
-
-
-@dataclass(eq=False)
-class _Chunk:
-    """A chunk inside the feeder: its normalised pixels, its canvas, how far it has got."""
-
-    work: ChunkWork
-    future: Future[np.ndarray]
-    x: torch.Tensor | None = None
-    canvas: torch.Tensor | None = None
-    cut: int = 0  # tiles put into batches so far
-    blended: int = 0  # tiles added to the canvas so far
-    finite: list[torch.Tensor] = field(default_factory=list)
-
-
-@dataclass(eq=False)
-class _Batch:
-    """Tiles ``x`` (n, bands, T, T) and which chunk each consecutive run of them belongs to."""
-
-    x: torch.Tensor
-    parts: list[tuple[_Chunk, int, int]]
-    ready: Any = None  # a CUDA event: the batch is on the device
-    logits: torch.Tensor = field(default_factory=lambda: torch.empty(0))
-    finite: torch.Tensor = field(default_factory=lambda: torch.empty(0))
-
-
-@dataclass(eq=False)
-class _Lanes:
-    """The queues of one generation of threads (a new one starts after an idle exit)."""
-
-    to_model: collections.deque[_Batch | None] = field(default_factory=collections.deque)
-    to_blend: collections.deque[_Batch | None] = field(default_factory=collections.deque)
-    model_busy: bool = False
-    stopping: bool = False
-    threads: list[threading.Thread] = field(default_factory=list)
-
-    def batches(self) -> list[_Batch]:
-        return [b for b in (*self.to_model, *self.to_blend) if b is not None]
-
 
 class DeviceFeeder(ComputeStage):
     """The compute stage for one device (CPU or one CUDA device) in one process."""
@@ -104,10 +68,10 @@ class DeviceFeeder(ComputeStage):
         #: forward calls by batch size (how often a short batch was cut)
         self.batch_sizes: collections.Counter[int] = collections.Counter()
         self._cv = threading.Condition()
-        self._inbox: collections.deque[_Chunk] = collections.deque()
-        self._staged: collections.deque[_Chunk] = collections.deque()
+        self._inbox: collections.deque[Chunk] = collections.deque()
+        self._staged: collections.deque[Chunk] = collections.deque()
         self._unresolved: set[Future[np.ndarray]] = set()
-        self._lanes: _Lanes | None = None
+        self._lanes: Lanes | None = None
         self._error: BaseException | None = None
         self._w: torch.Tensor | None = None
         self._streams: tuple[Any, Any] | None = None
@@ -127,7 +91,7 @@ class DeviceFeeder(ComputeStage):
             if self._error is not None:
                 future.set_exception(self._error)
                 return future
-            self._inbox.append(_Chunk(work, future))
+            self._inbox.append(Chunk(work, future))
             self._unresolved.add(future)
             future.add_done_callback(self._unresolved.discard)
             if self._lanes is None:
@@ -161,14 +125,14 @@ class DeviceFeeder(ComputeStage):
 
     # -- threads -----------------------------------------------------------------------------
 
-    def _start(self) -> _Lanes:
+    def _start(self) -> Lanes:
         """Start a generation of the three threads (called with the lock held)."""
         device = self.runner.device
         if self._w is None:
             self._w = torch.from_numpy(self.weights).to(device)
         if device.type == "cuda" and self._streams is None:
             self._streams = (torch.cuda.Stream(device), torch.cuda.Stream(device))
-        lanes = _Lanes()
+        lanes = Lanes()
         for loop in (self._stage_loop, self._model_loop, self._blend_loop):
             name = f"tilerun-{loop.__name__.strip('_').removesuffix('_loop')}"
             thread = threading.Thread(target=self._guarded, args=(loop, lanes), daemon=True,
@@ -177,14 +141,14 @@ class DeviceFeeder(ComputeStage):
             thread.start()
         return lanes
 
-    def _guarded(self, loop: Any, lanes: _Lanes) -> None:
+    def _guarded(self, loop: Any, lanes: Lanes) -> None:
         """Run a stage loop; on failure fail every chunk in flight and refuse new ones."""
         try:
             loop(lanes)
         except BaseException as err:  # handed to the callers, never swallowed
             self._fail(err, lanes)
 
-    def _fail(self, err: BaseException, lanes: _Lanes) -> None:
+    def _fail(self, err: BaseException, lanes: Lanes) -> None:
         with self._cv:
             if self._error is None:
                 self._error = err
@@ -205,7 +169,7 @@ class DeviceFeeder(ComputeStage):
 
     # -- stage: upload, normalise, cut batches ------------------------------------------------
 
-    def _stage_loop(self, lanes: _Lanes) -> None:
+    def _stage_loop(self, lanes: Lanes) -> None:
         while True:
             with self._cv:
                 if not self._cv.wait_for(lambda: self._stage_has_work(lanes), IDLE_EXIT_S):
@@ -232,10 +196,10 @@ class DeviceFeeder(ComputeStage):
     def _pending_tiles(self) -> int:
         return sum(c.work.tiles - c.cut for c in self._staged)
 
-    def _model_waits(self, lanes: _Lanes) -> bool:
+    def _model_waits(self, lanes: Lanes) -> bool:
         return not lanes.model_busy and not lanes.to_model
 
-    def _stage_has_work(self, lanes: _Lanes) -> bool:
+    def _stage_has_work(self, lanes: Lanes) -> bool:
         if lanes.stopping or self._error is not None:
             return True
         if self._inbox and len(self._staged) < MAX_STAGED:
@@ -243,7 +207,7 @@ class DeviceFeeder(ComputeStage):
         pending = self._pending_tiles()
         return pending >= self.batch_size or (pending > 0 and self._model_waits(lanes))
 
-    def _admit(self) -> list[_Chunk]:
+    def _admit(self) -> list[Chunk]:
         new = []
         while self._inbox and len(self._staged) < MAX_STAGED:
             chunk = self._inbox.popleft()
@@ -251,15 +215,15 @@ class DeviceFeeder(ComputeStage):
             new.append(chunk)
         return new
 
-    def _upload(self, chunk: _Chunk) -> None:
+    def _upload(self, chunk: Chunk) -> None:
         """Pixels to the device (pinned, on the copy stream when on CUDA), then normalised."""
         work, device = chunk.work, self.runner.device
-        pixels = torch.from_numpy(_torch_ready(work.pixels))
+        pixels = torch.from_numpy(torch_ready(work.pixels))
         valid = None if work.valid is None else torch.from_numpy(work.valid)
         if device.type != "cuda":
             chunk.x = self.normalize(pixels, valid)
             return
-        with _on_stream(self._copy_stream):
+        with on_stream(self._copy_stream):
             pixels = pixels.pin_memory().to(device, non_blocking=True)
             valid = None if valid is None else valid.pin_memory().to(device, non_blocking=True)
             chunk.x = self.normalize(pixels, valid)
@@ -272,7 +236,7 @@ class DeviceFeeder(ComputeStage):
     def _compute_stream(self) -> Any:
         return self._streams[1] if self._streams else None
 
-    def _cut(self, lanes: _Lanes) -> _Batch | None:
+    def _cut(self, lanes: Lanes) -> Batch | None:
         """Up to ``batch_size`` tiles, oldest chunk first, across chunk boundaries."""
         with self._cv:
             pending = self._pending_tiles()
@@ -290,10 +254,10 @@ class DeviceFeeder(ComputeStage):
             while self._staged and self._staged[0].cut == self._staged[0].work.tiles:
                 self._staged.popleft()
         side = self._input_edge
-        with _on_stream(self._copy_stream):
-            views = [_pixels(chunk)[:, y: y + side, x: x + side]
+        with on_stream(self._copy_stream):
+            views = [normalised(chunk)[:, y: y + side, x: x + side]
                      for chunk, a, b in parts for y, x in chunk.work.offsets[a:b].tolist()]
-            batch = _Batch(self._padded(torch.stack(views)), parts)
+            batch = Batch(self._padded(torch.stack(views)), parts)
             if self._copy_stream is not None:
                 batch.ready = torch.cuda.Event()
                 batch.ready.record(self._copy_stream)
@@ -312,7 +276,7 @@ class DeviceFeeder(ComputeStage):
 
     # -- model ---------------------------------------------------------------------------------
 
-    def _model_loop(self, lanes: _Lanes) -> None:
+    def _model_loop(self, lanes: Lanes) -> None:
         previous: Any = None
         while True:
             with self._cv:
@@ -332,15 +296,15 @@ class DeviceFeeder(ComputeStage):
                 lanes.model_busy = False
                 self._cv.notify_all()
 
-    def _forward(self, batch: _Batch) -> Any:
+    def _forward(self, batch: Batch) -> Any:
         """Run the model on a batch; returns a CUDA event recorded after it (None on CPU)."""
-        with _on_stream(self._compute_stream):
+        with on_stream(self._compute_stream):
             if batch.ready is not None:
                 torch.cuda.current_stream().wait_event(batch.ready)
                 batch.x.record_stream(torch.cuda.current_stream())
             tiles = sum(b - a for _, a, b in batch.parts)
             batch.logits = self.runner.forward(batch.x)[:tiles]
-            batch.finite = _finite_tiles(batch.logits)
+            batch.finite = finite_tiles(batch.logits)
             done = torch.cuda.Event() if self._compute_stream is not None else None
             if done is not None:
                 done.record()
@@ -350,7 +314,7 @@ class DeviceFeeder(ComputeStage):
         batch.x = torch.empty(0)  # let the inputs go (a [:0] view would keep their storage)
         return done
 
-    def _hand_to_blend(self, batch: _Batch | None, lanes: _Lanes) -> None:
+    def _hand_to_blend(self, batch: Batch | None, lanes: Lanes) -> None:
         with self._cv:
             self._cv.wait_for(lambda: len(lanes.to_blend) < QUEUE_DEPTH or self._error is not None)
             lanes.to_blend.append(batch)
@@ -358,7 +322,7 @@ class DeviceFeeder(ComputeStage):
 
     # -- blend ---------------------------------------------------------------------------------
 
-    def _blend_loop(self, lanes: _Lanes) -> None:
+    def _blend_loop(self, lanes: Lanes) -> None:
         while True:
             with self._cv:
                 self._cv.wait_for(lambda: bool(lanes.to_blend))
@@ -366,10 +330,10 @@ class DeviceFeeder(ComputeStage):
                 self._cv.notify_all()
             if batch is None:
                 return
-            with _on_stream(self._compute_stream):
+            with on_stream(self._compute_stream):
                 self._blend(batch)
 
-    def _blend(self, batch: _Batch) -> None:
+    def _blend(self, batch: Batch) -> None:
         """``canvas[:, tile] += w · z`` for each tile of the batch, in float32.
 
         One fused ``addcmul_`` per tile: 4.3 ms of CPU per chunk of 25 tiles (4×256²) against
@@ -389,7 +353,7 @@ class DeviceFeeder(ComputeStage):
             if chunk.blended == chunk.work.tiles:
                 self._finish(chunk)
 
-    def _finish(self, chunk: _Chunk) -> None:
+    def _finish(self, chunk: Chunk) -> None:
         """Check the chunk's tiles were finite, bring its canvas to the host, resolve it."""
         finite = torch.cat(chunk.finite).cpu().numpy()
         canvas, chunk.canvas = chunk.canvas, None
@@ -413,32 +377,3 @@ class DeviceFeeder(ComputeStage):
         _, h, w = work.pixels.shape
         return torch.zeros((classes, h - 2 * b, w - 2 * b), dtype=torch.float32,
                            device=self.runner.device)
-
-
-def _finite_tiles(logits: torch.Tensor) -> torch.Tensor:
-    """Per tile, whether the float32 sum of its logits is finite: one reduction pass, no mask
-    the size of the batch (``isfinite`` on the batch cost 20 ms of CPU per 8 × 4 × 256²,
-    this 0.5 ms) and no device synchronisation.
-
-    A NaN or ±inf anywhere makes the sum non-finite. A non-finite sum can also be an overflow
-    of huge but finite logits, so :meth:`DeviceFeeder._finish` only reports tiles when the
-    blended canvas itself is not finite.
-    """
-    return torch.isfinite(logits.sum(dim=(1, 2, 3)))
-
-
-def _pixels(chunk: _Chunk) -> torch.Tensor:
-    if chunk.x is None:
-        raise RuntimeError(f"chunk {chunk.work.index} was released before all its tiles ran")
-    return chunk.x
-
-
-def _torch_ready(pixels: np.ndarray) -> np.ndarray:
-    """The array in a type torch computes with (bool and wide unsigned types are widened)."""
-    wider = _WIDEN.get(pixels.dtype)
-    return pixels.astype(wider) if wider is not None else pixels
-
-
-def _on_stream(stream: Any) -> Any:
-    """``torch.cuda.stream(stream)``, or nothing on the CPU."""
-    return torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext()
