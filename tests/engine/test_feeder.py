@@ -164,3 +164,16 @@ def test_closing_fails_chunks_still_in_flight(image):
     assert not closer.is_alive()
     outcomes = [f.exception(timeout=5) for f in futures]  # none waits forever
     assert any(isinstance(e, RuntimeError) and "stopped" in str(e) for e in outcomes)
+
+
+def test_huge_but_finite_logits_are_not_taken_for_bad_ones(tmp_path, image):
+    """A tile's float32 sum overflows at 1e37 per logit; the blended values do not."""
+
+    class Huge(nn.Module):
+        downsampling = 1
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.full((x.shape[0], 2, *x.shape[2:]), 1e37)
+
+    ds = tilerun.predict(image, Huge(), tmp_path / "o.zarr", tile=48, overlap=0.25, chunk=64)
+    np.testing.assert_allclose(ds.logits.values, 1e37, rtol=1e-5)
