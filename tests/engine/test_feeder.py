@@ -177,3 +177,15 @@ def test_huge_but_finite_logits_are_not_taken_for_bad_ones(tmp_path, image):
 
     ds = tilerun.predict(image, Huge(), tmp_path / "o.zarr", tile=48, overlap=0.25, chunk=64)
     np.testing.assert_allclose(ds.logits.values, 1e37, rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", ["uint16", "bool", "float64"])
+def test_flipped_views_and_types_torch_lacks_are_read(tmp_path, identity, dtype):
+    """A flipped (negative-stride) view of the caller's array, in types torch has no
+    arithmetic for, goes through the identity model unchanged and untouched."""
+    base = (np.random.default_rng(2).random((2, 70, 90)) * 60000).astype(dtype)
+    flipped = base[:, ::-1, ::-1]
+    before = flipped.copy()
+    ds = tilerun.predict(flipped, identity, tmp_path / "o.zarr", tile=32, overlap=0.25)
+    np.testing.assert_allclose(ds.logits.values, flipped.astype(np.float64), rtol=2e-6, atol=2e-6)
+    np.testing.assert_array_equal(flipped, before)

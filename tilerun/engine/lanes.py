@@ -78,9 +78,12 @@ def normalised(chunk: Chunk) -> torch.Tensor:
 
 
 def torch_ready(pixels: np.ndarray) -> np.ndarray:
-    """The array in a type torch computes with (bool and wide unsigned types are widened)."""
+    """The array in a type and layout torch takes: bool and wide unsigned types are widened,
+    and negative strides (a flipped view of the caller's array) are copied away."""
     wider = WIDEN.get(pixels.dtype)
-    return pixels.astype(wider) if wider is not None else pixels
+    if wider is not None:
+        return pixels.astype(wider)
+    return np.ascontiguousarray(pixels) if any(s < 0 for s in pixels.strides) else pixels
 
 
 def on_stream(stream: Any) -> Any:
