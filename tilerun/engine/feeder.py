@@ -152,12 +152,11 @@ class DeviceFeeder(ComputeStage):
         with self._cv:
             if self._error is None:
                 self._error = err
-            chunks = {id(c): c for c in (*self._inbox, *self._staged)}
-            for batch in lanes.batches():
-                chunks.update({id(c): c for c, _, _ in batch.parts})
-            for chunk in chunks.values():
-                if not chunk.future.done():
-                    chunk.future.set_exception(err)
+            # Every chunk not yet resolved, wherever it is: queued, staged, in a batch the
+            # failing thread holds, or half blended.
+            for future in list(self._unresolved):
+                if not future.done():
+                    future.set_exception(err)
             self._inbox.clear()
             self._staged.clear()
             lanes.stopping = True
@@ -357,6 +356,8 @@ class DeviceFeeder(ComputeStage):
         """Check the chunk's tiles were finite, bring its canvas to the host, resolve it."""
         finite = torch.cat(chunk.finite).cpu().numpy()
         canvas, chunk.canvas = chunk.canvas, None
+        if chunk.future.done():  # already failed: the stage broke or was closed meanwhile
+            return
         if canvas is None:
             raise RuntimeError(f"chunk {chunk.work.index} finished without a canvas")
         if not finite.all() and not bool(torch.isfinite(canvas).all()):

@@ -54,9 +54,6 @@ class Lanes:
     stopping: bool = False
     threads: list[threading.Thread] = field(default_factory=list)
 
-    def batches(self) -> list[Batch]:
-        return [b for b in (*self.to_model, *self.to_blend) if b is not None]
-
 
 def finite_tiles(logits: torch.Tensor) -> torch.Tensor:
     """Per tile, whether the float32 sum of its logits is finite: one reduction pass, no mask
