@@ -38,7 +38,7 @@ ARENAS = 1
 
 
 @cache
-def release_large_buffers_eagerly() -> bool:
+def tune_allocator() -> bool:
     """Set glibc's allocator options once per process; False where there is no glibc."""
     if not sys.platform.startswith("linux"):
         return False

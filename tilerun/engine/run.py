@@ -26,7 +26,7 @@ from tilerun.engine.checks import check_input
 from tilerun.engine.cluster import client_for, run_on_cluster
 from tilerun.engine.feeder import DeviceFeeder
 from tilerun.engine.graph import WRITE, Job, build_graph
-from tilerun.engine.memory import fewer_gc_passes, release_large_buffers_eagerly
+from tilerun.engine.memory import fewer_gc_passes, tune_allocator
 from tilerun.engine.options import PredictOptions
 from tilerun.engine.partial import ChunkResult
 from tilerun.engine.plan import ChunkPlan
@@ -209,7 +209,7 @@ def run(
     ``distributed.Client`` to run the chunk tasks on (see :mod:`tilerun.engine.cluster`).
     """
     options = options or PredictOptions()
-    release_large_buffers_eagerly()
+    tune_allocator()
     job = prepare(source, model, out, options)
     try:
         done = job.sink.completed()
