@@ -73,11 +73,18 @@ def _carried(
 def _write(
     job: Job,
     index: tuple[int, int],
+    own: tuple[Partial | None, ...] | None,
     pieces: list[Partial],
     outgoing: list[Partial],
     later: list[tuple[int, int]],
 ) -> ChunkResult:
-    """Assemble and write a chunk; first keep what it sends to the ``later`` chunks."""
+    """Assemble and write a chunk; first keep what it sends to the ``later`` chunks.
+
+    ``own``: the chunk's own tiles result (one piece per target), None if it owns no tile.
+    """
+    if own is not None:
+        mine = own[job.plan.targets(*index).index(index)]
+        pieces = [mine, *pieces] if mine is not None else pieces
     for target, piece in zip(later, outgoing, strict=True):
         job.sink.keep_carry(index, target, carry_from(piece))
     window = job.plan.chunk_window(*index)
@@ -119,7 +126,7 @@ def build_graph(
             (_carried, job_key, (i, j), needed) if (i, j) in done else (_tiles, job_key, (i, j))
         )
         for n, (a, b) in enumerate(targets):
-            if (a, b) not in done:
+            if (a, b) not in done and (a, b) != (i, j):  # its own piece: see the write
                 graph[("tilerun-piece", token, i, j, a, b)] = (
                     operator.getitem, ("tilerun-tiles", token, i, j), n
                 )
@@ -127,13 +134,17 @@ def build_graph(
     for i, j in plan.chunks():
         if (i, j) in done:
             continue
-        pieces = [("tilerun-piece", token, a, b, i, j) for a, b in plan.sources(i, j)]
+        sources = plan.sources(i, j)
+        pieces = [("tilerun-piece", token, a, b, i, j) for a, b in sources if (a, b) != (i, j)]
+        # The chunk's own piece is taken from its tiles result inside the write: one task
+        # fewer per chunk (a scheduler round trip each on a cluster).
+        own = ("tilerun-tiles", token, i, j) if (i, j) in sources else None
         # Also depend on the pieces this chunk's tiles send *forward*: that makes the scheduler
         # split the tiles result right after computing it, so the big tuple is freed at once
         # and only thin spill strips wait for later chunks (memory flat in image size).
         later = [(a, b) for a, b in plan.targets(i, j) if (a, b) not in done and (a, b) != (i, j)]
         outgoing = [("tilerun-piece", token, i, j, a, b) for a, b in later]
         key = (WRITE, token, i, j)
-        graph[key] = (_write, job_key, (i, j), pieces, outgoing, later)
+        graph[key] = (_write, job_key, (i, j), own, pieces, outgoing, later)
         writes.append(key)
     return graph, writes
