@@ -205,7 +205,7 @@ def codec_table(scene: Path, size: int, workdir: Path) -> list[dict[str, Any]]:
 
 
 def _crop_source(scene: Path, size: int) -> Any:
-    """The scene's top-left ``size²`` as a lazily read array (keeps its georeferencing out)."""
+    """The scene's top-left ``size²`` read into memory (a plain array: no georeferencing)."""
     import rasterio
     from rasterio.windows import Window
 

@@ -46,8 +46,9 @@ What each number means:
     ``pynvml`` is missing. The same for the model-only loop, for reference (its ceiling).
   - ``Mpx/s``: scene pixels (16384²) ÷ end-to-end seconds.
   - ``peak GiB``: ``torch.cuda.max_memory_allocated`` during the run.
-  - ``forward calls``: the model's forward calls by batch size (a forward pre-hook), e.g.
-    ``16×85 9×1 1×1``; the engine's 1-tile probe before the run is one of the ``1×1``.
+  - ``forward calls``: the run's forward calls by the number of tiles in them, from
+    ``RunSummary.batches`` (the feeder's count, probe excluded), e.g. ``16×85 9×1``. On CUDA
+    a short batch is padded to the full batch size before the model sees it.
 
 * **Steps**: the seconds each step took (scene generation, each run), and whether it crashed.
 """
@@ -66,7 +67,6 @@ import sys
 import threading
 import time
 import traceback
-from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -444,21 +444,6 @@ def _smi_utilization(smi_id: str) -> float:
     return float(done.stdout.split()[0])
 
 
-class BatchCounter:
-    """Counts the model's forward calls by batch size (a forward pre-hook)."""
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        self.sizes: Counter[int] = Counter()
-        self._handle = model.register_forward_pre_hook(self._hook)
-
-    def _hook(self, _module: torch.nn.Module, args: tuple[Any, ...]) -> None:
-        self.sizes[int(args[0].shape[0])] += 1
-
-    def remove(self) -> str:
-        self._handle.remove()
-        return " ".join(f"{n}×{k}" for n, k in sorted(self.sizes.items(), reverse=True))
-
-
 @dataclass
 class Row:
     base: int
@@ -483,15 +468,15 @@ def warm_up(cfg: Config, model: torch.nn.Module, source: Path) -> None:
 
 def end_to_end(cfg: Config, row: Row, model: torch.nn.Module, source: Path) -> None:
     path = cfg.workdir / f"out-base{row.base}.zarr"
-    counter = BatchCounter(model)
     if cfg.cuda:
         torch.cuda.reset_peak_memory_stats(cfg.device)
     try:
         with BusySampler(cfg.device) as busy:
             row.summary, row.wall_s = run_once(source, model, path, cfg.options())
     finally:
-        row.forwards = counter.remove()
         shutil.rmtree(path, ignore_errors=True)
+    batches = row.summary.batches if row.summary is not None else {}
+    row.forwards = " ".join(f"{n}×{k}" for n, k in sorted(batches.items(), reverse=True))
     row.busy_run = busy.mean
     if cfg.cuda:
         row.peak_gib = torch.cuda.max_memory_allocated(cfg.device) / 2**30

@@ -46,9 +46,20 @@ class ChunkWork:
     def tiles(self) -> int:
         return len(self.offsets)
 
+    def canvas_window(self, border: int) -> Window:
+        """Where the returned canvas lies in the image: ``read`` shrunk by ``border``."""
+        return canvas_window(self.read, border)
+
     def tile_origins(self) -> list[tuple[int, int]]:
         """Image ``(y, x)`` of each tile's input window (for error messages)."""
         return [(self.read.y + int(y), self.read.x + int(x)) for y, x in self.offsets]
+
+
+def canvas_window(read: Window, border: int) -> Window:
+    """The output pixels of tiles read over ``read``: the window shrunk by ``border`` per side
+    (a tile's input window is its output window grown by the valid-convolution border)."""
+    b = border
+    return Window(read.y + b, read.x + b, read.height - 2 * b, read.width - 2 * b)
 
 
 class ComputeStage(ABC):

@@ -21,6 +21,7 @@ from tilerun.engine.partial import (
     probabilities_from_logits,
     region_den,
     run_tiles,
+    tile_offsets,
 )
 from tilerun.engine.plan import ChunkPlan
 from tilerun.engine.runner import TileRunner
@@ -59,7 +60,7 @@ def _carried(
     """A finished chunk's pieces for the unfinished chunks, as kept by the sink when it was
     written (:func:`carry_from`); if any is missing, its tiles run again instead."""
     region = job.plan.partial_window(*index)
-    den = region_den(job.plan, index)
+    den = region_den(job.plan, index, *tile_offsets(job.plan, index))
     kept = {}
     for target in needed:
         carry = job.sink.carry(index, target)

@@ -1,4 +1,5 @@
-"""The two chunk tasks: run owned tiles into a partial sum, and assemble + write a chunk."""
+"""What chunk tasks compute: a chunk's owned tiles as partial sums (through the compute
+stage), the pieces kept for resume, and the assembly of a chunk from the pieces reaching it."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tilerun.engine.compute import ChunkWork, ComputeStage
+from tilerun.engine.compute import ChunkWork, ComputeStage, canvas_window
 from tilerun.engine.plan import ChunkPlan
 from tilerun.geometry import Window
 from tilerun.sources import Source
@@ -64,11 +65,11 @@ def chunk_work(source: Source, plan: ChunkPlan, index: tuple[int, int]) -> Chunk
     return ChunkWork(index, read, pixels, None if valid.all() else valid, offsets)
 
 
-def region_den(plan: ChunkPlan, index: tuple[int, int]) -> np.ndarray:
-    """``Σ w`` of the chunk's owned tiles over its partial window (``plan.partial_window``)."""
-    read, offsets = tile_offsets(plan, index)
-    b = plan.grid.border
-    canvas = Window(read.y + b, read.x + b, read.height - 2 * b, read.width - 2 * b)
+def region_den(plan: ChunkPlan, index: tuple[int, int], read: Window,
+               offsets: np.ndarray) -> np.ndarray:
+    """``Σ w`` of the chunk's owned tiles (at ``offsets`` in ``read``, as given by
+    :func:`tile_offsets`) over its partial window (``plan.partial_window``)."""
+    canvas = canvas_window(read, plan.grid.border)
     den = weight_sum(plan.blend.profile(plan.grid), offsets, (canvas.height, canvas.width))
     return den[plan.partial_window(*index).slices(canvas)]
 
@@ -83,15 +84,13 @@ def run_tiles(
     """
     work = chunk_work(source, plan, index)
     canvas = compute.submit(work).result()
-    b = plan.grid.border
-    read = work.read
-    canvas_window = Window(read.y + b, read.x + b, read.height - 2 * b, read.width - 2 * b)
     region = plan.partial_window(*index)
-    num = canvas[(slice(None), *region.slices(canvas_window))]
+    num = canvas[(slice(None), *region.slices(work.canvas_window(plan.grid.border)))]
     valid = None
     if work.valid is not None:
-        valid = np.asarray(work.valid[(slice(None), *region.slices(read))].any(axis=0))
-    whole = Partial(region, num, region_den(plan, index), valid)
+        valid = np.asarray(work.valid[(slice(None), *region.slices(work.read))].any(axis=0))
+    den = region_den(plan, index, work.read, work.offsets)
+    whole = Partial(region, num, den, valid)
     return tuple(whole.crop(plan.chunk_window(*t), copy=t != index) for t in plan.targets(*index))
 
 

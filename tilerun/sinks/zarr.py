@@ -25,7 +25,9 @@ Layout (``xarray.open_zarr(path, decode_coords="all")`` + rioxarray give back CR
 
 Nothing partial ever sits at the requested path: the run writes into ``<out>.partial`` and
 renames it to ``<out>`` when every chunk is written. ``chunks_done`` records each chunk after
-its data, so an interrupted run can be resumed, and ``tilerun.lock`` keeps a second run out.
+its data, and ``tilerun.carry/`` (``.npy`` files, outside the Zarr hierarchy, deleted on
+completion) keeps the partial sums a written chunk sends to unwritten ones, so an interrupted
+run resumes without recomputing finished chunks' tiles; ``tilerun.lock`` keeps a second run out.
 An existing output is replaced only when asked, only if it is a Zarr store, and only after the
 new one is complete.
 """
