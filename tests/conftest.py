@@ -17,6 +17,12 @@ SHARED_DATA = Path(
 ).resolve()
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _conversion_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Backend conversions go to a cache of the test session, not the user's."""
+    os.environ["TILERUN_CACHE_DIR"] = str(tmp_path_factory.mktemp("tilerun-cache"))
+
+
 def shared_file(relative: str) -> Path:
     """A file from ../shared/data; skip (or fail when TILERUN_REQUIRE_SHARED_DATA=1) if absent."""
     path = SHARED_DATA / relative

@@ -157,7 +157,7 @@ def test_export_refuses_bad_requests(package, tmp_path, monkeypatch):
         importlib.util, "find_spec",
         lambda name, *a: None if name == "onnxscript" else real_find_spec(name, *a),
     )
-    with pytest.raises(ModelError, match=r"needs onnxscript; pip install 'tilerun\[onnx\]'"):
+    with pytest.raises(ModelError, match=r"needs onnxscript; they are dependencies of tilerun"):
         export_model(package[0], tmp_path / "m.onnx", format="onnx")
     assert not (tmp_path / "m.pt").exists() and not (tmp_path / "m.onnx").exists()
 
@@ -244,3 +244,40 @@ def test_torch_export_program_round_trip(package, tmp_path):
     x = torch.randn(3, 3, 32, 48)
     with torch.no_grad():
         _close(module(x), unet(x))
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
+def test_embedded_normalisation_runs_once_in_the_engine(
+    fmt, package, engine_image, package_logits, tmp_path
+):
+    """The export takes raw values; the engine, told so by the spec, does not normalise again,
+    and nodata pixels still reach the network as 0 after its own normalisation."""
+    out = tmp_path / f"embedded.{'pt' if fmt == 'torchscript' else 'onnx'}"
+    spec = export_model(package[0], out, format=fmt, tile=64, embed_normalisation=True)
+    assert spec.embedded_normalisation and spec.mean == MEAN  # still recorded, for reports
+    module, loaded = load_model(out)
+    assert loaded.embedded_normalisation
+    raw = torch.tensor(MEAN).reshape(1, 3, 1, 1) + torch.tensor(STD).reshape(1, 3, 1, 1) * \
+        torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(5))
+    normalised = (raw - torch.tensor(MEAN).reshape(1, 3, 1, 1)) / \
+        torch.tensor(STD).reshape(1, 3, 1, 1)
+    with torch.no_grad():
+        _close(module(raw), package[1](normalised))
+    got = tilerun.predict(engine_image, str(out), tmp_path / "o.zarr", **ENGINE).logits.values
+    np.testing.assert_allclose(got, package_logits, rtol=0, atol=1e-4)
+    holes = engine_image.copy()
+    holes[:, 40:60, 50:90] = np.nan
+    for model, name in ((str(out), "e"), (str(package[0]), "p")):
+        logits = tilerun.predict(holes, model, tmp_path / f"{name}.zarr", **ENGINE).logits.values
+        if name == "e":
+            embedded = logits
+    np.testing.assert_allclose(embedded, logits, rtol=0, atol=1e-4)
+
+
+def test_embedding_needs_a_normalisation_and_only_once(package, tmp_path):
+    with pytest.raises(ModelError, match="no normalisation to embed"):
+        export_model(_unet(), tmp_path / "a.pt", tile=64, embed_normalisation=True)
+    once = tmp_path / "once.pt"
+    export_model(package[0], once, tile=64, embed_normalisation=True)
+    with pytest.raises(ModelError, match="already embedded"):
+        export_model(once, tmp_path / "twice.pt", tile=64, embed_normalisation=True)

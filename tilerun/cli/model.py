@@ -92,15 +92,57 @@ def pack_command(
               show_default=True)
 @click.option("-o", "--output", "out", type=click.Path(path_type=Path), required=True)
 @click.option("--tile", type=int, help="Example tile edge for tracing [default: the spec's].")
+@click.option("--embed-normalisation", is_flag=True,
+              help="Put the spec's input normalisation in the graph (it then takes raw pixel "
+                   "values); the spec records it, so tilerun does not normalise twice.")
 @click.option("--allow-pickle", is_flag=True, help="Allow a pickled checkpoint (weights only).")
 @click.option("--overwrite", is_flag=True)
 @exits_cleanly
-def export_command(path: Path, fmt: str, out: Path, tile: int | None, allow_pickle: bool,
-                   overwrite: bool) -> None:
+def export_command(path: Path, fmt: str, out: Path, tile: int | None, embed_normalisation: bool,
+                   allow_pickle: bool, overwrite: bool) -> None:
     """Export a model to TorchScript or ONNX (dynamic batch axis), spec included."""
     from tilerun.models.export import export_model
 
     if out.exists() and not overwrite:
         raise OutputExistsError(out, "already exists; pass --overwrite to replace it")
-    export_model(path, out, format=fmt, tile=tile, allow_pickle=allow_pickle)
+    export_model(path, out, format=fmt, tile=tile, allow_pickle=allow_pickle,
+                 embed_normalisation=embed_normalisation)
     click.echo(f"wrote {out} ({fmt}, checked against the source model to 1e-4)")
+
+
+@model_group.command("quantize")
+@click.argument("path", metavar="MODEL", type=click.Path(path_type=Path))
+@click.option("-o", "--output", "out", metavar="ONNX", type=click.Path(path_type=Path),
+              required=True, help="The INT8 ONNX model to write.")
+@click.option("--calibrate", "scene", metavar="SCENE", type=click.Path(path_type=Path),
+              required=True,
+              help="Scene to calibrate on and to compare INT8 with fp32 labels on.")
+@click.option("--method", type=click.Choice(["static", "dynamic"]), default="static",
+              show_default=True,
+              help="static: calibrated activation ranges (QDQ); dynamic: INT8 weights only.")
+@click.option("--calibration-tiles", type=int, default=32, show_default=True,
+              help="Tiles (spread over the scene) to calibrate activation ranges on.")
+@click.option("--tile", type=int, help="Tile edge [default: the spec's, else 256].")
+@click.option("--min-agreement", type=float, default=0.98, show_default=True,
+              help="Refuse to write a model whose labels agree less with fp32's.")
+@click.option("--force", is_flag=True, help="Write the model even below --min-agreement.")
+@click.option("--overwrite", is_flag=True)
+@click.option("--allow-pickle", is_flag=True, help="Allow a pickled checkpoint (weights only).")
+@exits_cleanly
+def quantize_command(path: Path, out: Path, scene: Path, method: str, calibration_tiles: int,
+                     tile: int | None, min_agreement: float, force: bool, overwrite: bool,
+                     allow_pickle: bool) -> None:
+    """INT8-quantise a model (ONNX Runtime), checked against fp32 labels on a scene."""
+    from math import isnan
+
+    from tilerun.models.quantize import quantize_model
+
+    report = quantize_model(path, out, scene, method=method, calibration_tiles=calibration_tiles,
+                            tile=tile, min_agreement=min_agreement, force=force,
+                            overwrite=overwrite, allow_pickle=allow_pickle)
+    for name, iou in report.iou.items():
+        click.echo(f"  IoU {name:<15} " + ("absent" if isnan(iou) else f"{iou:.4f}"))
+    click.echo(f"wrote {out} ({report.method} INT8): label agreement {report.agreement:.4f} "
+               f"over {report.pixels} px; {report.fp32_bytes / 1e6:.2f} MB fp32 → "
+               f"{report.int8_bytes / 1e6:.2f} MB INT8 ({report.size_ratio:.0%}) "
+               f"in {report.seconds:.1f} s")

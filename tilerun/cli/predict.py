@@ -12,7 +12,7 @@ from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from tilerun.blending import BLEND_MODES
-from tilerun.cli.errors import exits_cleanly
+from tilerun.cli.errors import exits_cleanly, one_line_warnings
 from tilerun.engine import PredictOptions, RunSummary
 from tilerun.engine.partial import ChunkResult
 from tilerun.engine.run import run
@@ -85,7 +85,12 @@ def _overlap(text: str) -> float | int:
     help="Stored logits type (blending is always float32).",
 )
 @click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32",
-              show_default=True, help="Model autocast precision; accumulation stays float32.")
+              show_default=True, help="Model precision; blending stays float32.")
+@click.option("--backend", type=click.Choice(["auto", "torch", "compile", "onnxruntime",
+                                              "openvino"]),
+              default="auto", show_default=True,
+              help="What runs the model: auto picks the fastest installed one whose logits "
+                   "match eager torch on a probe batch; conversions are cached.")
 @click.option("--tta", type=click.Choice(["none", "flips", "d4"]), default="none",
               show_default=True, help="Test-time augmentation: average flips or all 8 D4 views.")
 @click.option("--pixel-size-tolerance", type=float, default=0.1, show_default=True,
@@ -139,7 +144,8 @@ def predict_command(
     if model is None:
         count = len(opts.bands) if opts.bands else open_source(input).shape[0]
         handle, trained = default_model(count)
-    summary = _run_with_progress(input, handle, out, opts, console)
+    with one_line_warnings():
+        summary = _run_with_progress(input, handle, out, opts, console)
     _print_summary(summary, console)
     if not trained:
         console.print(
@@ -185,6 +191,6 @@ def _print_summary(s: RunSummary, console: Console) -> None:
                if s.tiles_skipped else "")
     console.print(
         f"[green]done[/] {s.tiles_run} tiles ({s.recompute_ratio:.2f}× the minimum{skipped}) in "
-        f"{s.chunks} chunks on {s.device}, {s.seconds:.1f} s, "
+        f"{s.chunks} chunks on {s.device} ({s.backend}), {s.seconds:.1f} s, "
         f"{s.pixels_per_second / 1e6:.2f} Mpx/s → {s.output}"
     )

@@ -256,7 +256,7 @@ class DeviceFeeder(ComputeStage):
         with on_stream(self._copy_stream):
             views = [normalised(chunk)[:, y: y + side, x: x + side]
                      for chunk, a, b in parts for y, x in chunk.work.offsets[a:b].tolist()]
-            batch = Batch(self._padded(torch.stack(views)), parts)
+            batch = Batch(torch.stack(views), parts)
             if self._copy_stream is not None:
                 batch.ready = torch.cuda.Event()
                 batch.ready.record(self._copy_stream)
@@ -264,14 +264,6 @@ class DeviceFeeder(ComputeStage):
             if b == chunk.work.tiles:
                 chunk.x = None  # its pixels are all in batches now
         return batch
-
-    def _padded(self, x: torch.Tensor) -> torch.Tensor:
-        """On CUDA a short batch is padded with zero tiles to ``batch_size``: one input shape
-        means one cuDNN autotuning and one compiled graph, whatever the chunk layout."""
-        short = self.batch_size - int(x.shape[0])
-        if self.runner.device.type != "cuda" or short <= 0:
-            return x
-        return torch.cat([x, x.new_zeros((short, *x.shape[1:]))])
 
     # -- model ---------------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from tilerun.backends import CHOICES as BACKENDS
 from tilerun.errors import OptionError
 
 SCHEDULERS = ("threads", "sync", "processes")
@@ -27,8 +28,11 @@ class PredictOptions:
     ``distributed.LocalCluster`` of ``workers`` processes) or the address of a Dask scheduler
     (``tcp://host:8786``). ``threads`` is the thread count (default: the machine's cores + 2,
     see :attr:`thread_count`), per worker process on a cluster. ``precision`` is the
-    model's autocast type (blending is float32 whatever it is); ``tta`` averages each tile over
-    flips (4 views) or the dihedral group (8 views).
+    model's precision (blending is float32 whatever it is); ``tta`` averages each tile over
+    flips (4 views) or the dihedral group (8 views). ``backend`` runs the model on eager
+    ``torch``, ``compile`` (``torch.compile``), ``onnxruntime`` or ``openvino``; ``auto`` picks
+    the fastest installed one that matches eager torch on a probe batch (see
+    :mod:`tilerun.backends.select`).
 
     Slides: ``mpp`` resamples to exactly that many µm per pixel (default: the model's, when its
     spec is in µm), ``level`` takes a pyramid level as is, ``slide_mpp`` overrides missing or
@@ -54,6 +58,7 @@ class PredictOptions:
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
     precision: str = "fp32"
+    backend: str = "auto"
     tta: str = "none"
     allow_pickle: bool = False
     pixel_size_tolerance: float = 0.1
@@ -76,6 +81,8 @@ class PredictOptions:
             raise OptionError("--threads", f"must be ≥ 1, got {self.threads}")
         if self.precision not in PRECISIONS:
             raise OptionError("--precision", f"choose from {PRECISIONS}, got {self.precision!r}")
+        if self.backend not in BACKENDS:
+            raise OptionError("--backend", f"choose from {BACKENDS}, got {self.backend!r}")
         if self.tta not in TTA_MODES:
             raise OptionError("--tta", f"choose from {TTA_MODES}, got {self.tta!r}")
         if not self.pixel_size_tolerance >= 0:

@@ -56,6 +56,10 @@ class RunSummary:
     valid_pixels: int
     seconds: float
     device: str
+    #: the backend that ran the model, and the seconds spent converting, loading and checking
+    #: it before any work (see :mod:`tilerun.backends`)
+    backend: str = "torch"
+    backend_seconds: float = 0.0
     #: forward calls by batch size (this process's compute stage; empty on a cluster)
     batches: dict[int, int] = field(default_factory=dict)
 
@@ -97,8 +101,11 @@ def prepare(source: Any, model: Any, out: str | Path, options: PredictOptions) -
     grid = make_grid(height, width, tile, overlap, handle.downsampling, spec.border)
     blend = Blend(options.blend, options.sigma)
     device = resolve_device(options.device)
-    runner = TileRunner(handle, device, options.precision, options.tta, options.device)
+    runner = TileRunner(handle, device, options.precision, options.tta, options.device,
+                        options.backend)
     classes = runner.probe(bands, grid.input_tile)
+    normalize = Normalizer.for_model(handle, bands, src.dtype)
+    runner.select(normalize.example(options.batch_size, grid.input_tile))
     variables = options.output
     pyramids = _pyramid_kinds(options, src)
     if "labels" in pyramids and "labels" not in variables:
@@ -114,10 +121,7 @@ def prepare(source: Any, model: Any, out: str | Path, options: PredictOptions) -
     tissue = resolve_tissue(options.tissue, src)
     if tissue is not None:
         plan = replace(plan, skip=skipped_tiles(plan, tissue))
-    compute = DeviceFeeder(
-        runner, Normalizer.for_model(handle, bands, src.dtype), blend.weights(grid),
-        options.batch_size,
-    )
+    compute = DeviceFeeder(runner, normalize, blend.weights(grid), options.batch_size)
     job = Job(
         source=src,
         plan=plan,
@@ -238,6 +242,8 @@ def run(
         valid_pixels=sum(r.valid_pixels for r in results),
         seconds=seconds,
         device=str(job.runner.device),
+        backend=job.runner.backend_used,
+        backend_seconds=job.runner.selection.seconds if job.runner.selection else 0.0,
         batches=dict(sorted(job.compute.batch_sizes.items())),
     )
     pyramids = _pyramids(options, job)

@@ -1,4 +1,4 @@
-"""Running batches of tiles through a model: normalisation, autocast, TTA, float32 logits.
+"""Running batches of tiles through a model: normalisation, the backend, TTA, float32 logits.
 
 One :class:`TileRunner` per process holds the model on its device. Only the compute stage's model
 thread calls it during a run (see :mod:`tilerun.engine.compute`), so the model gets all intra-op
@@ -7,19 +7,28 @@ threads (CPU) or the whole GPU while other threads read, blend and write.
 
 from __future__ import annotations
 
-import contextlib
 import threading
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import torch
 
+from tilerun.backends import (
+    BACKENDS,
+    BackendWarning,
+    Compiled,
+    ConversionError,
+    Selection,
+    Target,
+    as_loaded,
+    select_backend,
+)
+from tilerun.backends.torch_backends import on_device
 from tilerun.engine.tta import averaged
 from tilerun.errors import ModelError, OptionError
 from tilerun.models import ModelHandle
-
-AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def resolve_device(device: str) -> torch.device:
@@ -40,11 +49,14 @@ class Normalizer:
 
     From the spec: ``mean``/``std`` give ``offset = mean, scale = std``; ``dtype_range`` gives
     ``offset = lo, scale = hi - lo`` over the input dtype's range (floats are taken as already
-    in ``[0, 1]``); no normalisation gives ``0`` and ``1``.
+    in ``[0, 1]``); no normalisation gives ``0`` and ``1``. ``embedded``: the model's graph
+    normalises its input itself (an export with the normalisation embedded), so the pixels
+    pass as float32 and invalid ones become ``offset``, which the graph maps to 0.
     """
 
     offset: np.ndarray
     scale: np.ndarray
+    embedded: bool = False
 
     @classmethod
     def for_model(cls, model: ModelHandle, bands: int, dtype: np.dtype[Any]) -> Normalizer:
@@ -61,11 +73,16 @@ class Normalizer:
             )
         if np.any(scale <= 0):
             raise ModelError(model.name, "normalisation std must be > 0")
-        return cls(offset, scale)
+        return cls(offset, scale, spec.embedded_normalisation)
 
     def __call__(self, pixels: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
         """Normalise a ``(bands, h, w)`` tensor on its device; ``valid`` None: all valid."""
         offset = torch.from_numpy(self.offset).to(pixels.device)[:, None, None]
+        if self.embedded:
+            x = pixels.to(torch.float32, copy=True)
+            if valid is not None:
+                x = torch.where(valid, x, offset)
+            return x
         scale = torch.from_numpy(self.scale).to(pixels.device)[:, None, None]
         # Out of place first (the pixels may be the caller's array), then float32 in place.
         x = (pixels - offset).to(torch.float32)
@@ -74,9 +91,24 @@ class Normalizer:
             x.masked_fill_(~valid, 0.0)
         return x
 
+    def example(self, batch: int, tile: int) -> torch.Tensor:
+        """A seeded probe batch of what the model sees: standard normal values once
+        normalised (so ``offset + scale · N(0, 1)`` when the graph normalises itself)."""
+        generator = torch.Generator().manual_seed(0)
+        x = torch.randn((batch, self.offset.size, tile, tile), generator=generator)
+        if self.embedded:
+            x = x * torch.from_numpy(self.scale)[:, None, None] + \
+                torch.from_numpy(self.offset)[:, None, None]
+        return x
+
 
 class TileRunner:
-    """The model on its device: autocast, test-time augmentation, float32 logits, shape checks."""
+    """The model on its device: the chosen backend, test-time augmentation, float32 logits.
+
+    ``module`` is the model as loaded (eager, NCHW): the probe and the reference every
+    backend is checked against. :meth:`select` picks the backend (see
+    :mod:`tilerun.backends.select`); until then batches run on ``module`` itself.
+    """
 
     def __init__(
         self,
@@ -85,63 +117,117 @@ class TileRunner:
         precision: str = "fp32",
         tta: str = "none",
         device_option: str = "auto",
+        backend: str = "auto",
     ) -> None:
         self.model = model
         self.device = device
         self.device_option = device_option
-        self.autocast = AUTOCAST[precision]
+        self.precision = precision
         self.tta = tta
-        self.module = _on_device(model.module, device)
+        self.backend = backend
+        self.module = on_device(model.module, device)
+        self.target: Target | None = None
+        self.selection: Selection | None = None
+        self._compiled = self._as_loaded()
         self._lock = threading.Lock()
 
+    @property
+    def backend_used(self) -> str:
+        return self._compiled.backend
+
     def forward(self, tiles: torch.Tensor) -> torch.Tensor:
-        """Logits ``(n, classes, h, w)`` in float32 on the device, whatever the autocast type.
+        """Logits ``(n, classes, h, w)`` in float32 on the device, whatever the precision.
 
         ``tiles`` is a normalised float32 batch already on :attr:`device`. Called by one thread
-        at a time (the compute stage's model thread, or :meth:`probe` before it starts).
+        at a time (the compute stage's model thread, or :meth:`probe` before it starts). A
+        backend built for a fixed batch gets short batches padded with zero tiles.
         """
-        with self._lock, torch.inference_mode(), self._autocast():
-            y = averaged(self.module, tiles, self.tta)
+        n = int(tiles.shape[0])
+        x = tiles
+        short = self.target.batch - n if self.target is not None else 0
+        if self._compiled.fixed_batch and short > 0:
+            x = torch.cat([tiles, tiles.new_zeros((short, *tiles.shape[1:]))])
+        with self._lock, torch.inference_mode():
+            y = averaged(self._compiled.run, x, self.tta)[:n]
         b = self.model.spec.border
         expected = (tiles.shape[2] - 2 * b, tiles.shape[3] - 2 * b)
-        if y.ndim != 4 or y.shape[0] != tiles.shape[0] or tuple(y.shape[2:]) != expected:
+        if y.ndim != 4 or y.shape[0] != n or tuple(y.shape[2:]) != expected:
             raise ModelError(
                 self.model.name,
                 f"maps tiles {tuple(tiles.shape)} to {tuple(y.shape)}; expected (N, classes, "
                 f"{expected[0]}, {expected[1]}) for a border of {b} px",
             )
-        return y
-
-    def _autocast(self) -> Any:
-        if self.autocast is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.autocast)
+        return y.to(self.device)
 
     def probe(self, bands: int, tile: int) -> int:
         """Run one tile to learn the class count and check the model accepts ``bands``."""
         try:
-            out = self.forward(torch.zeros((1, bands, tile, tile), device=self.device))
+            with torch.inference_mode():
+                out = self.module(torch.zeros((1, bands, tile, tile), device=self.device))
         except (RuntimeError, AssertionError) as err:  # torch.export guards raise AssertionError
             first_line = (str(err) or type(err).__name__).splitlines()[0]
             raise ModelError(
                 self.model.name, f"cannot run on {bands}-band tiles: {first_line}"
             ) from err
+        if out.ndim != 4:
+            raise ModelError(self.model.name, f"maps tiles to shape {tuple(out.shape)}, "
+                             "not (N, classes, height, width)")
         return int(out.shape[1])
+
+    def select(self, example: torch.Tensor) -> Selection:
+        """Choose the backend for batches shaped like ``example`` (``(batch, bands, tile,
+        tile)``, normalised as the model expects), checked against the eager fp32 module."""
+        batch, bands, tile, _ = example.shape
+        self.target = Target(self.device, self.precision, int(bands), int(tile), int(batch),
+                             torch.get_num_threads())
+        example = example.to(self.device)
+        with torch.inference_mode():
+            reference = self.module(example).float()
+        self.selection = select_backend(
+            self.model, self.module, self.target, self.backend, example, reference
+        )
+        self._compiled = self.selection.compiled
+        return self.selection
+
+    def _as_loaded(self) -> Compiled:
+        target = Target(self.device, self.precision, 0, 0, 1, torch.get_num_threads())
+        return as_loaded(self.model, self.module, target)
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        del state["_lock"]
+        for name in ("_lock", "_compiled", "selection"):
+            del state[name]  # sessions, compiled graphs and closures do not pickle
+        state["chosen"] = self.backend_used
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        """On a worker: pick this process's own device (``auto``) and thread count."""
+        """On a worker: this process's own device (``auto``), thread count and backend."""
+        chosen = state.pop("chosen")
         self.__dict__.update(state)
         self._lock = threading.Lock()
+        self.selection = None
         self.device = resolve_device(self.device_option)
-        self.module = _on_device(self.module, self.device)
+        self.module = on_device(self.module, self.device)
         threads = _worker_threads()
         if threads is not None and self.device.type == "cpu":
             torch.set_num_threads(threads)
+        self._compiled = self._as_loaded()
+        if self.target is not None:
+            self.target = replace(self.target, device=self.device,
+                                  threads=torch.get_num_threads())
+            self._compiled = self._reloaded(chosen, self.target)
+
+    def _reloaded(self, chosen: str, target: Target) -> Compiled:
+        """The backend chosen (and checked) by the client, loaded here from the cache."""
+        backend = BACKENDS.get(chosen)
+        if backend is None or backend.unavailable(self.model, target) is not None:
+            return self._compiled
+        try:
+            return backend.load(self.model, target)
+        except (ConversionError, OSError) as err:
+            warnings.warn(f"{self.model.name}: backend {chosen} not used on this worker, {err}",
+                          BackendWarning, stacklevel=2)
+            return self._compiled
 
 
 def _worker_threads() -> int | None:
@@ -152,13 +238,3 @@ def _worker_threads() -> int | None:
         return int(get_worker().state.nthreads)
     except (ImportError, ValueError, AttributeError):
         return None
-
-
-def _on_device(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-    """Move to ``device`` in eval mode; exported programs support neither call, and need none."""
-    try:
-        return module.to(device).eval()
-    except NotImplementedError:
-        return module
-
-

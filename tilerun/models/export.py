@@ -7,12 +7,17 @@
 * ``onnx``: ``torch.onnx.export`` (the ``torch.export``-based exporter, opset
   :data:`ONNX_OPSET`) with a dynamic batch axis and, where the model allows, dynamic height and
   width; the spec is stored in the model's ``metadata_props`` under ``tilerun.spec`` and the
-  downsampling factor under ``tilerun.downsampling``. Needs the optional packages ``onnx`` and
-  ``onnxscript`` (``onnxruntime`` to check or run the result): ``pip install 'tilerun[onnx]'``.
+  downsampling factor under ``tilerun.downsampling``. Needs the packages ``onnx`` and
+  ``onnxscript`` (``onnxruntime`` to check or run the result), all dependencies of tilerun.
 
 Tracing records the operations run on the example, so a model whose computation depends on
 the input size in Python (e.g. valid-padding U-Nets, which crop their skip connections) is
 only exact at the example's size: the exported spec then records ``tile``.
+
+``embed_normalisation`` puts the spec's input normalisation, ``x' = (x - mean) / std`` (or the
+dtype range of ``scale = "dtype_range"``, which then needs the spec's ``dtype``), into the
+graph itself, for runtimes that feed raw pixel values; the written spec says
+``embedded_normalisation``, so tilerun does not normalise twice when it runs the export.
 
 Every export is checked: the written file is loaded back and must reproduce the source
 module's output on the example (``check=False`` skips this, e.g. without onnxruntime).
@@ -44,7 +49,7 @@ ONNX_OPSET = 18
 DEFAULT_TILE = 256
 EXAMPLE_BATCH = 2  # not 1: torch.export specialises size-1 dimensions
 CHECK_TOLERANCE = 1e-4
-INSTALL_HINT = "pip install 'tilerun[onnx]'"
+INSTALL_HINT = "they are dependencies of tilerun: pip install onnx onnxscript"
 
 
 class _Exported(nn.Module):
@@ -64,6 +69,43 @@ class _Exported(nn.Module):
         return self.model(x)
 
 
+class _Normalising(nn.Module):
+    """``model((x - offset) / scale)``, per band: the normalisation inside the graph."""
+
+    def __init__(self, model: nn.Module, offset: torch.Tensor, scale: torch.Tensor) -> None:
+        super().__init__()
+        self.model = model
+        self.offset: torch.Tensor
+        self.scale: torch.Tensor
+        self.register_buffer("offset", offset.reshape(1, -1, 1, 1))
+        self.register_buffer("scale", scale.reshape(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model((x - self.offset) / self.scale)
+
+
+def _embedded(handle: ModelHandle, example: torch.Tensor) -> tuple[ModelHandle, torch.Tensor]:
+    """The handle with its normalisation in the graph, and the example in raw values."""
+    spec = handle.spec
+    if spec.embedded_normalisation:
+        raise ModelError(handle.name, "its normalisation is already embedded in the graph")
+    bands = example.shape[1]
+    if spec.mean is not None and spec.std is not None:
+        offset, scale = torch.tensor(spec.mean), torch.tensor(spec.std)
+    elif spec.scale == "dtype_range" and spec.dtype is not None and spec.dtype[0] in "ui":
+        info = torch.iinfo(getattr(torch, spec.dtype))
+        offset = torch.full((bands,), float(info.min))
+        scale = torch.full((bands,), float(info.max) - float(info.min))
+    else:
+        raise ModelError(handle.name, "has no normalisation to embed (the spec needs mean/std, "
+                         "or scale dtype_range with a dtype)")
+    offset, scale = offset.float(), scale.float()
+    module = _Normalising(handle.module, offset, scale)
+    raw = example * scale.reshape(1, -1, 1, 1) + offset.reshape(1, -1, 1, 1)
+    spec = replace(spec, embedded_normalisation=True)
+    return replace(handle, module=module, spec=spec), raw
+
+
 def export_model(
     model: str | Path | nn.Module | ModelHandle,
     out_path: str | Path,
@@ -72,12 +114,14 @@ def export_model(
     allow_pickle: bool = False,
     spec: ModelSpec | None = None,
     check: bool = True,
+    embed_normalisation: bool = False,
 ) -> ModelSpec:
     """Write ``model`` (a model file, or a module with an optional ``spec``) to ``out_path``.
 
     ``tile`` is the example's edge (default: the spec's ``tile``, else 256); it must suit the
     model (a multiple of its downsampling factor). ``allow_pickle`` and ``spec`` are passed to
-    :func:`~tilerun.models.load_model` for model files. Returns the spec written.
+    :func:`~tilerun.models.load_model` for model files. ``embed_normalisation``: see the
+    module's docstring. Returns the spec written.
     """
     if format not in FORMATS:
         raise OptionError("--format", f"choose from {FORMATS}, got {format!r}")
@@ -98,6 +142,9 @@ def export_model(
         written = replace(written, tile=edge)  # the trace is exact at this size only
     example = torch.randn(EXAMPLE_BATCH, bands, edge, edge,
                           generator=torch.Generator().manual_seed(0))
+    if embed_normalisation:
+        handle, example = _embedded(replace(handle, spec=written), example)
+        written = handle.spec
     module = handle.module
     with torch.no_grad():
         try:

@@ -5,7 +5,7 @@
   graphs, with a spec riding along as the extra file :data:`SPEC_FILE`. A ``.pt2`` whose
   weights are marked as pickles is refused, and torch's loaders run with ``weights_only``
   forced on (``torch.export.load`` would otherwise retry unsafely).
-* ONNX files run through onnxruntime (optional extra ``tilerun[onnx]``).
+* ONNX files run through onnxruntime (a dependency of tilerun).
 * Pickled checkpoints (``.pt``/``.pth``/``.ckpt`` …): unpickling can execute arbitrary code, so
   they are refused unless ``allow_pickle=True`` — and even then read with
   ``torch.load(weights_only=True)``, which only rebuilds tensors and plain containers. A

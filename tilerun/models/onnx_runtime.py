@@ -20,7 +20,7 @@ from tilerun.models.spec import ModelSpec
 SPEC_KEY = "tilerun.spec"
 DOWNSAMPLING_KEY = "tilerun.downsampling"
 DEFAULT_DOWNSAMPLING = 32
-INSTALL_HINT = "install the ONNX extra: pip install 'tilerun[onnx]'"
+INSTALL_HINT = "it is a dependency of tilerun: pip install onnxruntime"
 
 
 def _onnxruntime(subject: object) -> Any:

@@ -12,7 +12,9 @@ A tilerun package says, in JSON (schema :data:`SCHEMA_VERSION`):
 * ``pixel_size`` in ``pixel_unit`` (``m`` ground sampling distance for rasters, ``um`` microns
   per pixel for slides) that it was trained at;
 * ``border``: pixels an output tile loses on each side with valid (unpadded) convolutions, as in
-  the original U-Net (output = the centre of the input tile).
+  the original U-Net (output = the centre of the input tile);
+* ``embedded_normalisation``: the graph applies the normalisation above itself (an export
+  made with it embedded, for deployment elsewhere), so the engine feeds it raw values.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ class ModelSpec:
     pixel_size: float | None = None
     pixel_unit: str | None = None
     border: int = 0
+    embedded_normalisation: bool = False
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
@@ -62,6 +65,10 @@ class ModelSpec:
         _check((self.mean is None) == (self.std is None), "mean and std go together")
         _check(self.mean is None or self.scale == "none", "use mean/std or scale, not both")
         _check(self.border >= 0, "border must be ≥ 0")
+        _check(
+            not self.embedded_normalisation or self.mean is not None or self.scale != "none",
+            "embedded_normalisation needs the mean/std or scale it embeds",
+        )
         if self.bands is not None:
             for name in ("band_names", "mean", "std"):
                 value = getattr(self, name)

@@ -1,0 +1,233 @@
+"""Backend selection: auto picks a fast backend only when it matches eager torch; caching;
+fallbacks with one warning; precision honoured; fixed-batch padding; pickling to workers."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+
+import tilerun
+from tilerun.backends import (
+    BACKENDS,
+    BackendWarning,
+    Compiled,
+    Target,
+    auto_order,
+    onnx_backends,
+    relative_error,
+    select_backend,
+)
+from tilerun.backends.base import Backend
+from tilerun.engine.runner import Normalizer, TileRunner
+from tilerun.errors import OptionError
+from tilerun.models import as_model, build_unet, save_package
+from tilerun.sample import write_scene
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test converts into its own empty cache."""
+    root = tmp_path / "cache"
+    monkeypatch.setenv("TILERUN_CACHE_DIR", str(root))
+    return root
+
+
+def small_unet(seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return build_unet("unet", in_channels=3, classes=4, base=8, depth=2).eval()
+
+
+def runner_for(module: torch.nn.Module, backend: str, precision: str = "fp32",
+               batch: int = 4, tile: int = 64) -> TileRunner:
+    handle = as_model(module, mean=(127.5,) * 3, std=(64.0,) * 3)
+    runner = TileRunner(handle, CPU, precision, backend=backend)
+    normalize = Normalizer.for_model(handle, 3, np.dtype("uint8"))
+    runner.select(normalize.example(batch, tile))
+    return runner
+
+
+def eager(module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    with torch.inference_mode():
+        return module(x).float()
+
+
+def probe(batch: int = 4, tile: int = 64, seed: int = 3) -> torch.Tensor:
+    return torch.randn((batch, 3, tile, tile), generator=torch.Generator().manual_seed(seed))
+
+
+def test_auto_on_cpu_prefers_onnxruntime_and_matches_eager_torch() -> None:
+    module = small_unet()
+    runner = runner_for(module, "auto")
+    assert runner.backend_used == "onnxruntime"
+    x = probe()
+    assert relative_error(runner.forward(x), eager(module, x)) <= 1e-4
+    assert runner.selection is not None and runner.selection.error <= 1e-4
+
+
+def test_the_conversion_is_cached_and_keyed_by_the_weights(
+    cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runner_for(small_unet(0), "onnxruntime")
+    files = sorted((cache / "backends").glob("*.onnx"))
+    assert len(files) == 1
+
+    def no_export(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the cached conversion should have been used")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(onnx_backends, "_export", no_export)
+        assert runner_for(small_unet(0), "onnxruntime").backend_used == "onnxruntime"
+    runner_for(small_unet(1), "onnxruntime")  # other weights: another file
+    runner_for(small_unet(0), "onnxruntime", tile=128)  # another tile: another file
+    assert len(list((cache / "backends").glob("*.onnx"))) == 3
+
+
+class Wrong(Backend):
+    """Converts 'successfully' but computes something else."""
+
+    name = "onnxruntime"
+
+    def load(self, model: object, target: Target) -> Compiled:
+        module = model.module  # type: ignore[attr-defined]
+        return Compiled(self.name, lambda x: module(x) * 1.001)
+
+
+def test_a_backend_that_is_not_exact_is_not_used_and_the_warning_says_why(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(BACKENDS, "onnxruntime", Wrong())
+    with pytest.warns(BackendWarning,
+                      match=r"onnxruntime not used, its logits differ .* 1e-04 allowed"):
+        runner = runner_for(small_unet(), "auto")
+    assert runner.backend_used != "onnxruntime"
+
+
+class Broken(Backend):
+    name = "openvino"
+
+    def load(self, model: object, target: Target) -> Compiled:
+        def fail(x: torch.Tensor) -> torch.Tensor:
+            raise RuntimeError("kernel missing\nsecond line")
+
+        return Compiled(self.name, fail)
+
+
+def test_an_explicit_backend_that_fails_falls_back_to_torch_with_one_warning_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(BACKENDS, "openvino", Broken())
+    with pytest.warns(BackendWarning) as caught:
+        runner = runner_for(small_unet(), "openvino")
+    assert runner.backend_used == "torch"
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 1 and "\n" not in messages[0]
+    assert "fails on the probe batch (kernel missing)" in messages[0]
+
+
+def test_an_explicit_backend_that_cannot_run_here_is_an_option_error() -> None:
+    with pytest.raises(OptionError, match=r"onnxruntime cannot run .* does not run bf16"):
+        runner_for(small_unet(), "onnxruntime", precision="bf16")
+    with pytest.raises(OptionError, match="choose from"):
+        tilerun.PredictOptions(backend="tensorrt")
+
+
+@pytest.mark.parametrize("precision, tolerance", [("fp32", 1e-4), ("bf16", 3e-2)])
+def test_openvino_runs_the_precision_asked_for(precision: str, tolerance: float) -> None:
+    module = small_unet()
+    runner = runner_for(module, "openvino", precision=precision)
+    assert runner.backend_used == "openvino"
+    error = relative_error(runner.forward(probe()), eager(module, probe()))
+    assert error <= tolerance
+    if precision == "bf16":
+        assert error > 1e-5  # really lowered, not fp32 in disguise
+    else:
+        assert error <= 1e-5  # fp32 is not lowered silently (OpenVINO's default is bf16)
+
+
+def test_auto_with_bf16_prefers_openvino_and_on_cuda_only_torch() -> None:
+    handle = as_model(small_unet())
+    bf16 = Target(CPU, "bf16", 3, 64, 4, 2)
+    assert auto_order(handle, bf16) == ("openvino", "torch")
+    assert auto_order(handle, Target(torch.device("cuda"), "fp32", 3, 64, 4, 2)) == ("torch",)
+
+
+def test_fixed_batch_backends_get_short_batches_padded() -> None:
+    module = small_unet()
+    runner = runner_for(module, "openvino", batch=4)
+    assert runner._compiled.fixed_batch
+    full, short = probe(4), probe(4)[:3]
+    assert torch.equal(runner.forward(short), runner.forward(full)[:3])
+    assert relative_error(runner.forward(short), eager(module, short)) <= 1e-4
+
+
+def test_a_pickled_runner_reloads_its_backend_from_the_cache(monkeypatch: pytest.MonkeyPatch
+                                                              ) -> None:
+    module = small_unet()
+    runner = runner_for(module, "auto")
+    copy = pickle.loads(pickle.dumps(runner))
+    assert copy.backend_used == "onnxruntime"
+    assert torch.equal(copy.forward(probe()), runner.forward(probe()))
+
+
+def test_relative_error() -> None:
+    reference = torch.tensor([[1.0, -4.0]])
+    assert relative_error(reference + 0.004, reference) == pytest.approx(1e-3, rel=1e-4)
+    assert relative_error(reference[:, :1], reference) == float("inf")
+    assert relative_error(torch.zeros(2), torch.zeros(2)) == 0.0
+    nan = torch.tensor([1.0, float("nan")])
+    assert relative_error(torch.tensor([1.5, float("nan")]), nan) == pytest.approx(0.5)
+    assert relative_error(torch.tensor([1.0, 2.0]), nan) == float("inf")
+
+
+def test_an_onnx_model_runs_on_onnxruntime_and_refuses_torch(tmp_path: Path) -> None:
+    from tilerun.models.export import export_model
+
+    path = tmp_path / "m.onnx"
+    export_model(small_unet(), path, format="onnx", tile=64, check=False,  # the slow exporter
+                 spec=tilerun.models.ModelSpec(bands=3))
+    handle = as_model(path)
+    target = Target(CPU, "fp32", 3, 64, 4, 2)
+    assert auto_order(handle, target) == ("onnxruntime", "openvino")
+    example = probe()
+    reference = eager(handle.module, example)
+    with pytest.raises(OptionError, match="an ONNX model runs on onnxruntime or openvino"):
+        select_backend(handle, handle.module, target, "torch", example, reference)
+    chosen = select_backend(handle, handle.module, target, "openvino", example, reference)
+    assert chosen.backend == "openvino" and chosen.error <= 1e-4
+
+
+def test_run_reports_the_backend_and_its_logits_equal_the_torch_backend(tmp_path: Path) -> None:
+    scene = tmp_path / "scene.tif"
+    write_scene(scene, 300, 260)
+    package = tmp_path / "m.safetensors"
+    save_package(small_unet(), package, mean=(127.5,) * 3, std=(64.0,) * 3)
+    logits = {}
+    for backend in ("torch", "auto"):
+        out = tmp_path / f"{backend}.zarr"
+        summary = tilerun.run(scene, package, out, tilerun.PredictOptions(
+            backend=backend, tile=64, chunk=128, pixel_size_tolerance=float("inf")))
+        assert summary.backend == ("torch" if backend == "torch" else "onnxruntime")
+        assert summary.backend_seconds > 0
+        logits[backend] = xr.open_zarr(out).logits.values
+    assert relative_error(torch.from_numpy(logits["auto"]), torch.from_numpy(logits["torch"])) \
+        <= 1e-4
+
+
+def test_compile_is_opt_in_and_exact() -> None:
+    """Slow to compile (a tiny model: ~10 s on 2 cores), so one test covers it."""
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(),
+                                 torch.nn.Conv2d(4, 2, 1)).eval()
+    handle = as_model(module)
+    assert "compile" not in auto_order(handle, Target(CPU, "fp32", 3, 32, 4, 2))
+    runner = runner_for(module, "compile", batch=4, tile=32)
+    assert runner.backend_used == "compile" and runner._compiled.fixed_batch
+    x = probe(3, 32)
+    assert relative_error(runner.forward(x), eager(module, x)) <= 1e-4

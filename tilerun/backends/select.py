@@ -1,0 +1,155 @@
+"""Choosing the backend: the fastest one installed that computes what eager PyTorch does.
+
+``auto`` tries, in order (fastest first, as measured on CPUs; see :mod:`tilerun.backends`):
+
+==========  =========  ==================================
+device      precision  order
+==========  =========  ==================================
+CPU         fp32       onnxruntime, openvino, torch
+CPU         bf16/fp16  openvino, torch
+CUDA        any        torch (channels-last, cuDNN autotuning)
+==========  =========  ==================================
+
+``compile`` is never picked by ``auto`` (compiling takes tens of seconds); ask for it.
+
+Every candidate is converted, then run on the probe batch and compared with the eager fp32
+module in NCHW: the relative error ``max|y - y_ref| / max|y_ref|`` must be at most
+:data:`TOLERANCE` for the precision (fp32: 1e-4; reduced precisions only have to be what
+their 8 or 11 mantissa bits allow). A candidate that cannot convert, fails to run or misses
+the tolerance is not used, and one warning line says why. When nothing else works, the model
+runs as loaded (eager, NCHW), which is the reference itself.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass
+
+import torch
+
+from tilerun.backends.base import Backend, BackendWarning, Compiled, ConversionError, Target
+from tilerun.backends.onnx_backends import OnnxRuntimeBackend, OpenVinoBackend
+from tilerun.backends.torch_backends import CompileBackend, EagerBackend, autocast
+from tilerun.errors import OptionError
+from tilerun.models import ModelHandle
+from tilerun.models.onnx_runtime import OnnxModule
+
+_ALL: tuple[Backend, ...] = (EagerBackend(), CompileBackend(), OnnxRuntimeBackend(),
+                             OpenVinoBackend())
+BACKENDS: dict[str, Backend] = {backend.name: backend for backend in _ALL}
+CHOICES = ("auto", *BACKENDS)
+TOLERANCE = {"fp32": 1e-4, "bf16": 3e-2, "fp16": 1e-2}
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The backend chosen, its relative error on the probe batch, and the seconds spent
+    converting (or fetching from the cache), loading and checking candidates."""
+
+    compiled: Compiled
+    error: float
+    seconds: float
+
+    @property
+    def backend(self) -> str:
+        return self.compiled.backend
+
+
+def auto_order(model: ModelHandle, target: Target) -> tuple[str, ...]:
+    """The candidates ``auto`` tries for this model and target, fastest first."""
+    if target.device.type != "cpu":
+        return ("torch",)
+    order = ("onnxruntime", "openvino") if target.precision == "fp32" else ("openvino",)
+    return order if isinstance(model.module, OnnxModule) else (*order, "torch")
+
+
+def as_loaded(model: ModelHandle, module: torch.nn.Module, target: Target) -> Compiled:
+    """The model run as loaded (eager NCHW with autocast; an ONNX model through its session)."""
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        with autocast(target):
+            return module(x)
+
+    name = "onnxruntime" if isinstance(model.module, OnnxModule) else "torch"
+    return Compiled(name, run)
+
+
+def select_backend(
+    model: ModelHandle, module: torch.nn.Module, target: Target, wanted: str,
+    example: torch.Tensor, reference: torch.Tensor,
+) -> Selection:
+    """The first candidate that converts and matches ``reference`` on ``example``.
+
+    ``module`` is the model as loaded on the target's device (the fallback); ``reference``
+    its fp32 output on ``example``. An explicitly wanted backend that cannot run here at all
+    (not installed, wrong device or precision) is an :class:`OptionError`.
+    """
+    start = time.perf_counter()
+    if wanted == "auto":
+        candidates = auto_order(model, target)
+    else:
+        reason = _unavailable(wanted, model, target)
+        if reason is not None:
+            raise OptionError("--backend", f"{wanted} cannot run {model.name}: {reason}")
+        candidates = (wanted,)
+    for name in candidates:
+        if _unavailable(name, model, target) is not None:
+            continue
+        try:
+            compiled, error = _checked(BACKENDS[name], model, target, example, reference)
+        except (ConversionError, OSError) as err:  # OSError: an unwritable cache
+            fallback = "the model as loaded" if name == candidates[-1] else "the next backend"
+            warnings.warn(f"{model.name}: backend {name} not used, {err}; "
+                          f"running {fallback}", BackendWarning, stacklevel=2)
+            continue
+        return Selection(compiled, error, time.perf_counter() - start)
+    return Selection(as_loaded(model, module, target), 0.0, time.perf_counter() - start)
+
+
+def _unavailable(name: str, model: ModelHandle, target: Target) -> str | None:
+    if name not in BACKENDS:
+        return f"unknown backend; choose from {CHOICES}"
+    if isinstance(model.module, OnnxModule) and name in ("torch", "compile"):
+        return "an ONNX model runs on onnxruntime or openvino"
+    return BACKENDS[name].unavailable(model, target)
+
+
+def _checked(
+    backend: Backend, model: ModelHandle, target: Target, example: torch.Tensor,
+    reference: torch.Tensor,
+) -> tuple[Compiled, float]:
+    """Load ``backend`` and measure its relative error on ``example``; raise
+    :class:`ConversionError` when it fails to run or misses the tolerance."""
+    compiled = backend.load(model, target)
+    try:
+        with torch.inference_mode():
+            got = compiled.run(example).float()
+    except Exception as err:  # converted graphs fail in their runtime's own exception types
+        first = (str(err).strip() or type(err).__name__).splitlines()[0]
+        raise ConversionError(f"it fails on the probe batch ({first})") from err
+    error = relative_error(got, reference)
+    tolerance = TOLERANCE[target.precision]
+    if not error <= tolerance:
+        raise ConversionError(f"its logits differ from eager torch fp32 by {error:.2g} "
+                              f"(relative; at most {tolerance:.0e} allowed at {target.precision})")
+    return compiled, error
+
+
+def relative_error(got: torch.Tensor, reference: torch.Tensor) -> float:
+    """``max|got - reference| / max|reference|`` over the reference's finite values.
+
+    ``inf`` when the shapes differ or ``got`` is non-finite anywhere the reference is not
+    (or the reverse): a model that yields NaN for some input must do so on every backend.
+    """
+    got = got.to(reference.device)
+    if got.shape != reference.shape:
+        return float("inf")
+    finite = torch.isfinite(reference)
+    if not torch.equal(torch.isfinite(got), finite):
+        return float("inf")
+    if not bool(finite.any()):
+        return 0.0
+    scale = float(reference[finite].abs().max())
+    difference = float((got[finite] - reference[finite]).abs().max())
+    return difference / scale if scale > 0 else difference
