@@ -7,6 +7,7 @@ Usage (from the repo root, on a machine with one NVIDIA GPU)::
     python benchmarks/gpu_check.py                   # the same report, without the install step
     python benchmarks/gpu_check.py --quick           # smoke test: 4096² scene, fewer batches
     python benchmarks/gpu_check.py --quick --device cpu --scene-size 512 --tile 128 --overlap 16
+    python benchmarks/gpu_check.py --backends torch  # backend rows: torch only (no compile)
 
 The report (markdown) goes to stdout, section by section as each finishes; progress goes to
 stderr. Exit status: 0 when every step ran (whether or not a goal was met: the report says
@@ -50,6 +51,32 @@ What each number means:
     ``RunSummary.batches`` (the feeder's count, probe excluded), e.g. ``16×85 9×1``. On CUDA
     a short batch is padded to the full batch size before the model sees it.
 
+* **Backends**: one row per backend of ``--backends`` (default on CUDA ``torch compile``, on a
+  CPU ``torch onnxruntime``), each asked for explicitly (``PredictOptions(backend=...)``), at the
+  throughput runs' precision and options, for one model (``--backend-size``, default the
+  largest of ``--sizes``): a warm-up run, then the timed end-to-end run on the same scene, as
+  in the throughput rows (no model-only loop). Before them, the correctness scene is run with
+  the check model and that backend.
+
+  - ``used``: ``summary.backend`` of the timed run (and of the other runs, when they differ):
+    the backend that actually ran; tilerun falls back to the model as loaded, with a warning,
+    when the one asked for fails to convert or misses its tolerance.
+  - ``backend s``: ``summary.backend_seconds`` (converting or compiling, loading and checking
+    the backend on the probe batch, before any work) of the correctness-scene, warm-up and
+    timed runs. ``compile`` pays for inductor's compilation in the first run of each model
+    (the check model's, then the row's when its width differs); later runs reuse it.
+  - ``end-to-end s``, ``engine s``, ``GPU busy % run``, ``Mpx/s``, ``peak GiB``, ``forward
+    calls``: as in the throughput rows; ``× default``: the default (``auto``) row's end-to-end
+    seconds for the same model ÷ this row's (above 1: faster).
+  - ``max |Δ| vs default``: the largest absolute difference of the correctness scene's logits
+    from the default run's at the same device and precision (the correctness run at that
+    precision, ``backend="auto"``; on CUDA that is ``torch``), and in brackets relative to the
+    default's largest absolute logit.
+
+  A backend that cannot run here at all (not installed, wrong device or precision, e.g.
+  ``onnxruntime`` at bf16) gets a row saying why. A row starts only when its estimate fits in
+  what is left of the time budget (``compile``: 150 s, two cold compiles; others 30 s), else
+  its row says it was skipped.
 * **Steps**: the seconds each step took (scene generation, each run), and whether it crashed.
 """
 
@@ -76,8 +103,9 @@ import numpy as np
 import torch
 
 import tilerun
+from tilerun.backends import BACKENDS, CHOICES, Target
 from tilerun.engine import PredictOptions, RunSummary
-from tilerun.models import build_unet
+from tilerun.models import as_model, build_unet
 from tilerun.sample import make_scene, write_scene
 
 FP32_GOAL = 1e-4
@@ -87,6 +115,9 @@ BANDS, CLASSES, DEPTH = 3, 4, 4
 CHECK_BASE = 16
 BASE_TILE = 4096  # the big scene is mirrored copies of one in-memory scene of this edge
 SAMPLE_PERIOD_S = 0.2
+#: seconds of the budget a backend row needs left to start (compile: two cold compilations)
+BACKEND_NEED_S = {"compile": 150.0}
+DEFAULT_NEED_S = 30.0
 
 
 class Interrupted(BaseException):
@@ -125,16 +156,20 @@ class Config:
     seed: int
     workdir: Path
     budget_s: float
+    backends: tuple[str, ...]
+    backend_size: int
 
     @property
     def cuda(self) -> bool:
         return self.device.startswith("cuda")
 
-    def options(self, device: str | None = None, precision: str | None = None) -> PredictOptions:
+    def options(self, device: str | None = None, precision: str | None = None,
+                backend: str = "auto") -> PredictOptions:
         return PredictOptions(
             tile=self.tile, overlap=self.overlap, batch_size=self.batch_size, chunk=self.chunk,
             threads=self.threads, device=device or self.device,
             precision=precision or self.precision, overwrite=True, tissue="none",
+            backend=backend,
         )
 
 
@@ -160,8 +195,16 @@ def parse_args(argv: list[str] | None) -> Config:
     p.add_argument("--workdir", type=Path, default=Path("/tmp/tilerun-gpu"))
     p.add_argument("--budget", type=float, default=450.0,
                    help="seconds; steps that would start after this are skipped (default 450)")
+    p.add_argument("--backends", nargs="*", choices=CHOICES,
+                   help="backend rows (cuda: torch compile; cpu: torch onnxruntime; none: "
+                        "no rows)")
+    p.add_argument("--backend-size", type=int,
+                   help="U-Net base width of the backend rows (default the largest of --sizes)")
     a = p.parse_args(argv)
     scene = a.scene_size or (4096 if a.quick else 16384)
+    cuda = a.device.startswith("cuda")
+    backends = a.backends if a.backends is not None else (
+        ["torch", "compile"] if cuda else ["torch", "onnxruntime"])
     return Config(
         device=a.device, precision=a.precision, sizes=tuple(a.sizes), scene_size=scene,
         check_size=min(a.check_size, scene), warmup_size=min(a.warmup_size, scene),
@@ -169,6 +212,7 @@ def parse_args(argv: list[str] | None) -> Config:
         threads=a.threads, min_batches=a.min_batches or (3 if a.quick else 50),
         max_batches=a.max_batches or (20 if a.quick else 400),
         warmup_batches=1 if a.quick else 5, seed=a.seed, workdir=a.workdir, budget_s=a.budget,
+        backends=tuple(dict.fromkeys(backends)), backend_size=a.backend_size or max(a.sizes),
     )
 
 
@@ -187,11 +231,18 @@ class Steps:
     def crashed(self) -> bool:
         return any(status.startswith("crashed") for _, _, status in self.rows)
 
+    def left(self) -> float:
+        """Seconds of the budget left (negative: over it)."""
+        return self.budget_s - (time.perf_counter() - self.start)
+
+    def skip(self, name: str, why: str) -> None:
+        self.rows.append((name, 0.0, f"skipped ({why})"))
+        log(f"skip {name}: {why}")
+
     def run(self, name: str, fn: Callable[[], Any]) -> Any:
         """Run one step; a crash is recorded (traceback on stderr) and None returned."""
-        if time.perf_counter() - self.start > self.budget_s:
-            self.rows.append((name, 0.0, f"skipped (over the {self.budget_s:.0f} s budget)"))
-            log(f"skip {name}: over budget")
+        if self.left() < 0:
+            self.skip(name, f"over the {self.budget_s:.0f} s budget")
             return None
         log(f"start {name}")
         t0 = time.perf_counter()
@@ -325,33 +376,47 @@ def tf32(enabled: bool) -> Iterator[None]:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = old
 
 
-def correctness(cfg: Config, source: Path) -> list[Comparison]:
+@dataclass(frozen=True)
+class Check:
+    """The comparisons, and the default run's logits (``cfg.device`` at ``cfg.precision``,
+    backend ``auto``) that the backend rows are compared with, and the backend it used."""
+
+    rows: list[Comparison]
+    default: np.ndarray
+    default_backend: str
+
+
+def correctness(cfg: Config, source: Path) -> Check:
     model = build_model(CHECK_BASE)
 
-    def logits(device: str, precision: str) -> np.ndarray:
+    def run(device: str, precision: str) -> tuple[RunSummary, np.ndarray]:
         return _logits(cfg, source, model, device, precision)
 
-    ref = logits("cpu", "fp32")
+    ref = run("cpu", "fp32")[1]
     max_ref = float(np.nanmax(np.abs(ref)))
 
     def compare(name: str, got: np.ndarray, goal: float) -> Comparison:
         return Comparison(name, float(np.nanmax(np.abs(got - ref))), max_ref, goal)
 
-    rows = [compare(f"{cfg.device} fp32 vs cpu fp32", logits(cfg.device, "fp32"), FP32_GOAL)]
+    fp32 = run(cfg.device, "fp32")
+    rows = [compare(f"{cfg.device} fp32 vs cpu fp32", fp32[1], FP32_GOAL)]
     if cfg.cuda and torch.backends.cudnn.allow_tf32:
         with tf32(False):
             rows.append(compare(f"{cfg.device} fp32, TF32 off, vs cpu fp32",
-                                logits(cfg.device, "fp32"), FP32_GOAL))
-    rows.append(compare(f"{cfg.device} bf16 vs cpu fp32", logits(cfg.device, "bf16"), BF16_GOAL))
-    return rows
+                                run(cfg.device, "fp32")[1], FP32_GOAL))
+    bf16 = run(cfg.device, "bf16")
+    rows.append(compare(f"{cfg.device} bf16 vs cpu fp32", bf16[1], BF16_GOAL))
+    default = {"fp32": fp32, "bf16": bf16}.get(cfg.precision) or run(cfg.device, cfg.precision)
+    return Check(rows, default[1], default[0].backend)
 
 
 def _logits(cfg: Config, source: Path, model: torch.nn.Module, device: str,
-            precision: str) -> np.ndarray:
-    path = cfg.workdir / f"check-{device.replace(':', '')}-{precision}.zarr"
-    run_once(source, model, path, cfg.options(device, precision))
+            precision: str, backend: str = "auto") -> tuple[RunSummary, np.ndarray]:
+    """One run on the correctness scene: its summary and its logits."""
+    path = cfg.workdir / f"check-{device.replace(':', '')}-{precision}-{backend}.zarr"
     try:
-        return read_logits(path)
+        summary, _ = run_once(source, model, path, cfg.options(device, precision, backend))
+        return summary, read_logits(path)
     finally:
         shutil.rmtree(path, ignore_errors=True)
 
@@ -448,6 +513,7 @@ def _smi_utilization(smi_id: str) -> float:
 class Row:
     base: int
     params: int
+    backend: str = "auto"
     summary: RunSummary | None = None
     wall_s: float = 0.0
     busy_run: float | None = None
@@ -458,21 +524,23 @@ class Row:
     busy_model: float | None = None
 
 
-def warm_up(cfg: Config, model: torch.nn.Module, source: Path) -> None:
-    path = cfg.workdir / "warmup.zarr"
+def warm_up(cfg: Config, model: torch.nn.Module, source: Path,
+            backend: str = "auto") -> RunSummary:
+    path = cfg.workdir / f"warmup-{backend}.zarr"
     try:
-        run_once(source, model, path, cfg.options())
+        return run_once(source, model, path, cfg.options(backend=backend))[0]
     finally:
         shutil.rmtree(path, ignore_errors=True)
 
 
 def end_to_end(cfg: Config, row: Row, model: torch.nn.Module, source: Path) -> None:
-    path = cfg.workdir / f"out-base{row.base}.zarr"
+    path = cfg.workdir / f"out-base{row.base}-{row.backend}.zarr"
     if cfg.cuda:
         torch.cuda.reset_peak_memory_stats(cfg.device)
     try:
         with BusySampler(cfg.device) as busy:
-            row.summary, row.wall_s = run_once(source, model, path, cfg.options())
+            row.summary, row.wall_s = run_once(source, model, path,
+                                               cfg.options(backend=row.backend))
     finally:
         shutil.rmtree(path, ignore_errors=True)
     batches = row.summary.batches if row.summary is not None else {}
@@ -554,6 +622,96 @@ def _num(value: float | None) -> str:
 
 
 # --------------------------------------------------------------------------------------------
+# Backends
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class BackendRow:
+    """One backend's row: its correctness-scene run, warm-up run and timed run."""
+
+    row: Row
+    note: str = ""
+    check: RunSummary | None = None
+    warm: RunSummary | None = None
+    max_abs_diff: float | None = None
+    max_abs_default: float = 0.0
+
+    @property
+    def summaries(self) -> list[RunSummary]:
+        return [s for s in (self.check, self.warm, self.row.summary) if s is not None]
+
+
+def unavailable(cfg: Config, name: str, model: torch.nn.Module) -> str | None:
+    """Why ``name`` cannot run here at all (``None``: it can), as tilerun would say."""
+    target = Target(torch.device(cfg.device), cfg.precision, BANDS, cfg.tile, cfg.batch_size,
+                    cfg.threads)
+    backend = BACKENDS.get(name)
+    return None if backend is None else backend.unavailable(as_model(model), target)
+
+
+def backend_check(cfg: Config, b: BackendRow, default: np.ndarray, source: Path) -> None:
+    """The check model on the correctness scene with this backend, against the default run."""
+    model = build_model(CHECK_BASE)
+    b.check, got = _logits(cfg, source, model, cfg.device, cfg.precision, b.row.backend)
+    b.max_abs_diff = float(np.nanmax(np.abs(got - default)))
+    b.max_abs_default = float(np.nanmax(np.abs(default)))
+
+
+def backend_row(cfg: Config, steps: Steps, name: str, default: np.ndarray | None,
+                paths: dict[str, Path]) -> BackendRow:
+    model = build_model(cfg.backend_size)
+    b = BackendRow(Row(cfg.backend_size, sum(p.numel() for p in model.parameters()), name))
+    step = f"backend {name} (base {cfg.backend_size})"
+    need = BACKEND_NEED_S.get(name, DEFAULT_NEED_S)
+    why = unavailable(cfg, name, model)
+    if why is None and steps.left() < need:
+        why = f"needs ~{need:.0f} s, {max(steps.left(), 0):.0f} s of the budget left"
+    if why is not None:
+        b.note = f"skipped: {why}"
+        steps.skip(step, why)
+        return b
+    if default is not None:
+        steps.run(f"{step}: correctness scene ({cfg.check_size}², base {CHECK_BASE})",
+                  lambda: backend_check(cfg, b, default, paths["check"]))
+    b.warm = steps.run(f"{step}: warm-up run ({cfg.warmup_size}²)",
+                       lambda: warm_up(cfg, model, paths["warm"], name))
+    steps.run(f"{step}: end-to-end run ({cfg.scene_size}²)",
+              lambda: end_to_end(cfg, b.row, model, paths["big"]))
+    return b
+
+
+def backends_header(cfg: Config, check: Check | None) -> None:
+    default = f"auto → {check.default_backend}" if check else "not run"
+    out(f"\n## Backends (U-Net base {cfg.backend_size}, {cfg.scene_size}² scene, "
+        f"{cfg.precision}; max |Δ| on the correctness scene, base {CHECK_BASE}, vs the "
+        f"default run: {default})\n")
+    out("| backend | used | backend s (check / warm-up / timed) | tiles | end-to-end s | "
+        "engine s | × default | GPU busy % run | Mpx/s | peak GiB | max abs Δ vs default "
+        "(rel.) | forward calls |")
+    out("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+
+
+def _backend_row(cfg: Config, b: BackendRow, default: Row | None) -> str:
+    r, s = b.row, b.row.summary
+    used = list(dict.fromkeys(x.backend for x in b.summaries))
+    used_text = b.note or ", ".join(u if u == r.backend else f"**{u}**" for u in used) or "–"
+    seconds = " / ".join("–" if x is None else f"{x.backend_seconds:.1f}"
+                         for x in (b.check, b.warm, s))
+    diff = "–" if b.max_abs_diff is None else (
+        f"{b.max_abs_diff:.3g} ({b.max_abs_diff / b.max_abs_default:.1e})"
+        if b.max_abs_default > 0 else f"{b.max_abs_diff:.3g}")
+    if s is None:
+        return f"| {r.backend} | {used_text} | {seconds} | – | – | – | – | – | – | – | {diff} | – |"
+    speedup = "–" if default is None or default.summary is None else (
+        f"{default.wall_s / r.wall_s:.2f}")
+    mpx = cfg.scene_size**2 / r.wall_s / 1e6
+    return (f"| {r.backend} | {used_text} | {seconds} | {s.tiles_run} | {r.wall_s:.2f} | "
+            f"{s.seconds:.2f} | {speedup} | {_pct(r.busy_run)} | {mpx:.2f} | "
+            f"{_num(r.peak_gib)} | {diff} | {r.forwards} |")
+
+
+# --------------------------------------------------------------------------------------------
 # Header and main
 # --------------------------------------------------------------------------------------------
 
@@ -590,14 +748,27 @@ def measure(cfg: Config, steps: Steps) -> None:
     steps.run("scenes", scenes)
     if len(paths) < 3:
         return
-    checks = steps.run("correctness", lambda: correctness(cfg, paths["check"]))
-    if checks:
-        report_correctness(cfg, checks)
+    check = steps.run("correctness", lambda: correctness(cfg, paths["check"]))
+    if check:
+        report_correctness(cfg, check.rows)
     throughput_header(cfg)
+    rows: dict[int, Row] = {}
     for base in cfg.sizes:
-        out(_row(cfg, throughput(cfg, steps, base, paths["warm"], paths["big"])))
-        if cfg.cuda:
-            torch.cuda.empty_cache()  # the model is gone; free its cached blocks
+        rows[base] = throughput(cfg, steps, base, paths["warm"], paths["big"])
+        out(_row(cfg, rows[base]))
+        free(cfg)
+    if cfg.backends:
+        backends_header(cfg, check)
+    for name in cfg.backends:
+        b = backend_row(cfg, steps, name, check.default if check else None, paths)
+        out(_backend_row(cfg, b, rows.get(cfg.backend_size)))
+        free(cfg)
+
+
+def free(cfg: Config) -> None:
+    """The model is gone; free its cached GPU blocks."""
+    if cfg.cuda:
+        torch.cuda.empty_cache()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,6 +4,7 @@ fallbacks with one warning; precision honoured; fixed-batch padding; pickling to
 from __future__ import annotations
 
 import pickle
+import time
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +50,7 @@ def runner_for(module: torch.nn.Module, backend: str, precision: str = "fp32",
     handle = as_model(module, mean=(127.5,) * 3, std=(64.0,) * 3)
     runner = TileRunner(handle, CPU, precision, backend=backend)
     normalize = Normalizer.for_model(handle, 3, np.dtype("uint8"))
-    runner.select(normalize.example(batch, tile))
+    runner.select(normalize.example(2, tile), batch)
     return runner
 
 
@@ -62,13 +63,50 @@ def probe(batch: int = 4, tile: int = 64, seed: int = 3) -> torch.Tensor:
     return torch.randn((batch, 3, tile, tile), generator=torch.Generator().manual_seed(seed))
 
 
-def test_auto_on_cpu_prefers_onnxruntime_and_matches_eager_torch() -> None:
+def test_auto_races_the_exact_candidates_once_and_matches_eager_torch() -> None:
     module = small_unet()
     runner = runner_for(module, "auto")
-    assert runner.backend_used == "onnxruntime"
+    first = runner.selection
+    assert first is not None and set(first.timings) == {"onnxruntime", "openvino", "torch"}
+    assert runner.backend_used == min(first.timings, key=first.timings.__getitem__)
     x = probe()
     assert relative_error(runner.forward(x), eager(module, x)) <= 1e-4
-    assert runner.selection is not None and runner.selection.error <= 1e-4
+    assert first.error <= 1e-4
+    again = runner_for(module, "auto")  # remembered: no race, the same winner
+    assert again.selection is not None and again.selection.timings == {}
+    assert again.backend_used == runner.backend_used
+
+
+class Timed(Backend):
+    """Exact, and as slow as asked."""
+
+    def __init__(self, name: str, seconds: float) -> None:
+        self.name = name  # type: ignore[misc]
+        self.seconds = seconds
+
+    def load(self, model: object, target: Target) -> Compiled:
+        module = model.module  # type: ignore[attr-defined]
+
+        def run(x: torch.Tensor) -> torch.Tensor:
+            time.sleep(self.seconds)
+            return module(x)
+
+        return Compiled(self.name, run)
+
+
+def test_the_race_picks_the_fastest_and_later_runs_keep_it(monkeypatch: pytest.MonkeyPatch
+                                                            ) -> None:
+    monkeypatch.setitem(BACKENDS, "onnxruntime", Timed("onnxruntime", 0.05))
+    monkeypatch.setitem(BACKENDS, "openvino", Timed("openvino", 0.0))
+    module = small_unet()
+    runner = runner_for(module, "auto")
+    assert runner.backend_used in ("openvino", "torch")
+    assert runner.selection is not None
+    assert runner.selection.timings["onnxruntime"] >= 0.05
+    winner = runner.backend_used
+    monkeypatch.setitem(BACKENDS, "openvino", Timed("openvino", 0.05))
+    monkeypatch.setitem(BACKENDS, "torch", Timed("torch", 0.05))
+    assert runner_for(module, "auto").backend_used == winner  # remembered, not raced again
 
 
 def test_the_conversion_is_cached_and_keyed_by_the_weights(
@@ -172,7 +210,7 @@ def test_a_pickled_runner_reloads_its_backend_from_the_cache(monkeypatch: pytest
     module = small_unet()
     runner = runner_for(module, "auto")
     copy = pickle.loads(pickle.dumps(runner))
-    assert copy.backend_used == "onnxruntime"
+    assert copy.backend_used == runner.backend_used
     assert torch.equal(copy.forward(probe()), runner.forward(probe()))
 
 
@@ -213,7 +251,8 @@ def test_run_reports_the_backend_and_its_logits_equal_the_torch_backend(tmp_path
         out = tmp_path / f"{backend}.zarr"
         summary = tilerun.run(scene, package, out, tilerun.PredictOptions(
             backend=backend, tile=64, chunk=128, pixel_size_tolerance=float("inf")))
-        assert summary.backend == ("torch" if backend == "torch" else "onnxruntime")
+        assert summary.backend in (("torch",) if backend == "torch" else
+                                   ("onnxruntime", "openvino", "torch"))
         assert summary.backend_seconds > 0
         logits[backend] = xr.open_zarr(out).logits.values
     assert relative_error(torch.from_numpy(logits["auto"]), torch.from_numpy(logits["torch"])) \

@@ -30,12 +30,12 @@ def _predict(files: dict[str, Path], out: Path, *extra: str):
     ])  # fmt: skip
 
 
-@pytest.mark.parametrize("backend, shown", [("auto", "onnxruntime"), ("torch", "torch"),
-                                            ("openvino", "openvino")])
+@pytest.mark.parametrize("backend, shown", [("auto", ("onnxruntime", "openvino", "torch")),
+                                            ("torch", ("torch",)), ("openvino", ("openvino",))])
 def test_the_summary_names_the_backend(files, tmp_path, backend, shown):
     result = _predict(files, tmp_path / "o.zarr", "--backend", backend)
     assert result.exit_code == 0, (result.output, result.exception)
-    assert f"on cpu ({shown})" in result.output
+    assert any(f"on cpu ({name})" in result.output for name in shown), result.output
 
 
 def test_a_backend_that_cannot_run_is_a_one_line_error(files, tmp_path):

@@ -63,7 +63,7 @@ def test_batches_are_full_across_chunk_boundaries(tmp_path):
     summary = tilerun.run(image, model, tmp_path / "o.zarr", _options(chunk=96, threads=6))
     grid = make_grid(300, 300, 48, 0.25)
     calls = model.calls[PREPARE_CALLS:]
-    assert model.calls[:PREPARE_CALLS] == [1, 8, 8]
+    assert model.calls[:PREPARE_CALLS] == [1, 2, 2]
     assert summary.tiles_run == grid.count == sum(calls)
     short = [n for n in calls if n < 8]
     # a short batch only when the model would otherwise wait: at the start and at the end

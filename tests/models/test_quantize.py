@@ -70,7 +70,7 @@ def _props(path: Path) -> dict[str, str]:
 
 def _labels(model: Path, scene: Path, out: Path) -> np.ndarray:
     ds = tilerun.predict(str(scene), str(model), out, tile=TILE, output=["labels"],
-                         pixel_size_tolerance=float("inf"))
+                         pixel_size_tolerance=float("inf"), backend="onnxruntime")
     return np.asarray(ds.labels.values)
 
 

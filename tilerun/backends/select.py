@@ -1,6 +1,7 @@
 """Choosing the backend: the fastest one installed that computes what eager PyTorch does.
 
-``auto`` tries, in order (fastest first, as measured on CPUs; see :mod:`tilerun.backends`):
+``auto`` tries these candidates, then races those that pass (see
+:mod:`tilerun.backends.race`; the winner is remembered, so later runs load only it):
 
 ==========  =========  ==================================
 device      precision  order
@@ -11,6 +12,7 @@ CUDA        any        torch (channels-last, cuDNN autotuning)
 ==========  =========  ==================================
 
 ``compile`` is never picked by ``auto`` (compiling takes tens of seconds); ask for it.
+On CUDA tilerun runs only torch, so there is nothing to race.
 
 Every candidate is converted, then run on the probe batch and compared with the eager fp32
 module in NCHW: the relative error ``max|y - y_ref| / max|y_ref|`` must be at most
@@ -24,12 +26,13 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from tilerun.backends.base import Backend, BackendWarning, Compiled, ConversionError, Target
 from tilerun.backends.onnx_backends import OnnxRuntimeBackend, OpenVinoBackend
+from tilerun.backends.race import full_batch, race, remember, remembered
 from tilerun.backends.torch_backends import CompileBackend, EagerBackend, autocast
 from tilerun.errors import OptionError
 from tilerun.models import ModelHandle
@@ -50,6 +53,8 @@ class Selection:
     compiled: Compiled
     error: float
     seconds: float
+    #: seconds per full batch of each candidate when ``auto`` raced them (else empty)
+    timings: dict[str, float] = field(default_factory=dict)
 
     @property
     def backend(self) -> str:
@@ -57,7 +62,8 @@ class Selection:
 
 
 def auto_order(model: ModelHandle, target: Target) -> tuple[str, ...]:
-    """The candidates ``auto`` tries for this model and target, fastest first."""
+    """The candidates ``auto`` tries for this model and target, in the order it tries them
+    (the race decides between those that pass)."""
     if target.device.type != "cpu":
         return ("torch",)
     order = ("onnxruntime", "openvino") if target.precision == "fp32" else ("openvino",)
@@ -79,32 +85,49 @@ def select_backend(
     model: ModelHandle, module: torch.nn.Module, target: Target, wanted: str,
     example: torch.Tensor, reference: torch.Tensor,
 ) -> Selection:
-    """The first candidate that converts and matches ``reference`` on ``example``.
+    """The fastest candidate that converts and matches ``reference`` on ``example``.
 
     ``module`` is the model as loaded on the target's device (the fallback); ``reference``
-    its fp32 output on ``example``. An explicitly wanted backend that cannot run here at all
-    (not installed, wrong device or precision) is an :class:`OptionError`.
+    its fp32 output on ``example``. ``auto`` races the candidates that pass, once per model
+    and machine (see :mod:`tilerun.backends.race`). An explicitly wanted backend that cannot
+    run here at all (not installed, wrong device or precision) is an :class:`OptionError`.
     """
     start = time.perf_counter()
-    if wanted == "auto":
-        candidates = auto_order(model, target)
-    else:
-        reason = _unavailable(wanted, model, target)
-        if reason is not None:
-            raise OptionError("--backend", f"{wanted} cannot run {model.name}: {reason}")
-        candidates = (wanted,)
+    candidates, racing = _candidates(model, target, wanted)
+    passed: dict[str, tuple[Compiled, float]] = {}
     for name in candidates:
-        if _unavailable(name, model, target) is not None:
-            continue
         try:
-            compiled, error = _checked(BACKENDS[name], model, target, example, reference)
+            passed[name] = _checked(BACKENDS[name], model, target, example, reference)
         except (ConversionError, OSError) as err:  # OSError: an unwritable cache
             fallback = "the model as loaded" if name == candidates[-1] else "the next backend"
             warnings.warn(f"{model.name}: backend {name} not used, {err}; "
                           f"running {fallback}", BackendWarning, stacklevel=2)
             continue
-        return Selection(compiled, error, time.perf_counter() - start)
-    return Selection(as_loaded(model, module, target), 0.0, time.perf_counter() - start)
+        if not racing:
+            break
+    if not passed:
+        return Selection(as_loaded(model, module, target), 0.0, time.perf_counter() - start)
+    timings: dict[str, float] = {}
+    if len(passed) > 1:
+        timings = race({n: c for n, (c, _) in passed.items()}, full_batch(example, target.batch))
+        remember(model, target, timings)
+    name = min(timings, key=timings.__getitem__) if timings else next(iter(passed))
+    compiled, error = passed[name]
+    return Selection(compiled, error, time.perf_counter() - start, timings)
+
+
+def _candidates(model: ModelHandle, target: Target, wanted: str) -> tuple[tuple[str, ...], bool]:
+    """The backends to try, in order, and whether to race them (``auto``'s first run)."""
+    if wanted != "auto":
+        reason = _unavailable(wanted, model, target)
+        if reason is not None:
+            raise OptionError("--backend", f"{wanted} cannot run {model.name}: {reason}")
+        return (wanted,), False
+    order = tuple(n for n in auto_order(model, target) if _unavailable(n, model, target) is None)
+    known = remembered(model, target)
+    if known in order:
+        return (known, *(n for n in order if n != known)), False
+    return order, True
 
 
 def _unavailable(name: str, model: ModelHandle, target: Target) -> str | None:
@@ -122,9 +145,13 @@ def _checked(
     """Load ``backend`` and measure its relative error on ``example``; raise
     :class:`ConversionError` when it fails to run or misses the tolerance."""
     compiled = backend.load(model, target)
+    n = int(example.shape[0])
+    x = example
+    if compiled.fixed_batch and n < target.batch:
+        x = torch.cat([example, example.new_zeros((target.batch - n, *example.shape[1:]))])
     try:
         with torch.inference_mode():
-            got = compiled.run(example).float()
+            got = compiled.run(x)[:n].float()
     except Exception as err:  # converted graphs fail in their runtime's own exception types
         first = (str(err).strip() or type(err).__name__).splitlines()[0]
         raise ConversionError(f"it fails on the probe batch ({first})") from err

@@ -40,6 +40,8 @@ from tilerun.sources import open_source
 
 DEFAULT_TILE = 256
 DEFAULT_OVERLAP = 0.25
+#: tiles in the probe batch each backend is checked on
+PROBE_TILES = 2
 
 
 @dataclass(frozen=True)
@@ -105,7 +107,7 @@ def prepare(source: Any, model: Any, out: str | Path, options: PredictOptions) -
                         options.backend)
     classes = runner.probe(bands, grid.input_tile)
     normalize = Normalizer.for_model(handle, bands, src.dtype)
-    runner.select(normalize.example(options.batch_size, grid.input_tile))
+    runner.select(normalize.example(PROBE_TILES, grid.input_tile), options.batch_size)
     variables = options.output
     pyramids = _pyramid_kinds(options, src)
     if "labels" in pyramids and "labels" not in variables:

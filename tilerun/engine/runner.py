@@ -174,11 +174,12 @@ class TileRunner:
                              "not (N, classes, height, width)")
         return int(out.shape[1])
 
-    def select(self, example: torch.Tensor) -> Selection:
-        """Choose the backend for batches shaped like ``example`` (``(batch, bands, tile,
-        tile)``, normalised as the model expects), checked against the eager fp32 module."""
-        batch, bands, tile, _ = example.shape
-        self.target = Target(self.device, self.precision, int(bands), int(tile), int(batch),
+    def select(self, example: torch.Tensor, batch: int) -> Selection:
+        """Choose the backend for batches of ``batch`` tiles, checked against the eager fp32
+        module on ``example`` (``(n, bands, tile, tile)``, normalised as the model expects;
+        a few tiles suffice to catch a wrong conversion, and the eager reference is slow)."""
+        _, bands, tile, _ = example.shape
+        self.target = Target(self.device, self.precision, int(bands), int(tile), batch,
                              torch.get_num_threads())
         example = example.to(self.device)
         with torch.inference_mode():
