@@ -10,20 +10,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import zarr
 from click.testing import CliRunner
 
 import tilerun
 from tilerun.cli import main
 from tilerun.errors import ModelError, OptionError, OutputExistsError
 from tilerun.models import build_unet, load_model, save_package
+from tilerun.models.calibration import calibration_windows
 from tilerun.models.onnx_runtime import DOWNSAMPLING_KEY, SPEC_KEY
 from tilerun.models.quantize import (
     REPORT_KEY,
     QuantizeReport,
-    agreement_and_iou,
-    calibration_windows,
-    label_confusion,
     quantize_model,
 )
 from tilerun.sample import write_scene
@@ -114,28 +111,6 @@ def test_iou_is_bounded_and_consistent_with_agreement(static):
     # Σ hits ≥ t Σ unions = t (2N − Σ hits) for t = min IoU, and the converse for the max:
     low, high = min(present), max(present)
     assert 2 * low / (1 + low) <= report.agreement <= 2 * high / (1 + high)
-
-
-def test_agreement_and_iou_formulas():
-    perfect = np.diag([5, 0, 3])
-    agreement, iou = agreement_and_iou(perfect)
-    assert agreement == 1.0 and iou[0] == iou[2] == 1.0 and math.isnan(iou[1])
-    agreement, iou = agreement_and_iou(np.array([[6, 2], [0, 2]]))
-    assert agreement == 0.8 and iou.tolist() == [6 / 8, 2 / 4]
-    with pytest.raises(ModelError, match="no valid pixels"):
-        agreement_and_iou(np.zeros((2, 2), np.int64))
-
-
-def test_label_confusion_leaves_out_nodata_in_either(tmp_path):
-    a = np.array([[0, 1, 255], [2, 2, 1]], np.uint8)
-    b = np.array([[0, 2, 0], [2, 255, 1]], np.uint8)
-    for name, labels in (("a", a), ("b", b)):
-        group = zarr.open_group(str(tmp_path / f"{name}.zarr"), mode="w")
-        array = group.create_array("labels", shape=labels.shape, dtype="uint8", chunks=(1, 2))
-        array[:] = labels
-        array.attrs["flag_values"] = [0, 1, 2]
-    matrix = label_confusion(tmp_path / "a.zarr", tmp_path / "b.zarr")
-    assert matrix.tolist() == [[1, 0, 0], [0, 1, 1], [0, 0, 1]]
 
 
 def test_calibration_windows_are_spread_inside_the_scene():

@@ -43,11 +43,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from torch import nn
 
+from tilerun.compare import agreement_and_iou, label_confusion
 from tilerun.errors import ModelError, OptionError, OutputError, OutputExistsError, TilerunError
-from tilerun.geometry import Window
+from tilerun.models.calibration import CalibrationTiles, calibration_tile, calibration_windows
 from tilerun.models.handle import ModelHandle, as_model
 from tilerun.models.onnx_runtime import DOWNSAMPLING_KEY, SPEC_KEY
 from tilerun.models.spec import ModelSpec
@@ -55,8 +55,6 @@ from tilerun.sources import Source, open_source
 
 METHODS = ("static", "dynamic")
 REPORT_KEY = "tilerun.quantization"
-DEFAULT_TILE = 256
-NODATA_LABEL = 255  # the labels' _FillValue (tilerun.sinks.zarr.LABEL_FILL)
 COPIED_KEYS = (SPEC_KEY, DOWNSAMPLING_KEY)
 CALIBRATION_METHOD = "MinMax"  # see _quantize_static
 
@@ -161,87 +159,6 @@ def _check_output(out: Path, overwrite: bool) -> None:
         raise OutputExistsError(out, "already exists; pass --overwrite to replace it")
     if not out.parent.is_dir():
         raise OutputError(out, "its folder does not exist")
-
-
-def calibration_tile(handle: ModelHandle, source: Source, tile: int | None) -> int:
-    """The tile edge: ``tile``, else the spec's, else 256 shrunk to the largest multiple of the
-    downsampling factor that fits the scene. A given edge must fit the scene (no padding)."""
-    _, height, width = source.shape
-    edge = tile if tile is not None else handle.spec.tile
-    if edge is None:
-        step = handle.downsampling
-        edge = min(DEFAULT_TILE, min(height, width) // step * step)
-        if edge < 1:
-            raise OptionError("--tile", f"the {height}×{width} calibration scene {source.name} "
-                                        f"is smaller than one {step} px model step")
-    if edge > min(height, width):
-        raise OptionError("--tile", f"{edge} px tiles do not fit the {height}×{width} "
-                                    f"calibration scene {source.name}")
-    if handle.spec.border == 0 and edge % handle.downsampling:
-        raise OptionError("--tile", f"{edge} is not a multiple of the model's downsampling "
-                                    f"factor {handle.downsampling}")
-    return edge
-
-
-# -- calibration data -------------------------------------------------------------------------
-
-
-def calibration_windows(shape: tuple[int, int, int], edge: int, count: int) -> list[Window]:
-    """Up to ``count`` ``edge``-square windows inside the image, spread on a regular grid.
-
-    Per axis ``k = min(⌈√count⌉, ⌊size / edge⌋)`` positions, evenly spaced from 0 to
-    ``size − edge`` (so tiles do not overlap when they need not); when the ``ky · kx`` grid
-    holds more than ``count``, ``count`` of them evenly spaced in row-major order are kept.
-    """
-    _, height, width = shape
-    per_axis = math.ceil(math.sqrt(count))
-    rows = _positions(height, edge, per_axis)
-    cols = _positions(width, edge, per_axis)
-    grid = [Window(int(y), int(x), edge, edge) for y in rows for x in cols]
-    if len(grid) <= count:
-        return grid
-    keep = np.linspace(0, len(grid) - 1, count).round().astype(int)
-    return [grid[i] for i in keep]
-
-
-def _positions(size: int, edge: int, wanted: int) -> np.ndarray:
-    k = max(1, min(wanted, size // edge))
-    return np.linspace(0, size - edge, k).round().astype(int)
-
-
-class CalibrationTiles:
-    """An ``onnxruntime.quantization.CalibrationDataReader`` over the calibration windows.
-
-    Each :meth:`get_next` reads one window and normalises it exactly as the engine does
-    (:class:`~tilerun.engine.runner.Normalizer`; nodata becomes 0), as a ``(1, bands, t, t)``
-    float32 batch, so only one tile is in memory at a time.
-    """
-
-    def __init__(self, source: Source, handle: ModelHandle, windows: list[Window]) -> None:
-        from tilerun.engine.checks import check_input
-        from tilerun.engine.runner import Normalizer
-
-        source.check_dtype()
-        check_input(source, handle, float("inf"))
-        self.source = source
-        self.windows = windows
-        self.normalise = Normalizer.for_model(handle, source.shape[0], source.dtype)
-        self.input_name = str(getattr(handle.module, "input_name", "x"))
-        self._next: Iterator[Window] = iter(windows)
-
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        window = next(self._next, None)
-        if window is None:
-            return None
-        pixels, valid = self.source.read(window)
-        x = self.normalise(torch.from_numpy(pixels), torch.from_numpy(valid))
-        return {self.input_name: x.numpy()[None]}
-
-    def rewind(self) -> None:
-        self._next = iter(self.windows)
-
-    def __len__(self) -> int:
-        return len(self.windows)
 
 
 # -- ONNX Runtime ---------------------------------------------------------------------------
@@ -413,62 +330,6 @@ def _compare(source: Source, fp32: Path, int8: Path, work: Path, edge: int) -> n
     return label_confusion(stores[0], stores[1])
 
 
-def label_confusion(a: str | Path, b: str | Path) -> np.ndarray:
-    """``C[i, j]``: pixels labelled ``i`` in store ``a`` and ``j`` in store ``b``, chunk by chunk.
-
-    Pixels that are nodata (255) in either are left out. The matrix is ``n × n`` with ``n``
-    the label values of ``a``'s ``flag_values`` attribute (else the highest label seen + 1).
-    """
-    first, second = _labels(a), _labels(b)
-    if first.shape != second.shape:
-        raise ModelError(b, f"labels {second.shape} differ in shape from {first.shape}")
-    bins = NODATA_LABEL
-    counts = np.zeros(bins * bins, np.int64)
-    rows, cols = first.chunks
-    for y in range(0, first.shape[0], rows):
-        for x in range(0, first.shape[1], cols):
-            key = (slice(y, y + rows), slice(x, x + cols))
-            counts += _pair_counts(np.asarray(first[key]), np.asarray(second[key]), bins)
-    matrix = counts.reshape(bins, bins)
-    n = _label_count(first.attrs.get("flag_values"), matrix)
-    return matrix[:n, :n]
-
-
-def _labels(store: str | Path) -> Any:
-    import zarr
-
-    node = zarr.open_group(str(store), mode="r").get("labels")
-    if not isinstance(node, zarr.Array):
-        raise OutputError(store, "has no labels array")
-    return node
-
-
-def _pair_counts(a: np.ndarray, b: np.ndarray, bins: int) -> np.ndarray:
-    """Counts of ``a * bins + b`` over pixels valid in both (a flattened confusion matrix)."""
-    keep = (a != NODATA_LABEL) & (b != NODATA_LABEL)
-    pairs = a[keep].astype(np.int64) * bins + b[keep]
-    return np.bincount(pairs, minlength=bins * bins)
-
-
-def _label_count(flags: Any, matrix: np.ndarray) -> int:
-    if isinstance(flags, list) and flags:
-        return len(flags)
-    seen = np.flatnonzero(matrix.sum(0) + matrix.sum(1))
-    return int(seen.max()) + 1 if seen.size else 1
-
-
-def agreement_and_iou(matrix: np.ndarray) -> tuple[float, np.ndarray]:
-    """``Σ C[i, i] / Σ C`` and per class ``C[c, c] / (row_c + col_c − C[c, c])`` (NaN if 0/0)."""
-    total = int(matrix.sum())
-    if total == 0:
-        raise ModelError("--calibrate", "the scene has no valid pixels to compare labels on")
-    hits = np.diag(matrix).astype(np.float64)
-    union = matrix.sum(0) + matrix.sum(1) - hits
-    with np.errstate(invalid="ignore", divide="ignore"):
-        iou = np.where(union > 0, hits / union, np.nan)
-    return float(hits.sum() / total), iou
-
-
 def class_names(spec: ModelSpec, count: int) -> list[str]:
     """The spec's class names for ``count`` label values (one-class models label ``not X`` 0
     and ``X`` 1), else ``class 0`` …"""
@@ -487,7 +348,7 @@ def _report(
     method: str, matrix: np.ndarray, spec: ModelSpec, fp32: Path, int8: Path, start: float,
     tiles: int,
 ) -> QuantizeReport:
-    agreement, iou = agreement_and_iou(matrix)
+    agreement, iou = agreement_and_iou(matrix, "--calibrate")
     names = class_names(spec, len(iou))
     return QuantizeReport(
         method=method,
