@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from tilerun.errors import InputError, OptionError, OutputError, OutputExistsError, TilerunError
+from tilerun.sinks.store import run_record
 
 #: Fallback class colours (Tableau 10, then 10 lighter variants).
 PALETTE = (
@@ -173,7 +174,7 @@ def _read_labels(
 
 def _class_names(group: Any, classes: int | None) -> tuple[str, ...]:
     """Class names from the run's attributes, else the ``class`` coordinate, else indices."""
-    names = dict(group.attrs.get("tilerun") or {}).get("class_names")
+    names = run_record(group).get("class_names")
     if names:
         return tuple(str(v) for v in names)
     if "class" in set(group.array_keys()):
@@ -191,7 +192,7 @@ def _resolve_colours(
         if len(colours) < len(names):
             raise OptionError("--colours", f"{len(colours)} colours for {len(names)} classes")
         return tuple(colours), "argument"
-    attrs = dict(group.attrs.get("tilerun", {}) or {})
+    attrs = run_record(group)
     stored = attrs.get("class_colours") or group.attrs.get("class_colours")
     if _usable(stored, names):
         return tuple(stored), "store"

@@ -27,6 +27,7 @@ from tilerun.geometry import make_grid
 from tilerun.models import build_unet, save_package
 from tilerun.sample import write_scene
 from tilerun.sinks.lock import RunLock
+from tilerun.sinks.store import DONE
 
 ARGS = ["--tile", "64", "--chunk", "64", "--threads", "1", "--quiet", "--tissue", "none"]
 
@@ -43,7 +44,7 @@ def job(tmp_path):
 
 
 def _done_files(partial: Path) -> list[Path]:
-    return sorted(p for p in (partial / "tilerun" / "chunks_done" / "c").rglob("*") if p.is_file())
+    return sorted(p for p in (partial / DONE / "c").rglob("*") if p.is_file())
 
 
 def test_kill_minus_9_then_resume_equals_uninterrupted(tmp_path, job):
@@ -86,7 +87,7 @@ def test_kill_minus_9_then_resume_equals_uninterrupted(tmp_path, job):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     before = len(_done_files(partial))
-    done = np.asarray(zarr.open_array(partial / "tilerun" / "chunks_done", mode="r")[:]) > 0
+    done = np.asarray(zarr.open_array(partial / DONE, mode="r")[:]) > 0
     logits_files = {p: p.stat().st_mtime_ns for p in (partial / "logits" / "c").rglob("*")
                     if p.is_file()}
     resumed = CliRunner().invoke(main, ["predict", str(scene), "-o", str(out), "--model",

@@ -49,8 +49,8 @@ def make_store(path: Path, height: int, width: int, classes: int, chunk: int) ->
         height, width, classes, chunk, variables=("logits", "labels"),
         class_names=tuple(f"class {k}" for k in range(classes)),
     )  # fmt: skip
-    sink = ZarrSink(path, layout)
-    sink.create(None, {"class_names": list(layout.class_names or ())})
+    sink = ZarrSink(path)
+    sink.open(layout, None, {"class_names": list(layout.class_names or ())})
     for y in range(0, height, chunk):
         for x in range(0, width, chunk):
             window = Window(y, x, min(chunk, height - y), min(chunk, width - x))

@@ -16,8 +16,8 @@ from tilerun.sinks import PROBABILITY_FILL, PROBABILITY_SCALE, OutputLayout, Zar
 def _store(tmp_path, codes: np.ndarray, chunk: int = 4) -> ZarrSink:
     classes, height, width = codes.shape
     layout = OutputLayout(height, width, classes, chunk, variables=("probabilities",))
-    sink = ZarrSink(tmp_path / "o.zarr", layout)
-    sink.create(None, {"fingerprint": "test"})
+    sink = ZarrSink(tmp_path / "o.zarr")
+    sink.open(layout, None, {"fingerprint": "test"})
     for y in range(0, height, chunk):
         for x in range(0, width, chunk):
             window = Window(y, x, min(chunk, height - y), min(chunk, width - x))
@@ -74,11 +74,11 @@ def test_layout_probability_activation():
 
 def test_write_refuses_a_chunk_without_every_variable(tmp_path):
     layout = OutputLayout(4, 4, 2, 4, variables=("logits", "probabilities"))
-    sink = ZarrSink(tmp_path / "o.zarr", layout)
-    sink.create(None, {"fingerprint": "test"})
+    sink = ZarrSink(tmp_path / "o.zarr")
+    sink.open(layout, None, {"fingerprint": "test"})
     try:
         with pytest.raises(ValueError, match="probabilities"):
             sink.write(Window(0, 0, 4, 4), {"logits": np.zeros((2, 4, 4), np.float32)})
         assert not sink.done().any()  # no completion record for a half-written chunk
     finally:
-        sink.release()
+        sink.abort()

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import signal
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -33,9 +35,38 @@ def client_for(options: PredictOptions, client: Any = None) -> Iterator[Any]:
         return
     workers = options.workers or 2
     threads = options.threads or 1
-    with LocalCluster(n_workers=workers, threads_per_worker=threads, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster) as local:
-        yield local
+    # silence_logs: the workers' own warnings (e.g. tasks cancelled by Ctrl-C) are noise to a
+    # user of tilerun; errors still show.
+    blocked = _block_ctrl_c()
+    try:
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=threads, processes=True,
+                               dashboard_address=None, silence_logs=logging.ERROR)
+    except BaseException:
+        _unblock(blocked)
+        raise
+    with cluster:
+        _unblock(blocked)  # a Ctrl-C pressed during start-up arrives here, with a cluster to close
+        with Client(cluster) as local:
+            yield local
+
+
+def _block_ctrl_c() -> bool:
+    """Block SIGINT while worker processes start, so that they inherit it blocked.
+
+    Ctrl-C reaches the whole process group: workers dying on their own print tracebacks and
+    race this process's orderly shutdown of the cluster. A blocked signal is not lost: this
+    process receives it when :func:`_unblock` runs. Returns whether anything was blocked
+    (only the main thread handles SIGINT in Python).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    return True
+
+
+def _unblock(blocked: bool) -> None:
+    if blocked:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def run_on_cluster(

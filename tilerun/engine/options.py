@@ -13,6 +13,12 @@ SCHEDULERS = ("threads", "sync", "processes")
 PRECISIONS = ("fp32", "bf16", "fp16")
 TTA_MODES = ("none", "flips", "d4")
 PYRAMIDS = ("auto", "none", "labels", "labels,probabilities")
+#: The smallest output chunk edge. A chunk is a pair of Dask tasks and a file per variable,
+#: and each write gathers partial sums from (⌈T/Z⌉ + 1)² chunks, so the graph grows with the
+#: inverse square of the chunk: ``--chunk 1`` built hundreds of millions of dependencies and
+#: never started. 8 px is the smallest chunk that still has a use (tests of the chunk plan on
+#: tiny images); :func:`tilerun.engine.budget.check_chunk` also bounds it against the tile.
+MIN_CHUNK = 8
 
 
 @dataclass(frozen=True)
@@ -72,8 +78,12 @@ class PredictOptions:
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise OptionError("--batch-size", f"must be ≥ 1, got {self.batch_size}")
-        if self.chunk < 1:
-            raise OptionError("--chunk", f"must be ≥ 1, got {self.chunk}")
+        if self.chunk < MIN_CHUNK:
+            raise OptionError("--chunk", f"must be ≥ {MIN_CHUNK} px, got {self.chunk} (each "
+                              "chunk is a task and a file per variable; 1024 suits most runs)")
+        if self.overlap is not None and not 0 <= self.overlap < float("inf"):
+            raise OptionError("--overlap", f"must be a fraction in [0, 1) or pixels ≥ 0, got "
+                              f"{self.overlap}")
         if self.scheduler not in SCHEDULERS and "://" not in self.scheduler:
             choices = f"choose from {SCHEDULERS} or a tcp:// address"
             raise OptionError("--scheduler", f"{choices}, got {self.scheduler!r}")

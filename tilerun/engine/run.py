@@ -5,12 +5,14 @@ All validation happens before the output store is created, so bad input leaves n
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import time
 import uuid
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from torch import nn
 
 from tilerun import __version__
 from tilerun.blending import Blend
+from tilerun.engine.budget import check_budget
 from tilerun.engine.checks import check_input
 from tilerun.engine.cluster import client_for, run_on_cluster
 from tilerun.engine.feeder import DeviceFeeder
@@ -32,10 +35,10 @@ from tilerun.engine.partial import ChunkResult
 from tilerun.engine.plan import ChunkPlan
 from tilerun.engine.runner import Normalizer, TileRunner, resolve_device
 from tilerun.engine.skipping import resolve_tissue, skipped_tiles
-from tilerun.errors import OptionError
+from tilerun.errors import OptionError, OutputError
 from tilerun.geometry import make_grid
 from tilerun.models import ModelHandle, as_model
-from tilerun.sinks import OutputLayout, ZarrSink, check_output_path
+from tilerun.sinks import OutputLayout, Sink, ZarrSink, completed_output
 from tilerun.sources import open_source
 
 DEFAULT_TILE = 256
@@ -64,6 +67,8 @@ class RunSummary:
     backend_seconds: float = 0.0
     #: forward calls by batch size (this process's compute stage; empty on a cluster)
     batches: dict[int, int] = field(default_factory=dict)
+    #: ``--resume`` found the output complete and did nothing (the rest is what it recorded)
+    already_complete: bool = False
 
     @property
     def recompute_ratio(self) -> float:
@@ -88,12 +93,16 @@ def _first(*values: Any) -> Any:
     return next(v for v in values if v is not None)
 
 
-def prepare(source: Any, model: Any, out: str | Path, options: PredictOptions) -> Job:
-    """Open and check source and model, plan the chunks and create the (staging) store."""
-    check_output_path(Path(out), options.overwrite)
+def prepare(
+    source: Any, model: Any, out: str | Path, options: PredictOptions, sink: Sink | None = None
+) -> Job:
+    """Open and check source and model, plan the chunks and open the sink (by default a Zarr
+    store at ``out``): every check runs before the sink creates anything."""
+    sink = sink if sink is not None else ZarrSink(out, overwrite=options.overwrite)
+    sink.check()
     handle = as_model(model, allow_pickle=options.allow_pickle, mean=options.mean, std=options.std)
     src = open_source(source, options.bands, **_slide_options(options, handle))
-    if (options.mpp is not None or options.level is not None) and not hasattr(src, "metadata"):
+    if (options.mpp is not None or options.level is not None) and not src.is_slide:
         raise OptionError(src.name, "--mpp and --level apply to whole-slide images only")
     check_input(src, handle, options.pixel_size_tolerance)
     bands, height, width = src.shape
@@ -103,22 +112,14 @@ def prepare(source: Any, model: Any, out: str | Path, options: PredictOptions) -
     grid = make_grid(height, width, tile, overlap, handle.downsampling, spec.border)
     blend = Blend(options.blend, options.sigma)
     device = resolve_device(options.device)
+    check_budget(grid, options, src, spec, device)  # before the probe runs a whole tile
     runner = TileRunner(handle, device, options.precision, options.tta, options.device,
                         options.backend)
     classes = runner.probe(bands, grid.input_tile)
     normalize = Normalizer.for_model(handle, bands, src.dtype)
     runner.select(normalize.example(PROBE_TILES, grid.input_tile), options.batch_size)
-    variables = options.output
-    pyramids = _pyramid_kinds(options, src)
-    if "labels" in pyramids and "labels" not in variables:
-        variables = (*variables, "labels")
-    if "probabilities" in pyramids and "logits" not in variables:
-        variables = (*variables, "logits")  # the NGFF probability pyramid is made from logits
-    layout = OutputLayout(
-        height, width, classes, options.chunk, variables, options.dtype, spec.class_names,
-        activation=spec.activation,
-    )
-    sink = ZarrSink(out, layout, overwrite=options.overwrite)
+    layout = _layout(options, src, spec, classes)
+    variables = layout.variables
     plan = ChunkPlan(grid, blend, options.chunk)
     tissue = resolve_tissue(options.tissue, src)
     if tissue is not None:
@@ -135,8 +136,21 @@ def prepare(source: Any, model: Any, out: str | Path, options: PredictOptions) -
         logits="logits" in variables,
         probabilities=layout.probability_activation if "probabilities" in variables else None,
     )
-    sink.create(src.georef, _run_attributes(job, handle, options), resume=options.resume)
+    sink.open(layout, src.georef, _run_attributes(job, handle, options), options.resume)
     return job
+
+
+def _layout(options: PredictOptions, source: Any, spec: Any, classes: int) -> OutputLayout:
+    """The output's shape and variables: those asked for, plus what the pyramids need."""
+    variables = options.output
+    pyramids = _pyramid_kinds(options, source)
+    if "labels" in pyramids and "labels" not in variables:
+        variables = (*variables, "labels")
+    if "probabilities" in pyramids and "logits" not in variables:
+        variables = (*variables, "logits")  # the NGFF probability pyramid is made from logits
+    _, height, width = source.shape
+    return OutputLayout(height, width, classes, options.chunk, variables, options.dtype,
+                        spec.class_names, activation=spec.activation)
 
 
 def _slide_options(options: PredictOptions, model: ModelHandle) -> dict[str, Any]:
@@ -168,7 +182,7 @@ def _run_attributes(job: Job, model: ModelHandle, options: PredictOptions) -> di
         "precision": options.precision,
         "tta": options.tta,
         "pixel_size": list(job.source.pixel_size() or ()) or None,
-        "slide": job.source.metadata() if hasattr(job.source, "metadata") else None,
+        "slide": job.source.metadata(),
     }
     attrs["fingerprint"] = _fingerprint(attrs, job, options)
     return attrs
@@ -207,27 +221,32 @@ def run(
     on_chunk: ChunkCallback | None = None,
     on_start: Callable[[int], None] | None = None,
     client: Any = None,
+    sink: Sink | None = None,
 ) -> RunSummary:
     """Predict ``source`` with ``model`` into the Zarr store ``out``; returns the summary.
 
     ``on_start(n_chunks)`` is called once the work is planned, ``on_chunk(result)`` after each
     chunk is written (both in the calling thread), e.g. to drive a progress bar. ``client``: a
     ``distributed.Client`` to run the chunk tasks on (see :mod:`tilerun.engine.cluster`).
+    ``sink``: where the chunks go (default: a :class:`~tilerun.sinks.ZarrSink` at ``out``).
     """
     options = options or PredictOptions()
+    finished = completed_output(out) if options.resume else None
+    if finished is not None:
+        return _finished_summary(out, finished)
     tune_allocator()
-    job = prepare(source, model, out, options)
+    job = prepare(source, model, out, options, sink)
     try:
         done = job.sink.completed()
         graph, writes = build_graph(job, uuid.uuid4().hex[:12], done)
         if on_start is not None:
             on_start(len(writes))
         start = time.perf_counter()
-        with fewer_gc_passes():
+        with fewer_gc_passes(), _output_failures(out):
             results = _execute(graph, writes, options, on_chunk, client)
         seconds = time.perf_counter() - start
     except BaseException:
-        job.sink.release()
+        job.sink.abort()
         raise
     finally:
         job.compute.close()
@@ -249,8 +268,40 @@ def run(
         batches=dict(sorted(job.compute.batch_sizes.items())),
     )
     pyramids = _pyramids(options, job)
-    job.sink.finalize({k: v for k, v in asdict(summary).items() if k != "output"}, pyramids)
+    record = {k: v for k, v in asdict(summary).items() if k not in ("output", "already_complete")}
+    with _output_failures(out):
+        job.sink.finalize(record, pyramids)
     return summary
+
+
+#: Write failures that are the output's, not the program's: a full disk, a quota, a file
+#: system turned read-only.
+OUTPUT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+
+
+@contextlib.contextmanager
+def _output_failures(out: str | Path) -> Iterator[None]:
+    """Turn a full disk (or quota, or read-only file system) into one line that says what is
+    kept: the unfinished store, whose written chunks a ``--resume`` run keeps."""
+    try:
+        yield
+    except OSError as err:
+        if err.errno not in OUTPUT_ERRNOS:
+            raise
+        raise OutputError(out, f"{err.strerror or err} while writing; the unfinished store "
+                          f"{out}.partial is kept (an existing output is untouched): make room, "
+                          "then run again with --resume") from err
+
+
+def _finished_summary(out: str | Path, attrs: dict[str, Any]) -> RunSummary:
+    """The summary a complete output recorded (``--resume`` on it does nothing)."""
+    known = {f.name for f in fields(RunSummary)} - {"output", "already_complete"}
+    recorded = {k: v for k, v in attrs.items() if k in known}
+    recorded["batches"] = {int(k): int(v) for k, v in (recorded.get("batches") or {}).items()}
+    try:
+        return RunSummary(output=str(out), already_complete=True, **recorded)
+    except TypeError as err:
+        raise OutputError(out, f"is complete but its run record is unreadable ({err})") from err
 
 
 def _pyramids(options: PredictOptions, job: Job) -> Callable[[Path], None] | None:
@@ -277,7 +328,7 @@ def _pyramids(options: PredictOptions, job: Job) -> Callable[[Path], None] | Non
 
 def _pyramid_kinds(options: PredictOptions, source: Any) -> tuple[str, ...]:
     if options.pyramid == "auto":
-        return ("labels",) if hasattr(source, "metadata") else ()
+        return ("labels",) if source.is_slide else ()
     return () if options.pyramid == "none" else tuple(options.pyramid.split(","))
 
 

@@ -169,9 +169,11 @@ class TileRunner:
             raise ModelError(
                 self.model.name, f"cannot run on {bands}-band tiles: {first_line}"
             ) from err
-        if out.ndim != 4:
-            raise ModelError(self.model.name, f"maps tiles to shape {tuple(out.shape)}, "
-                             "not (N, classes, height, width)")
+        b = self.model.spec.border
+        if out.ndim != 4 or tuple(out.shape[2:]) != (tile - 2 * b, tile - 2 * b):
+            raise ModelError(self.model.name, f"maps {tile}² tiles to shape {tuple(out.shape)}, "
+                             f"not (N, classes, {tile - 2 * b}, {tile - 2 * b}) for a border "
+                             f"of {b} px")
         return int(out.shape[1])
 
     def select(self, example: torch.Tensor, batch: int) -> Selection:

@@ -27,7 +27,7 @@ def resolve_tissue(option: str | Path | Any, source: Source) -> Any:
     if option == "none":
         return None
     if option == "auto":
-        thumbnail = source.thumbnail(TISSUE_THUMBNAIL) if hasattr(source, "thumbnail") else None
+        thumbnail = source.thumbnail(TISSUE_THUMBNAIL)
         if thumbnail is None:
             return None
         mask = tissue_mask(thumbnail)

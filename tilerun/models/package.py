@@ -20,6 +20,8 @@ from tilerun.models.spec import ModelSpec
 from tilerun.models.unet import PRESETS, UNet, build_unet
 
 METADATA_KEY = "tilerun.spec"
+#: safetensors' own limit on the JSON header (100 MB); a longer one is a damaged file.
+MAX_HEADER_BYTES = 100_000_000
 
 ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     name: (lambda n: lambda **kw: build_unet(n, **kw))(name) for name in ("unet", *PRESETS)
@@ -60,9 +62,34 @@ def save_package(module: nn.Module, path: str | Path, **spec: Any) -> ModelSpec:
     return full
 
 
+def check_header(path: str | Path) -> None:
+    """Refuse a file that is no safetensors file (no JSON ``{`` after the 8-byte header
+    length), or one whose header length runs past the end of the file or safetensors' limit.
+
+    safetensors would refuse it too, but as "header too large" or "invalid header", which does
+    not say that the file is damaged (an absurd length is what a cut or overwritten file has).
+    """
+    name = str(path)
+    try:
+        size = Path(path).stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(9)
+    except OSError as err:
+        raise ModelError(name, f"cannot be read ({err.strerror or err})") from err
+    if head[8:9] != b"{":
+        raise ModelError(name, "not a safetensors model package (no JSON header after 8 bytes)")
+    length = int.from_bytes(head[:8], "little")
+    if 8 + length > size or length > MAX_HEADER_BYTES:
+        raise ModelError(
+            name, f"safetensors header is corrupt: it declares {length:,} bytes of JSON but the "
+            f"file has {size:,} bytes (a damaged or truncated file?)",
+        )
+
+
 def read_spec(path: str | Path) -> ModelSpec:
     """The spec of a package, without loading its weights."""
     name = str(path)
+    check_header(path)
     try:
         with safe_open(name, framework="pt") as f:
             metadata = f.metadata() or {}

@@ -8,6 +8,7 @@ from tilerun.sinks.zarr import (
     OutputLayout,
     ZarrSink,
     check_output_path,
+    completed_output,
 )
 
 __all__ = [
@@ -18,4 +19,5 @@ __all__ = [
     "Sink",
     "ZarrSink",
     "check_output_path",
+    "completed_output",
 ]

@@ -1,4 +1,11 @@
-"""The one seam every writer implements: :class:`Sink` (two methods, like MONAI's Merger)."""
+"""The one seam every writer implements: :class:`Sink`, which owns its output's whole life.
+
+The engine calls, in order: :meth:`Sink.check` before any work (so bad destinations fail
+before a model is loaded), :meth:`Sink.open` once the output's shape is known (create, or
+resume an unfinished output), :meth:`Sink.completed`, then :meth:`Sink.write` once per chunk
+(concurrently), and finally :meth:`Sink.finalize` or, when the run fails, :meth:`Sink.abort`.
+The engine never names a concrete sink: ``tilerun.run(..., sink=...)`` takes any.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +25,18 @@ class Sink(ABC):
     ``write`` is called concurrently from several threads or processes, each time for a
     different chunk-aligned window, so implementations need no locks.
     """
+
+    #: where the output goes, for messages
+    name: str = "output"
+
+    def check(self) -> None:  # noqa: B027  (optional: a sink with nothing to check)
+        """Refuse a destination that cannot take the output, before any work."""
+
+    @abstractmethod
+    def open(self, layout: Any, georef: Any, attrs: dict[str, Any], resume: bool) -> None:
+        """Create the output for ``layout`` (an :class:`~tilerun.sinks.zarr.OutputLayout`),
+        with ``georef`` and the run's ``attrs`` (its ``fingerprint`` identifies the job), or,
+        with ``resume``, reopen the same job's unfinished output."""
 
     @abstractmethod
     def write(self, window: Window, outputs: Mapping[str, np.ndarray]) -> None:
@@ -62,5 +81,5 @@ class Sink(ABC):
         """Chunk indices already written by an earlier, interrupted run (resume)."""
         return frozenset()
 
-    def release(self) -> None:  # noqa: B027  (an optional hook: most sinks hold nothing)
-        """Give up any claim on the output (the run failed or finished)."""
+    def abort(self) -> None:  # noqa: B027  (an optional hook: most sinks hold nothing)
+        """The run failed: give up any claim on the output, keeping what a resume needs."""

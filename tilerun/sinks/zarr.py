@@ -34,7 +34,10 @@ new one is complete.
 
 from __future__ import annotations
 
+import errno
+import os
 import shutil
+import tempfile
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -49,7 +52,8 @@ import zarr
 from tilerun.errors import OutputError, OutputExistsError
 from tilerun.geometry import Window
 from tilerun.sinks.base import Sink
-from tilerun.sinks.lock import RunLock
+from tilerun.sinks.lock import LOCK_NAME, RunLock
+from tilerun.sinks.store import CARRY, DONE, RECORD, RECORDS, OutputStore, is_zarr_store
 from tilerun.sources import GeoRef
 
 LABEL_FILL = 255
@@ -57,12 +61,6 @@ LABEL_FILL = 255
 PROBABILITY_SCALE = 254
 #: ... and this code marks nodata (the CF ``_FillValue``: decoded as NaN).
 PROBABILITY_FILL = 255
-#: Per-chunk completion records (uint8, one element per output chunk, each its own file), in
-#: a subgroup so that xarray does not show them as a data variable.
-RECORDS = "tilerun"
-DONE = f"{RECORDS}/chunks_done"
-#: Partial sums finished chunks send to unfinished ones (for resume; removed when complete).
-CARRY = "tilerun.carry"
 OUTPUT_VARIABLES = ("logits", "labels", "probabilities")
 LOGIT_DTYPES = ("float32", "float16")
 #: Model activations that define probabilities (the spec's third choice, ``none``, does not).
@@ -112,78 +110,131 @@ class OutputLayout:
             )
 
 
-def _is_zarr_store(path: Path) -> bool:
-    return path.is_dir() and (path / "zarr.json").is_file()
+def completed_output(path: str | Path) -> dict[str, Any] | None:
+    """See :meth:`OutputStore.completed`."""
+    return OutputStore(Path(path)).completed()
 
 
 def check_output_path(path: Path, overwrite: bool) -> None:
-    """Refuse an existing output unless ``overwrite``; never replace something that is not Zarr."""
+    """Refuse an existing output unless ``overwrite``; never replace something that is not Zarr;
+    refuse a folder no output can be written in, before any work."""
     if not path.exists():
-        if not path.parent.exists():
-            raise OutputError(path, f"parent folder {path.parent} does not exist")
+        parent = path.parent
+        if not parent.exists():
+            raise OutputError(path, f"parent folder {parent} does not exist")
+        if not parent.is_dir():
+            raise OutputError(path, f"its parent {parent} is a file, not a folder")
+        _check_writable(path, parent)
         return
     if not overwrite:
         raise OutputExistsError(path, "already exists; pass --overwrite to replace it")
-    if not _is_zarr_store(path):
+    if not is_zarr_store(path):
         raise OutputError(path, "exists and is not a Zarr store; refusing to replace it")
 
 
 class ZarrSink(Sink):
     """Writes chunk windows straight into the Zarr arrays (no locks: one writer per chunk)."""
 
-    def __init__(self, path: str | Path, layout: OutputLayout, overwrite: bool = False) -> None:
+    def __init__(self, path: str | Path, overwrite: bool = False) -> None:
         self.path = Path(path)
-        self.staging = self.path.with_name(self.path.name + ".partial")
-        self.layout = layout
+        self.name = str(path)
+        self.staging = OutputStore(self.path).staging
         self.overwrite = overwrite
+        self._layout: OutputLayout | None = None
         self._arrays: dict[str, Any] | None = None
+
+    @property
+    def layout(self) -> OutputLayout:
+        if self._layout is None:
+            raise RuntimeError(f"{self.name}: the sink is used before open()")
+        return self._layout
+
+    def check(self) -> None:
+        check_output_path(self.path, self.overwrite)
+
+    def open(self, layout: OutputLayout, georef: GeoRef | None, attrs: dict[str, Any],
+             resume: bool = False) -> None:
+        """See :meth:`create`."""
+        self._layout = layout
+        self.create(georef, attrs, resume)
 
     def create(self, georef: GeoRef | None, attrs: dict[str, Any], resume: bool = False) -> None:
         """Validate the destination, lock it, and write the store's metadata and coordinates.
 
-        With ``resume``, an unfinished store of the same run (same ``fingerprint`` attribute) is
-        kept and only its missing chunks will be written; one from a different run is refused
-        rather than discarded. Without ``resume``, an unfinished store is started afresh.
+        The staging folder is made and locked *before* anything is written in it, so of two
+        runs started at the same instant on one output, the second is refused with a clear
+        message instead of colliding in Zarr. With ``resume``, an unfinished store of the same
+        run (same ``fingerprint`` attribute) is kept and only its missing chunks will be
+        written; one from a different run is refused rather than discarded. Without
+        ``resume``, an unfinished store is started afresh.
         """
         check_output_path(self.path, self.overwrite)
+        if self.staging.exists() and not self.staging.is_dir():
+            raise OutputError(self.staging, "exists and is not a Zarr store; remove it first")
+        fresh = not self.staging.exists()
+        _make_folder(self.staging)
         self.lock = RunLock(self.staging)
-        if self.staging.exists():
-            if not _is_zarr_store(self.staging):
-                raise OutputError(self.staging, "exists and is not a Zarr store; remove it first")
-            self.lock.acquire(self.path)
-            if resume:
-                if self._same_run(attrs):
-                    return
-                self.lock.release()
-                raise OutputError(self.staging, "was written by a different run (input, model "
-                                  "or options differ); drop --resume to start afresh")
-            self.lock.release()  # the folder, lock file included, is replaced below
-            shutil.rmtree(self.staging)
-        skeleton = _skeleton(self.layout, georef)
-        skeleton.attrs.update({"tilerun": {**attrs, "complete": False}})
-        encoding = _encoding(self.layout)
-        skeleton.to_zarr(
-            self.staging, mode="w-", compute=False, zarr_format=3, encoding=encoding,
-            consolidated=False,
-        )
-        records = zarr.open_group(self.staging, mode="r+").create_group(RECORDS)
-        records.create_array(
-            DONE.split("/")[-1], shape=self.layout.chunk_grid, chunks=(1, 1), dtype="uint8",
-            fill_value=0, dimension_names=("chunk_y", "chunk_x"),
-            attributes={"description": "1 once the output chunk is written"},
-        )
         self.lock.acquire(self.path)
+        try:
+            check_output_path(self.path, self.overwrite)  # again: a run may have just finished
+            if not fresh and self._keep_unfinished(attrs, resume):
+                return
+            self._write_skeleton(georef, attrs)
+        except BaseException:
+            self.release()
+            if fresh or not any(self.staging.iterdir()):
+                shutil.rmtree(self.staging, ignore_errors=True)
+            raise
+
+    def _keep_unfinished(self, attrs: dict[str, Any], resume: bool) -> bool:
+        """Whether an unfinished store already in the staging folder is resumed; otherwise
+        its contents (not the lock just taken) are removed."""
+        if any(self.staging.iterdir()) and not is_zarr_store(self.staging) and \
+                not (self.staging / LOCK_NAME).is_file():
+            raise OutputError(self.staging, "exists and is not a Zarr store; remove it first")
+        if resume and is_zarr_store(self.staging):
+            if self._same_run(attrs):
+                return True
+            raise OutputError(self.staging, "was written by a different run (input, model "
+                              "or options differ); drop --resume to start afresh")
+        for entry in self.staging.iterdir():
+            if entry.name != LOCK_NAME:
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+        return False
+
+    def _write_skeleton(self, georef: GeoRef | None, attrs: dict[str, Any]) -> None:
+        skeleton = _skeleton(self.layout, georef)
+        skeleton.attrs.update({RECORD: {**attrs, "complete": False}})
+        # mode "a" into the emptied folder: "w" would clear it, the lock file with it, and "w-"
+        # takes the lock file for existing data.
+        try:
+            with warnings.catch_warnings():  # Zarr notes the lock file is not one of its own
+                warnings.filterwarnings("ignore", message=f"Object at {LOCK_NAME} is not")
+                skeleton.to_zarr(
+                    self.staging, mode="a", compute=False, zarr_format=3,
+                    encoding=_encoding(self.layout), consolidated=False,
+                )
+            records = zarr.open_group(self.staging, mode="r+").create_group(RECORDS)
+            records.create_array(
+                DONE.split("/")[-1], shape=self.layout.chunk_grid, chunks=(1, 1), dtype="uint8",
+                fill_value=0, dimension_names=("chunk_y", "chunk_x"),
+                attributes={"description": "1 once the output chunk is written"},
+            )
+        except OSError as err:
+            raise OutputError(self.staging, f"cannot write the store ({err.strerror or err})") \
+                from err
 
     def _same_run(self, attrs: dict[str, Any]) -> bool:
         try:
-            stored = zarr.open_group(self.staging, mode="r").attrs.get("tilerun", {})
+            stored = zarr.open_group(self.staging, mode="r").attrs.get(RECORD, {})
         except (OSError, ValueError, KeyError):
             return False
         return isinstance(stored, dict) and stored.get("fingerprint") == attrs["fingerprint"]
 
     def done(self) -> np.ndarray:
         """Which chunks are written (bool, the chunk grid's shape)."""
-        return np.asarray(zarr.open_array(self.staging / DONE, mode="r")[:]).astype(bool)
+        done = OutputStore.chunks_done(self.staging)
+        return done if done is not None else np.zeros(self.layout.chunk_grid, bool)
 
     def completed(self) -> frozenset[tuple[int, int]]:
         rows, cols = np.nonzero(self.done())
@@ -241,24 +292,43 @@ class ZarrSink(Sink):
     def finalize(
         self, summary: dict[str, Any], extras: Callable[[Path], None] | None = None
     ) -> None:
-        """Mark complete, add ``extras`` (e.g. viewer pyramids) to the staging store, publish."""
-        shutil.rmtree(self.staging / CARRY, ignore_errors=True)  # only resume needed them
-        group = zarr.open_group(self.staging, mode="r+")
-        attrs = dict(group.attrs["tilerun"])  # type: ignore[arg-type]
-        group.attrs["tilerun"] = {**attrs, **summary, "complete": True}
-        if extras is not None:
-            extras(self.staging)
-        self.release()
-        with warnings.catch_warnings():
-            # Consolidated metadata is an extension in Zarr v3; xarray opens faster with it.
-            warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
-            zarr.consolidate_metadata(self.staging)
+        """Mark complete, add ``extras`` (e.g. viewer pyramids) to the staging store, publish.
+
+        The lock is held until the store is published (a second run must not take the
+        staging folder over between the two), and given up whatever happens: a failed pyramid
+        step must not leave it held for the rest of the process (the store stays unfinished
+        and resumable).
+        """
+        try:
+            shutil.rmtree(self.staging / CARRY, ignore_errors=True)  # only resume needed them
+            group = zarr.open_group(self.staging, mode="r+")
+            attrs = dict(group.attrs[RECORD])  # type: ignore[arg-type]
+            group.attrs[RECORD] = {**attrs, **summary, "complete": True}
+            if extras is not None:  # the staging store is complete, but not yet published
+                extras(self.staging)
+            with warnings.catch_warnings():
+                # Consolidated metadata is a Zarr v3 extension; xarray opens faster with it.
+                warnings.filterwarnings("ignore", message="Consolidated metadata",
+                                        category=UserWarning)
+                warnings.filterwarnings("ignore", message=f"Object at {LOCK_NAME} is not")
+                zarr.consolidate_metadata(self.staging)
+            self._publish()
+        finally:
+            self.release()
+            (self.path / LOCK_NAME).unlink(missing_ok=True)  # the lock moved with the folder
+
+    def _publish(self) -> None:
+        """Rename the staging store to the output; an output it replaces goes only after."""
         old = self.path.with_name(self.path.name + ".replaced")
         if self.path.exists():
             self.path.rename(old)
         self.staging.rename(self.path)
         if old.exists():
             shutil.rmtree(old)
+
+    def abort(self) -> None:
+        """The run failed: give up the lock; the staging store stays, for ``--resume``."""
+        self.release()
 
     def release(self) -> None:
         """Give up the lock (after finishing, or when the run fails)."""
@@ -268,6 +338,29 @@ class ZarrSink(Sink):
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_arrays": None, "lock": None}
+
+
+def _check_writable(path: Path, folder: Path) -> None:
+    """Make and remove a hidden folder in ``folder``: the one test that holds for every reason
+    a folder cannot take an output (permissions, read-only or pseudo file systems like
+    ``/proc``, quotas), whoever runs it."""
+    try:
+        probe = tempfile.mkdtemp(dir=folder, prefix=".tilerun-probe-")
+    except OSError as err:
+        reason = "its file system does not take new folders" if err.errno == errno.ENOENT \
+            else err.strerror or str(err)
+        raise OutputError(path, f"cannot write in {folder} ({reason})") from err
+    os.rmdir(probe)
+
+
+def _make_folder(path: Path) -> None:
+    """``mkdir`` with the reason in one line: a read-only or pseudo file system (``/proc``), a
+    parent that is a regular file, a full disk."""
+    try:
+        path.mkdir(exist_ok=True)
+    except OSError as err:
+        raise OutputError(path, f"cannot create the output folder ({err.strerror or err})") \
+            from err
 
 
 def _carry_name(source: tuple[int, int], target: tuple[int, int]) -> str:

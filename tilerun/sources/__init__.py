@@ -17,6 +17,7 @@ from tilerun.errors import InputError
 from tilerun.sources.array import ArraySource
 from tilerun.sources.base import GeoRef, Source
 from tilerun.sources.geotiff import GeoTIFFSource
+from tilerun.sources.guards import quiet_readers
 
 __all__ = ["ArraySource", "GeoRef", "GeoTIFFSource", "Source", "open_source"]
 
@@ -34,7 +35,9 @@ def open_source(obj: Any, bands: Sequence[int] | None = None, **slide: Any) -> S
     if isinstance(obj, (str, Path)):
         from tilerun.sources.slide import is_slide, open_slide
 
-        if Path(obj).is_file() and is_slide(obj):
+        with quiet_readers():  # a damaged file must end in one error line, not in warnings
+            slide_file = Path(obj).is_file() and is_slide(obj)
+        if slide_file:
             return open_slide(obj, bands=bands, **slide)
         return GeoTIFFSource(obj, bands=bands)
     if isinstance(obj, (np.ndarray, da.Array)):

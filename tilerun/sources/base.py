@@ -84,6 +84,23 @@ class Source(ABC):
         """``(size, unit)`` of a pixel — metres for rasters, microns for slides — or None."""
         return self.georef.pixel_size() if self.georef is not None else None
 
+    # -- capabilities: what the engine may ask of any source ----------------------------------
+
+    #: A whole-slide image: ``--mpp``/``--level`` apply, tissue is detected and label
+    #: pyramids are written by default.
+    is_slide: bool = False
+
+    def metadata(self) -> dict[str, Any] | None:
+        """What the output records about the image beyond georeferencing (slides: scanner,
+        µm per pixel, the level read and its level-0 coordinates), JSON-serialisable; None
+        when there is nothing more to say."""
+        return None
+
+    def thumbnail(self, max_size: int) -> np.ndarray | None:
+        """RGB ``(3, h, w)`` with ``max(h, w) ≤ max_size`` for tissue detection, or None when
+        the source offers none (tissue is then not detected)."""
+        return None
+
     @abstractmethod
     def read(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
         """Read a window that lies inside the image.

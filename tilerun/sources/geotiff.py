@@ -7,7 +7,9 @@ band list, so Dask processes and cluster workers reopen the file themselves.
 
 from __future__ import annotations
 
+import math
 import threading
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,12 +17,14 @@ from typing import Any
 import numpy as np
 import rasterio
 from rasterio.errors import RasterioError
+from rasterio.transform import from_gcps
 from rasterio.windows import Window as RioWindow
 
-from tilerun.errors import InputError, UnsupportedDtypeError
+from tilerun.errors import InputError, TilerunWarning, UnsupportedDtypeError
 from tilerun.geometry import Window
 from tilerun.sources.bands import select_bands
 from tilerun.sources.base import GeoRef, Source
+from tilerun.sources.guards import check_tiff_complete, quiet_readers, require_regular_file
 
 #: GDAL's block cache per process (MB). GDAL's default (5 % of RAM) would let memory grow with
 #: the size of the image read; tilerun reads each window about once, so a small cache suffices.
@@ -37,6 +41,32 @@ def _numpy_dtype(name: str, gdal_type: str) -> np.dtype[Any]:
         ) from None
 
 
+def _georef(ds: Any) -> tuple[GeoRef, str | None]:
+    """The dataset's CRS and affine, plus a note to show when they were fitted to GCPs.
+
+    A raster georeferenced only by ground control points has no geotransform (rasterio then
+    gives the identity): the output would silently lose its place on Earth. An affine fitted
+    to the GCPs by least squares keeps it, exactly so for GCPs on an affine grid; the note
+    gives the worst GCP's distance from the fit, in pixels, so a warped image is noticed.
+    """
+    gcps, gcp_crs = ds.gcps
+    if not gcps or not ds.transform.is_identity:
+        crs = ds.crs.to_wkt() if ds.crs else None
+        return GeoRef(crs, tuple(ds.transform)[:6]), None
+    transform = from_gcps(gcps) if len(gcps) >= 3 else None
+    if transform is None or transform.is_degenerate:
+        return GeoRef(None, tuple(ds.transform)[:6]), (
+            f"has {len(gcps)} GCP(s), too few to fit a transform; the output is not georeferenced"
+        )
+    a, b, c, d, e, f = tuple(~transform)[:6]
+    residual = max(math.dist((a * g.x + b * g.y + c, d * g.x + e * g.y + f), (g.col, g.row))
+                   for g in gcps)
+    crs = gcp_crs.to_wkt() if gcp_crs else None
+    note = (f"georeferenced by {len(gcps)} GCPs only: the output's transform was fitted to "
+            f"them (max residual {residual:.2f} px)")
+    return GeoRef(crs, tuple(transform)[:6]), note
+
+
 class GeoTIFFSource(Source):
     """A raster file read window by window through rasterio."""
 
@@ -45,17 +75,20 @@ class GeoTIFFSource(Source):
         self.name = str(path)
         if not self.path.exists():
             raise InputError(self.name, "no such file")
+        require_regular_file(self.path, self.name)
+        check_tiff_complete(self.path, self.name)  # before GDAL, whose reason would be obscure
         try:
-            with self._env(), rasterio.open(self.path) as ds:
+            with self._env(), quiet_readers(), rasterio.open(self.path) as ds:
                 self.bands = select_bands(self.name, ds.count, bands)
                 self._shape = (len(self.bands), ds.height, ds.width)
                 self._dtype = _numpy_dtype(self.name, ds.dtypes[self.bands[0] - 1])
                 self._nodata = ds.nodata
-                crs = ds.crs.to_wkt() if ds.crs else None
-                self._georef = GeoRef(crs, tuple(ds.transform)[:6])
+                self._georef, note = _georef(ds)
                 dtypes = {ds.dtypes[b - 1] for b in self.bands}
         except RasterioError as err:
             raise InputError(self.name, f"not a raster GDAL can read ({err})") from err
+        if note:
+            warnings.warn(f"{self.name}: {note}", TilerunWarning, stacklevel=2)
         if len(dtypes) > 1:
             raise InputError(self.name, f"selected bands mix pixel types {sorted(dtypes)}")
         self.check_dtype()

@@ -307,6 +307,8 @@ class SlideSource(Source):
     ``bands`` selects and orders the R, G, B bands (1-based).
     """
 
+    is_slide = True
+
     def __init__(
         self,
         path: str | Path,
