@@ -34,7 +34,7 @@ class Sink(ABC):
 
     @abstractmethod
     def open(self, layout: Any, georef: Any, attrs: dict[str, Any], resume: bool) -> None:
-        """Create the output for ``layout`` (an :class:`~tilerun.sinks.zarr.OutputLayout`),
+        """Create the output for ``layout`` (an :class:`~tilerun.sinks.layout.OutputLayout`),
         with ``georef`` and the run's ``attrs`` (its ``fingerprint`` identifies the job), or,
         with ``resume``, reopen the same job's unfinished output."""
 
@@ -48,10 +48,10 @@ class Sink(ABC):
         * ``logits``: float32 ``(classes, h, w)``, NaN where nodata (the sink may store it
           in a narrower type);
         * ``labels``: uint8 ``(h, w)``, the argmax class (``logit > 0`` for one class),
-          :data:`~tilerun.sinks.zarr.LABEL_FILL` where nodata;
+          :data:`~tilerun.sinks.layout.LABEL_FILL` where nodata;
         * ``probabilities``: uint8 ``(classes, h, w)`` codes ``round(p * PROBABILITY_SCALE)``
           of the class probabilities ``p`` (softmax or sigmoid, see
-          :mod:`tilerun.sinks.zarr`), :data:`~tilerun.sinks.zarr.PROBABILITY_FILL` where
+          :mod:`tilerun.sinks.zarr`), :data:`~tilerun.sinks.layout.PROBABILITY_FILL` where
           nodata.
         """
 

@@ -40,74 +40,23 @@ import shutil
 import tempfile
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import dask.array as da
 import numpy as np
-import xarray as xr
 import zarr
 
 from tilerun.errors import OutputError, OutputExistsError
 from tilerun.geometry import Window
 from tilerun.sinks.base import Sink
+from tilerun.sinks.layout import (
+    OutputLayout,
+    encoding,
+    skeleton,
+)
 from tilerun.sinks.lock import LOCK_NAME, RunLock
 from tilerun.sinks.store import CARRY, DONE, RECORD, RECORDS, OutputStore, is_zarr_store
 from tilerun.sources import GeoRef
-
-LABEL_FILL = 255
-#: Probabilities are stored as ``round(p * PROBABILITY_SCALE)`` in uint8 (0 … 254) ...
-PROBABILITY_SCALE = 254
-#: ... and this code marks nodata (the CF ``_FillValue``: decoded as NaN).
-PROBABILITY_FILL = 255
-OUTPUT_VARIABLES = ("logits", "labels", "probabilities")
-LOGIT_DTYPES = ("float32", "float16")
-#: Model activations that define probabilities (the spec's third choice, ``none``, does not).
-PROBABILITY_ACTIVATIONS = ("softmax", "sigmoid")
-
-
-@dataclass(frozen=True)
-class OutputLayout:
-    """Shape and encoding of the output store."""
-
-    height: int
-    width: int
-    classes: int
-    chunk: int
-    variables: tuple[str, ...] = ("logits",)
-    logits_dtype: str = "float32"
-    class_names: tuple[str, ...] | None = None
-    #: the model spec's ``activation``: how ``probabilities`` are computed from the logits
-    activation: str = "softmax"
-
-    @property
-    def chunk_grid(self) -> tuple[int, int]:
-        return -(-self.height // self.chunk), -(-self.width // self.chunk)
-
-    @property
-    def probability_activation(self) -> str:
-        """``sigmoid`` per class for a sigmoid model or a one-class model, else ``softmax``.
-
-        A one-class model's probability is ``sigmoid(logit)`` whatever its spec says (a softmax
-        over one class would be 1 everywhere), matching its labels (``logit > 0``).
-        """
-        return "sigmoid" if self.classes == 1 or self.activation == "sigmoid" else "softmax"
-
-    def __post_init__(self) -> None:
-        unknown = set(self.variables) - set(OUTPUT_VARIABLES)
-        if unknown or not self.variables:
-            raise OutputError("--output", f"choose from {OUTPUT_VARIABLES}, got {self.variables}")
-        if self.logits_dtype not in LOGIT_DTYPES:
-            raise OutputError("--dtype", f"choose from {LOGIT_DTYPES}, got {self.logits_dtype}")
-        if "labels" in self.variables and self.classes >= LABEL_FILL:
-            raise OutputError("--output", f"labels hold at most {LABEL_FILL - 1} classes")
-        if "probabilities" in self.variables and self.activation not in PROBABILITY_ACTIVATIONS:
-            raise OutputError(
-                "--output",
-                f"probabilities need a model whose activation is one of "
-                f"{PROBABILITY_ACTIVATIONS}; this model's spec says {self.activation!r}",
-            )
 
 
 def completed_output(path: str | Path) -> dict[str, Any] | None:
@@ -203,16 +152,16 @@ class ZarrSink(Sink):
         return False
 
     def _write_skeleton(self, georef: GeoRef | None, attrs: dict[str, Any]) -> None:
-        skeleton = _skeleton(self.layout, georef)
-        skeleton.attrs.update({RECORD: {**attrs, "complete": False}})
+        dataset = skeleton(self.layout, georef)
+        dataset.attrs.update({RECORD: {**attrs, "complete": False}})
         # mode "a" into the emptied folder: "w" would clear it, the lock file with it, and "w-"
         # takes the lock file for existing data.
         try:
             with warnings.catch_warnings():  # Zarr notes the lock file is not one of its own
                 warnings.filterwarnings("ignore", message=f"Object at {LOCK_NAME} is not")
-                skeleton.to_zarr(
+                dataset.to_zarr(
                     self.staging, mode="a", compute=False, zarr_format=3,
-                    encoding=_encoding(self.layout), consolidated=False,
+                    encoding=encoding(self.layout), consolidated=False,
                 )
             records = zarr.open_group(self.staging, mode="r+").create_group(RECORDS)
             records.create_array(
@@ -365,93 +314,3 @@ def _make_folder(path: Path) -> None:
 
 def _carry_name(source: tuple[int, int], target: tuple[int, int]) -> str:
     return f"{source[0]}.{source[1]}-{target[0]}.{target[1]}.npy"
-
-
-def _skeleton(layout: OutputLayout, georef: GeoRef | None) -> xr.Dataset:
-    """A lazy dataset with the output's variables, coordinates and georeferencing."""
-    h, w, k, z = layout.height, layout.width, layout.classes, layout.chunk
-    # Integer class indices: Zarr v3 has no standard string type yet. Names go in attributes,
-    # and labels carry the CF categorical attributes flag_values / flag_meanings.
-    coords: dict[str, Any] = {"class": np.arange(k, dtype=np.int16)}
-    names = list(layout.class_names) if layout.class_names else [str(i) for i in range(k)]
-    centres = georef.pixel_centres(h, w) if georef is not None else None
-    if centres is not None:
-        coords["y"], coords["x"] = centres
-    data: dict[str, xr.DataArray] = {}
-    if "logits" in layout.variables:
-        empty = da.empty((k, h, w), dtype=layout.logits_dtype, chunks=(k, z, z))
-        data["logits"] = xr.DataArray(
-            empty, dims=("class", "y", "x"), attrs={"class_names": names, "units": "1"}
-        )
-    if "labels" in layout.variables:
-        empty = da.empty((h, w), dtype=np.uint8, chunks=(z, z))
-        meanings = [n.replace(" ", "_") for n in names]
-        if k == 1:  # one class: labels are logit > 0
-            meanings = [f"not_{meanings[0]}", meanings[0]]
-        flags = {"flag_values": list(range(len(meanings))), "flag_meanings": " ".join(meanings)}
-        data["labels"] = xr.DataArray(empty, dims=("y", "x"), attrs=flags)
-    if "probabilities" in layout.variables:
-        # Decoded type (float32) here; _encoding stores it as uint8 with CF scale and fill.
-        empty = da.empty((k, h, w), dtype=np.float32, chunks=(k, z, z))
-        how = ("softmax over class" if layout.probability_activation == "softmax"
-               else "sigmoid per class")
-        data["probabilities"] = xr.DataArray(
-            empty, dims=("class", "y", "x"),
-            attrs={
-                "class_names": names, "units": "1", "long_name": "class probability",
-                "activation": layout.probability_activation,
-                "comment": f"{how} of the blended float32 logits; stored as "
-                           f"round(p * {PROBABILITY_SCALE}) in uint8, {PROBABILITY_FILL} where "
-                           "nodata (decoded values are within 1/508 of p)",
-            },
-        )  # fmt: skip
-    ds = xr.Dataset(data, coords=coords)
-    if georef is not None:
-        import rioxarray  # noqa: F401  (registers the .rio accessor)
-
-        if georef.crs_wkt is not None:
-            ds = ds.rio.write_crs(georef.crs_wkt)
-        ds = ds.rio.write_transform(_affine(georef))
-        for name in data:
-            ds[name].encoding.pop("grid_mapping", None)
-            ds[name].attrs["grid_mapping"] = "spatial_ref"
-    return ds
-
-
-def _affine(georef: GeoRef) -> Any:
-    from affine import Affine
-
-    return Affine(*georef.transform)
-
-
-def output_codec() -> Any:
-    """Blosc LZ4 with byte shuffle: the codec every output variable is written with.
-
-    Chosen for speed, measured on 4×1024² float32 logit chunks (``bench_pipeline.py``, see
-    benchmarks/RESULTS.md): LZ4+shuffle compresses at ~4× the speed of Zarr's default Zstd
-    (level 0) for about the same ratio, so writing stays a small share of the engine's CPU.
-    Byte shuffle groups the exponent bytes of neighbouring floats, which is where smooth logits
-    compress; Blosc decompresses at GB/s, so readers lose nothing either.
-    """
-    from zarr.codecs import BloscCodec
-
-    return BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")
-
-
-def _encoding(layout: OutputLayout) -> dict[str, dict[str, Any]]:
-    k, z = layout.classes, layout.chunk
-    encoding: dict[str, dict[str, Any]] = {}
-    codec = (output_codec(),)
-    if "logits" in layout.variables:
-        encoding["logits"] = {"chunks": (k, z, z), "_FillValue": np.nan, "compressors": codec}
-    if "labels" in layout.variables:
-        encoding["labels"] = {"chunks": (z, z), "_FillValue": LABEL_FILL, "compressors": codec}
-    if "probabilities" in layout.variables:
-        # xarray writes scale_factor, add_offset and _FillValue as array attributes, where its
-        # CF decoding (open_zarr's default mask_and_scale=True) reads them back: codes become
-        # code / 254 (float64), and 255 becomes NaN.
-        encoding["probabilities"] = {
-            "chunks": (k, z, z), "dtype": "uint8", "scale_factor": 1.0 / PROBABILITY_SCALE,
-            "add_offset": 0.0, "_FillValue": PROBABILITY_FILL, "compressors": codec,
-        }  # fmt: skip
-    return encoding

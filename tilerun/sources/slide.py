@@ -75,6 +75,7 @@ from tilerun.errors import InputError, OptionError, TilerunWarning
 from tilerun.geometry import Window
 from tilerun.sources.bands import select_bands
 from tilerun.sources.base import Source
+from tilerun.sources.resample import Axis, apply_taps, taps
 
 #: A level is "at or finer than" a target mpp when its mpp ≤ target · (1 + MPP_TOLERANCE):
 #: scanners round their mpp (0.2282 · 4 = 0.9127 serves a request for 0.912).
@@ -183,46 +184,6 @@ def is_slide(path: str | Path) -> bool:
     return not _is_geotiff(Path(path))
 
 
-# -- resampling ------------------------------------------------------------------------------
-
-
-def _taps(
-    positions: np.ndarray, start: float, count: int, radius: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Triangle-filter taps: for each position (in source pixel indices, sample ``j`` sits at
-    ``start + j``), ``(index, weight)`` arrays of shape ``(len(positions), taps)``; weights sum
-    to 1 per row, taps outside ``[0, count)`` carry no weight."""
-    q = positions - start
-    taps = math.ceil(2 * radius) + 1
-    first = np.floor(q - radius).astype(np.int64) + 1
-    index = first[:, None] + np.arange(taps)[None, :]
-    weight = np.clip(1.0 - np.abs(index - q[:, None]) / radius, 0.0, None)
-    weight[(index < 0) | (index >= count)] = 0.0
-    total = weight.sum(axis=1, keepdims=True)
-    empty = total[:, 0] <= 0
-    if empty.any():  # no tap in range (cannot happen for in-image windows): nearest sample
-        nearest = np.clip(np.rint(q[empty]), 0, count - 1).astype(np.int64)
-        index[empty] = nearest[:, None]
-        weight[empty] = 0.0
-        weight[empty, 0] = 1.0
-        total[empty] = 1.0
-    return np.clip(index, 0, count - 1), (weight / total).astype(np.float32)
-
-
-def _apply(image: np.ndarray, axis: int, index: np.ndarray, weight: np.ndarray) -> np.ndarray:
-    """Filter a float32 ``(bands, h, w)`` image along ``axis`` (1 = rows, 2 = columns)."""
-    out: np.ndarray | None = None
-    for k in range(index.shape[1]):
-        w = weight[:, k]
-        if not w.any():
-            continue
-        taken = np.take(image, index[:, k], axis=axis)
-        term = taken * (w[None, :, None] if axis == 1 else w[None, None, :])
-        out = term if out is None else out + term
-    assert out is not None
-    return out
-
-
 def _parse_colour(value: str | None) -> tuple[int, int, int] | None:
     if not value:
         return None
@@ -241,61 +202,6 @@ def _positive_float(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return number if math.isfinite(number) and number > 0 else None
-
-
-class _Axis:
-    """Sampling plan along one axis: output index ``c`` ↦ level-``L`` pixel index
-    ``u = origin + (c + 0.5)·step − 0.5`` (``origin`` in level-``L`` corner coordinates,
-    ``step`` level-``L`` pixels per output pixel), on a level ``extent`` pixels long."""
-
-    def __init__(self, origin: float, step: float, extent: int, downsample: float) -> None:
-        self.origin = origin
-        self.step = step
-        self.extent = extent
-        self.downsample = downsample
-        self.radius = max(step, 1.0)
-
-    def positions(self, first: int, count: int) -> np.ndarray:
-        c = np.arange(first, first + count, dtype=np.float64)
-        if self.step == 1.0:  # exact when origin is an integer (level=N)
-            return self.origin + c
-        return self.origin + (c + 0.5) * self.step - 0.5
-
-    def read_span(self, u: np.ndarray) -> tuple[int, float, int, bool]:
-        """``(location, start, count, exact)``: level-0 location to read from, the level-L
-        index of its first sample, how many samples, and whether they are the output as is."""
-        d = self.downsample
-        if self.step == 1.0 and np.all(u == np.round(u)):
-            first = float(u[0])
-            location = round(first * d)
-            if location / d == first:
-                return location, first, len(u), True
-        lo = max(float(u.min()) - self.radius, 0.0)
-        # Start on the level-0 pixel nearest to a stored level-L pixel at or before ``lo``:
-        # for an integer downsample OpenSlide then returns stored pixels untouched, otherwise
-        # it interpolates by at most half a level-0 pixel (≤ 0.5 / d level-L pixels).
-        location = round(math.floor(lo + _EPS) * d)
-        start = location / d
-        # Samples up to ``max(u) + R`` and inside the level: positions below ``extent``, which
-        # takes in the one straddling the far edge when ``start`` is fractional (see coverage).
-        needed = math.floor(float(u.max()) + self.radius - start + _EPS) + 1
-        inside = math.ceil(self.extent - start - _EPS)
-        count = max(min(needed, inside), 1)
-        return location, start, count, False
-
-    def coverage(self, start: float, count: int) -> np.ndarray | None:
-        """How much of each sample OpenSlide drew from inside the level (None: all of it).
-
-        A sample at fractional position ``q`` in ``(extent − 1, extent)`` is blended with the
-        transparent outside by OpenSlide: its alpha is scaled by ``extent − q`` while its
-        (un-premultiplied) colour is the last stored pixel's. Dividing that factor out of the
-        alpha extends the level by its edge pixel, as clamp-to-edge resampling would.
-        """
-        last = start + count - 1
-        if last <= self.extent - 1:
-            return None
-        positions = start + np.arange(count, dtype=np.float64)
-        return np.clip(self.extent - positions, _EPS, 1.0)
 
 
 class SlideSource(Source):
@@ -423,8 +329,8 @@ class SlideSource(Source):
         self.level = level
         self.downsample = d
         self.resampled = False
-        self._x = _Axis(float(ix0), 1.0, lw, d)
-        self._y = _Axis(float(iy0), 1.0, lh, d)
+        self._x = Axis(float(ix0), 1.0, lw, d)
+        self._y = Axis(float(iy0), 1.0, lh, d)
         self._shape = (3, iy1 - iy0, ix1 - ix0)
         self.level0_affine: tuple[float, float, float, float, float, float] = (
             d,
@@ -473,8 +379,8 @@ class SlideSource(Source):
         self.level = level
         self.downsample = d
         self.resampled = True
-        self._x = _Axis(bx / d, sx / d, lw, d)
-        self._y = _Axis(by / d, sy / d, lh, d)
+        self._x = Axis(bx / d, sx / d, lw, d)
+        self._y = Axis(by / d, sy / d, lh, d)
         self._shape = (3, height, width)
         self.level0_affine = (sx, 0.0, float(bx), 0.0, sy, float(by))
         self.mpp = target
@@ -560,7 +466,7 @@ class SlideSource(Source):
         cover_x: np.ndarray | None = None,
     ) -> np.ndarray:
         """RGBA ``(h, w, 4)`` over the background colour: float32 ``(3, h, w)``. ``cover_*``
-        (see :meth:`_Axis.coverage`) undo OpenSlide's fading of samples at the level edge."""
+        (see :meth:`Axis.coverage`) undo OpenSlide's fading of samples at the level edge."""
         rgb = np.moveaxis(rgba[..., :3], -1, 0).astype(np.float32)
         alpha = rgba[..., 3]
         if alpha.min() == 255:
@@ -609,9 +515,9 @@ class SlideSource(Source):
             rgba = self._read_rgba(lx, ly, nx, ny)
             image = self._composite(rgba, self._y.coverage(sy, ny), self._x.coverage(sx, nx))
             if not exact_y:
-                image = _apply(image, 1, *_taps(uy, sy, ny, self._y.radius))
+                image = apply_taps(image, 1, *taps(uy, sy, ny, self._y.radius))
             if not exact_x:
-                image = _apply(image, 2, *_taps(ux, sx, nx, self._x.radius))
+                image = apply_taps(image, 2, *taps(ux, sx, nx, self._x.radius))
             pixels = _to_uint8(image)
         if self._band_index != [0, 1, 2]:
             pixels = pixels[self._band_index]
