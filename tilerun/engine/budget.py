@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from tilerun.engine.feeder import MAX_STAGED
-from tilerun.engine.options import PredictOptions
+from tilerun.engine.options import DEFAULT_WORKERS, PredictOptions
 from tilerun.errors import OptionError
 from tilerun.geometry import TileGrid
 from tilerun.models import ModelSpec
@@ -47,9 +47,6 @@ from tilerun.sources import Source
 MAX_CHUNK_SPAN = 8
 #: The largest buffer numcodecs' compressors take, so the largest stored chunk (bytes).
 MAX_CHUNK_BYTES = 2**31 - 1
-#: Worker processes of a local cluster when ``--workers`` is not given (as
-#: :func:`tilerun.engine.cluster.client_for` starts it).
-DEFAULT_WORKERS = 2
 
 
 @dataclass(frozen=True)

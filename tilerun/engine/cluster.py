@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from tilerun.engine.options import PredictOptions
+from tilerun.engine.options import DEFAULT_WORKERS, PredictOptions
 
 log = logging.getLogger("tilerun")
 
@@ -33,7 +33,7 @@ def client_for(options: PredictOptions, client: Any = None) -> Iterator[Any]:
         with Client(options.scheduler) as connected:
             yield connected
         return
-    workers = options.workers or 2
+    workers = options.workers or DEFAULT_WORKERS
     threads = options.threads or 1
     # silence_logs: the workers' own warnings (e.g. tasks cancelled by Ctrl-C) are noise to a
     # user of tilerun; errors still show.

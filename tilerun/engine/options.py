@@ -13,6 +13,8 @@ SCHEDULERS = ("threads", "sync", "processes")
 PRECISIONS = ("fp32", "bf16", "fp16")
 TTA_MODES = ("none", "flips", "d4")
 PYRAMIDS = ("auto", "none", "labels", "labels,probabilities")
+#: Worker processes of a local cluster when ``--workers`` is not given.
+DEFAULT_WORKERS = 2
 #: The smallest output chunk edge. A chunk is a pair of Dask tasks and a file per variable,
 #: and each write gathers partial sums from (⌈T/Z⌉ + 1)² chunks, so the graph grows with the
 #: inverse square of the chunk: ``--chunk 1`` built hundreds of millions of dependencies and
