@@ -21,6 +21,7 @@ from tilerun.errors import OptionError
 from tilerun.models.default import default_model
 from tilerun.sinks import check_output_path, completed_output
 from tilerun.sources import open_source
+from tilerun.sources.remote import remote_url
 
 #: Every default comes from :class:`PredictOptions`, where options are defined once.
 DEFAULT = PredictOptions()
@@ -54,7 +55,8 @@ def _overlap(text: str) -> float | int:
     "--output-path",
     "out",
     type=click.Path(path_type=Path),
-    help="Output Zarr store [default: INPUT with suffix .zarr].",
+    help="Output Zarr store [default: INPUT with suffix .zarr; for a URL, its file name "
+         "with suffix .zarr in the current folder].",
 )
 @click.option(
     "--model",
@@ -138,7 +140,7 @@ def predict_command(
     **options: Any,
 ) -> None:
     """Predict INPUT (a GeoTIFF or any raster GDAL reads) into a chunked Zarr store."""
-    out = out if out is not None else input.with_suffix(".zarr")
+    out = out if out is not None else _default_output(input)
     opts = PredictOptions.from_kwargs(
         overlap=_overlap(overlap) if overlap is not None else None,
         bands=_int_list("--bands", bands),
@@ -163,6 +165,13 @@ def predict_command(
             "[yellow]note:[/] no --model given and no trained demo model is bundled: "
             "an untrained U-Net was used, so the outputs are not meaningful"
         )
+
+
+def _default_output(input: Path) -> Path:
+    """INPUT with suffix ``.zarr``; for a URL, its file name in the current folder."""
+    if remote_url(input) is not None:
+        return Path(input.name).with_suffix(".zarr")
+    return input.with_suffix(".zarr")
 
 
 def _model(model: Path | None, input: Path, opts: PredictOptions) -> tuple[Any, bool]:

@@ -3,6 +3,11 @@
 A rasterio dataset handle must not be shared between threads, so each thread opens its own
 handle on first use (cheap: GDAL reads the header only). The source pickles as its path and
 band list, so Dask processes and cluster workers reopen the file themselves.
+
+A URL (``s3://``, ``gs://``, ``https://`` …, see :mod:`tilerun.sources.remote`) is read through
+GDAL's virtual file systems: every open and read runs inside :meth:`GeoTIFFSource._env`, which
+then carries the remote options, in whichever thread or process does it. GDAL's ``/vsicurl/``
+cache is shared by the handles of a process, so a thread's own open does not refetch the header.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from tilerun.geometry import Window
 from tilerun.sources.bands import select_bands
 from tilerun.sources.base import GeoRef, Source
 from tilerun.sources.guards import check_tiff_complete, quiet_readers, require_regular_file
+from tilerun.sources.remote import remote_options, remote_problem, remote_url
 
 #: GDAL's block cache per process (MB). GDAL's default (5 % of RAM) would let memory grow with
 #: the size of the image read; tilerun reads each window about once, so a small cache suffices.
@@ -71,12 +77,13 @@ class GeoTIFFSource(Source):
     """A raster file read window by window through rasterio."""
 
     def __init__(self, path: str | Path, bands: Sequence[int] | None = None) -> None:
-        self.path = Path(path)
-        self.name = str(path)
-        if not self.path.exists():
-            raise InputError(self.name, "no such file")
-        require_regular_file(self.path, self.name)
-        check_tiff_complete(self.path, self.name)  # before GDAL, whose reason would be obscure
+        url = remote_url(path)
+        self.remote = url is not None
+        #: What rasterio opens: the URL as given (a Path would merge its ``//``), else a Path.
+        self.path: str | Path = url if url is not None else Path(path)
+        self.name = url if url is not None else str(path)
+        if not self.remote:
+            self._check_local()
         try:
             with self._env(), quiet_readers(), rasterio.open(self.path) as ds:
                 self.bands = select_bands(self.name, ds.count, bands)
@@ -86,7 +93,7 @@ class GeoTIFFSource(Source):
                 self._georef, note = _georef(ds)
                 dtypes = {ds.dtypes[b - 1] for b in self.bands}
         except RasterioError as err:
-            raise InputError(self.name, f"not a raster GDAL can read ({err})") from err
+            raise self._open_error(err) from err
         if note:
             warnings.warn(f"{self.name}: {note}", TilerunWarning, stacklevel=2)
         if len(dtypes) > 1:
@@ -94,8 +101,25 @@ class GeoTIFFSource(Source):
         self.check_dtype()
         self._local = threading.local()
 
-    @staticmethod
-    def _env() -> rasterio.Env:
+    def _check_local(self) -> None:
+        """The local-file guards, before GDAL, whose reasons would be obscure. A URL skips them:
+        it has no file mode to check, and a truncated object fails at its first read anyway."""
+        if not Path(self.path).exists():
+            raise InputError(self.name, "no such file")
+        require_regular_file(Path(self.path), self.name)
+        check_tiff_complete(Path(self.path), self.name)
+
+    def _open_error(self, err: RasterioError) -> InputError:
+        """One line for a file GDAL cannot open; for a URL, what went wrong on the network."""
+        if self.remote:
+            return InputError(self.name, remote_problem(err))
+        return InputError(self.name, f"not a raster GDAL can read ({err})")
+
+    def _env(self) -> rasterio.Env:
+        """GDAL options for one open or read: set per call, as rasterio's Env is per thread
+        and a Dask worker process starts without any."""
+        if self.remote:
+            return rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB, **remote_options())
         return rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB)
 
     @property
@@ -123,14 +147,15 @@ class GeoTIFFSource(Source):
         return ds
 
     def read(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
-        ds = self._dataset()
         rio_window = RioWindow(window.x, window.y, window.width, window.height)
         try:
+            ds = self._dataset()  # a thread's first open may fail too (a URL gone mid-run)
             with self._env():
                 pixels = ds.read(self.bands, window=rio_window)
                 masks = ds.read_masks(self.bands, window=rio_window)
         except RasterioError as err:
-            raise InputError(self.name, f"failed to read {window}: {err}") from err
+            problem = remote_problem(err) if self.remote else str(err)
+            raise InputError(self.name, f"failed to read {window}: {problem}") from err
         valid = masks > 0
         if pixels.dtype.kind == "f":
             valid &= np.isfinite(pixels)
