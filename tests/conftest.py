@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -95,6 +96,19 @@ def scene_and_package(root: Path) -> dict[str, Path]:
     save_package(build_unet("unet", in_channels=3, classes=2, base=4, depth=2), package,
                  mean=(127.5,) * 3, std=(64.0,) * 3)
     return {"scene": scene, "package": package}
+
+
+def predict_cli(files: dict[str, Path], out: Path, *extra: str) -> Any:
+    """``tilerun predict`` through click's runner on :func:`scene_and_package`'s files
+    (32 px tiles, 64 px chunks), with ``extra`` arguments."""
+    from click.testing import CliRunner
+
+    from tilerun.cli import main
+
+    return CliRunner().invoke(main, [
+        "predict", str(files["scene"]), "-o", str(out), "--model", str(files["package"]),
+        "--tile", "32", "--chunk", "64", *extra,
+    ])  # fmt: skip
 
 
 @pytest.fixture(autouse=True)

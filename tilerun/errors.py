@@ -7,6 +7,13 @@ and exits with code 2.
 from __future__ import annotations
 
 
+def first_line(err: BaseException) -> str:
+    """The first line of an exception's message (its type name when it has none): what a
+    one-line error quotes from a library's multi-line message."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
 class TilerunError(Exception):
     """Root of every error tilerun raises on purpose."""
 

@@ -260,7 +260,7 @@ def test_run_reports_the_backend_and_its_logits_equal_the_torch_backend(tmp_path
 
 
 def test_compile_is_opt_in_and_exact() -> None:
-    """Slow to compile (a tiny model: ~10 s on 2 cores), so one test covers it."""
+    """Slow to compile (even this tiny model takes ~28 s on 2 cores), so one test covers it."""
     torch.manual_seed(0)
     module = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(),
                                  torch.nn.Conv2d(4, 2, 1)).eval()

@@ -25,9 +25,9 @@ from tilerun.sinks.lock import RunLock
 from tilerun.sinks.store import DONE
 
 try:
-    from tests.conftest import scene_and_package
+    from tests.conftest import predict_cli, scene_and_package
 except ImportError:
-    from conftest import scene_and_package  # type: ignore[no-redef]
+    from conftest import predict_cli, scene_and_package  # type: ignore[no-redef]
 
 
 @pytest.fixture(scope="module")
@@ -36,10 +36,7 @@ def files(tmp_path_factory) -> dict[str, Path]:
 
 
 def _predict(files: dict[str, Path], out: Path, *extra: str):
-    return CliRunner().invoke(main, [
-        "predict", str(files["scene"]), "-o", str(out), "--model", str(files["package"]),
-        "--tile", "32", "--chunk", "64", "--backend", "torch", *extra,
-    ])  # fmt: skip
+    return predict_cli(files, out, "--backend", "torch", *extra)
 
 
 def _one_error_line(result, *fragments: str) -> str:

@@ -6,16 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from tilerun.backends import BACKENDS, Compiled
 from tilerun.backends.base import Backend
-from tilerun.cli import main
 
 try:
-    from tests.conftest import scene_and_package
+    from tests.conftest import predict_cli, scene_and_package
 except ImportError:
-    from conftest import scene_and_package  # type: ignore[no-redef]
+    from conftest import predict_cli, scene_and_package  # type: ignore[no-redef]
 
 
 @pytest.fixture(scope="module")
@@ -24,10 +22,7 @@ def files(tmp_path_factory) -> dict[str, Path]:
 
 
 def _predict(files: dict[str, Path], out: Path, *extra: str):
-    return CliRunner().invoke(main, [
-        "predict", str(files["scene"]), "-o", str(out), "--model", str(files["package"]),
-        "--tile", "32", "--chunk", "64", *extra,
-    ])  # fmt: skip
+    return predict_cli(files, out, *extra)
 
 
 @pytest.mark.parametrize("backend, shown", [("auto", ("onnxruntime", "openvino", "torch")),

@@ -57,6 +57,13 @@ class Compiled:
     fixed_batch: bool = False
 
 
+def padded(x: torch.Tensor, batch: int) -> torch.Tensor:
+    """``x`` with zero tiles appended up to ``batch`` tiles, for a :class:`Compiled` built for
+    a fixed batch (``x`` as is when it is full, or when the backend takes any batch)."""
+    short = batch - int(x.shape[0])
+    return torch.cat([x, x.new_zeros((short, *x.shape[1:]))]) if short > 0 else x
+
+
 class Backend(ABC):
     """One way of running models: knows whether it can run here and how to convert."""
 

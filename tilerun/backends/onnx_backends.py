@@ -3,9 +3,9 @@
 A torch model is exported once per (weights, tile, bands) with tilerun's checked exporter
 (:func:`tilerun.models.export.export_model`, dynamic batch axis) and cached (see
 :mod:`tilerun.backends.cache`); an ONNX model file is used as is. Measured on 2 cores for a
-U-Net (base 16, depth 4, batch 8×256²) against eager NCHW PyTorch: ONNX Runtime 2.0–2.6×,
-OpenVINO 2.2–2.3× at f32 and 8–10× at bf16 (on a CPU with AMX), all within 3e-7 relative at
-fp32.
+U-Net (base 16, depth 4, batch 8×256²) against eager NCHW PyTorch (0.70–0.81 s per batch):
+ONNX Runtime 0.233 s, OpenVINO 0.245 s at f32 and 0.099 s at bf16 (a CPU with AMX), both fp32
+runtimes within 5e-7 relative (benchmarks/RESULTS.md, 2026-12-01).
 
 Neither runtime phones home: ONNX Runtime has no telemetry on Linux, and tilerun only uses
 OpenVINO's runtime (``Core.read_model``/``compile_model``), never its conversion tools, the
@@ -26,7 +26,7 @@ import torch
 
 from tilerun.backends.base import Backend, Compiled, ConversionError, Target
 from tilerun.backends.cache import cache_dir, cached_file, model_key
-from tilerun.errors import ModelError
+from tilerun.errors import ModelError, first_line
 from tilerun.models import ModelHandle
 from tilerun.models.onnx_runtime import OnnxModule
 
@@ -69,8 +69,7 @@ def _export_traced(module: torch.nn.Module, target: Target, out: Path) -> None:
                               output_names=["logits"], dynamic_axes={"x": {0: "n"}},
                               opset_version=ONNX_OPSET)
     except Exception as err:  # the TorchScript exporter raises many types of its own
-        first = (str(err).strip() or type(err).__name__).splitlines()[0]
-        raise ConversionError(f"the traced ONNX export failed ({first})") from err
+        raise ConversionError(f"the traced ONNX export failed ({first_line(err)})") from err
 
 
 def _missing(package: str, target: Target) -> str | None:
@@ -142,8 +141,12 @@ class OpenVinoBackend(Backend):
             graph = core.read_model(str(path))
             graph.reshape([target.batch, target.bands, target.tile, target.tile])
             compiled = core.compile_model(graph, "CPU", self._config(target))
+            granted = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
         except Exception as err:  # OpenVINO raises its own exception types
             raise ConversionError(f"OpenVINO cannot compile the model ({err})") from err
+        wanted = OPENVINO_PRECISION[target.precision]
+        if granted != wanted:  # never run another precision than the one asked for
+            raise ConversionError(f"OpenVINO grants {granted}, not {wanted}, on this CPU")
         request = compiled.create_infer_request()
 
         def run(x: torch.Tensor) -> torch.Tensor:

@@ -30,11 +30,18 @@ from dataclasses import dataclass, field
 
 import torch
 
-from tilerun.backends.base import Backend, BackendWarning, Compiled, ConversionError, Target
+from tilerun.backends.base import (
+    Backend,
+    BackendWarning,
+    Compiled,
+    ConversionError,
+    Target,
+    padded,
+)
 from tilerun.backends.onnx_backends import OnnxRuntimeBackend, OpenVinoBackend
 from tilerun.backends.race import full_batch, race, remember, remembered
 from tilerun.backends.torch_backends import CompileBackend, EagerBackend, autocast
-from tilerun.errors import OptionError
+from tilerun.errors import OptionError, first_line
 from tilerun.models import ModelHandle
 from tilerun.models.onnx_runtime import OnnxModule
 
@@ -146,15 +153,12 @@ def _checked(
     :class:`ConversionError` when it fails to run or misses the tolerance."""
     compiled = backend.load(model, target)
     n = int(example.shape[0])
-    x = example
-    if compiled.fixed_batch and n < target.batch:
-        x = torch.cat([example, example.new_zeros((target.batch - n, *example.shape[1:]))])
+    x = padded(example, target.batch) if compiled.fixed_batch else example
     try:
         with torch.inference_mode():
             got = compiled.run(x)[:n].float()
     except Exception as err:  # converted graphs fail in their runtime's own exception types
-        first = (str(err).strip() or type(err).__name__).splitlines()[0]
-        raise ConversionError(f"it fails on the probe batch ({first})") from err
+        raise ConversionError(f"it fails on the probe batch ({first_line(err)})") from err
     error = relative_error(got, reference)
     tolerance = TOLERANCE[target.precision]
     if not error <= tolerance:

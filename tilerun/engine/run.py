@@ -115,9 +115,10 @@ def prepare(
     check_budget(grid, options, src, spec, device)  # before the probe runs a whole tile
     runner = TileRunner(handle, device, options.precision, options.tta, options.device,
                         options.backend)
-    classes = runner.probe(bands, grid.input_tile)
     normalize = Normalizer.for_model(handle, bands, src.dtype)
-    runner.select(normalize.example(PROBE_TILES, grid.input_tile), options.batch_size)
+    example = normalize.example(PROBE_TILES, grid.input_tile)
+    classes = runner.probe(bands, grid.input_tile, example)
+    runner.select(example, options.batch_size)
     layout = _layout(options, src, spec, classes)
     variables = layout.variables
     plan = ChunkPlan(grid, blend, options.chunk)

@@ -25,9 +25,10 @@ from tilerun.backends import (
     as_loaded,
     select_backend,
 )
+from tilerun.backends.base import padded
 from tilerun.backends.torch_backends import on_device
 from tilerun.engine.tta import averaged
-from tilerun.errors import ModelError, OptionError
+from tilerun.errors import ModelError, OptionError, first_line
 from tilerun.models import ModelHandle
 
 
@@ -128,6 +129,7 @@ class TileRunner:
         self.module = on_device(model.module, device)
         self.target: Target | None = None
         self.selection: Selection | None = None
+        self._probed: tuple[torch.Tensor, torch.Tensor] | None = None
         self._compiled = self._as_loaded()
         self._lock = threading.Lock()
 
@@ -139,14 +141,13 @@ class TileRunner:
         """Logits ``(n, classes, h, w)`` in float32 on the device, whatever the precision.
 
         ``tiles`` is a normalised float32 batch already on :attr:`device`. Called by one thread
-        at a time (the compute stage's model thread, or :meth:`probe` before it starts). A
+        at a time (the compute stage's model thread). A
         backend built for a fixed batch gets short batches padded with zero tiles.
         """
         n = int(tiles.shape[0])
         x = tiles
-        short = self.target.batch - n if self.target is not None else 0
-        if self._compiled.fixed_batch and short > 0:
-            x = torch.cat([tiles, tiles.new_zeros((short, *tiles.shape[1:]))])
+        if self._compiled.fixed_batch and self.target is not None:
+            x = padded(tiles, self.target.batch)
         with self._lock, torch.inference_mode():
             y = averaged(self._compiled.run, x, self.tta)[:n]
         b = self.model.spec.border
@@ -159,21 +160,25 @@ class TileRunner:
             )
         return y.to(self.device)
 
-    def probe(self, bands: int, tile: int) -> int:
-        """Run one tile to learn the class count and check the model accepts ``bands``."""
+    def probe(self, bands: int, tile: int, example: torch.Tensor | None = None) -> int:
+        """Run ``example`` (default: one zero tile) to learn the class count and check that
+        the model accepts ``bands`` and gives logits of the tile's size. Its output is kept as
+        the reference :meth:`select` checks backends against, so the slow eager model runs
+        once before the work."""
+        x = example if example is not None else torch.zeros((1, bands, tile, tile))
         try:
             with torch.inference_mode():
-                out = self.module(torch.zeros((1, bands, tile, tile), device=self.device))
+                out = self.module(x.to(self.device))
         except (RuntimeError, AssertionError) as err:  # torch.export guards raise AssertionError
-            first_line = (str(err) or type(err).__name__).splitlines()[0]
             raise ModelError(
-                self.model.name, f"cannot run on {bands}-band tiles: {first_line}"
+                self.model.name, f"cannot run on {bands}-band tiles: {first_line(err)}"
             ) from err
         b = self.model.spec.border
         if out.ndim != 4 or tuple(out.shape[2:]) != (tile - 2 * b, tile - 2 * b):
             raise ModelError(self.model.name, f"maps {tile}² tiles to shape {tuple(out.shape)}, "
                              f"not (N, classes, {tile - 2 * b}, {tile - 2 * b}) for a border "
                              f"of {b} px")
+        self._probed = (x, out.float())
         return int(out.shape[1])
 
     def select(self, example: torch.Tensor, batch: int) -> Selection:
@@ -183,9 +188,13 @@ class TileRunner:
         _, bands, tile, _ = example.shape
         self.target = Target(self.device, self.precision, int(bands), int(tile), batch,
                              torch.get_num_threads())
+        probed, self._probed = self._probed, None
+        if probed is not None and probed[0] is example:
+            reference = probed[1]
+        else:
+            with torch.inference_mode():
+                reference = self.module(example.to(self.device)).float()
         example = example.to(self.device)
-        with torch.inference_mode():
-            reference = self.module(example).float()
         self.selection = select_backend(
             self.model, self.module, self.target, self.backend, example, reference
         )
@@ -198,6 +207,7 @@ class TileRunner:
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
+        state["_probed"] = None
         for name in ("_lock", "_compiled", "selection"):
             del state[name]  # sessions, compiled graphs and closures do not pickle
         state["chosen"] = self.backend_used

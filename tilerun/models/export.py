@@ -37,7 +37,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from tilerun.errors import ModelError, OptionError, OutputError
+from tilerun.errors import ModelError, OptionError, OutputError, first_line
 from tilerun.models.handle import ModelHandle, as_model
 from tilerun.models.loading import SPEC_FILE, load_model
 from tilerun.models.onnx_runtime import DOWNSAMPLING_KEY, SPEC_KEY, load_onnx
@@ -151,7 +151,7 @@ def export_model(
             expected = module(example)
         except (RuntimeError, ValueError, TypeError, AssertionError) as err:
             raise ModelError(handle.name, f"cannot run on {tuple(example.shape)} "
-                             f"({_first_line(err)})") from err
+                             f"({first_line(err)})") from err
         if format == "torchscript":
             _export_torchscript(handle, written, example, out)
         else:
@@ -189,9 +189,6 @@ def _tile(tile: int | None, handle: ModelHandle) -> int:
     return edge
 
 
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
 
 
 @contextmanager
@@ -221,7 +218,7 @@ def _export_torchscript(
             wrapped = torch.jit.script(_Exported(module, handle.downsampling, spec.border))
             torch.jit.save(wrapped, str(out), _extra_files={SPEC_FILE: spec.to_json()})
     except (RuntimeError, TypeError, ValueError, torch.jit.Error) as err:
-        raise ModelError(handle.name, f"TorchScript export failed ({_first_line(err)})") from err
+        raise ModelError(handle.name, f"TorchScript export failed ({first_line(err)})") from err
 
 
 def _export_onnx(handle: ModelHandle, spec: ModelSpec, example: torch.Tensor, out: Path) -> None:
@@ -246,7 +243,7 @@ def _export_onnx(handle: ModelHandle, spec: ModelSpec, example: torch.Tensor, ou
         needed = err.name or "onnxscript"
         raise ModelError(out, f"ONNX export needs {needed}; {INSTALL_HINT}") from err
     except Exception as err:  # the exporter raises many types of its own
-        raise ModelError(handle.name, f"ONNX export failed ({_first_line(err)})") from err
+        raise ModelError(handle.name, f"ONNX export failed ({first_line(err)})") from err
 
 
 def _check(out: Path, format: str, example: torch.Tensor, expected: torch.Tensor) -> None:

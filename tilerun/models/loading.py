@@ -29,7 +29,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 
-from tilerun.errors import ModelError
+from tilerun.errors import ModelError, first_line
 from tilerun.models.package import ARCHITECTURES, check_header, load_package
 from tilerun.models.spec import ModelSpec
 
@@ -164,14 +164,15 @@ def _unreadable(path: Path, kind: str) -> Iterator[None]:
             warnings.simplefilter("ignore")
             yield
     except LOADER_ERRORS as err:
-        raise ModelError(path, f"is not {kind} tilerun can read ({_first_line(err)})") from err
+        raise ModelError(path, f"is not {kind} tilerun can read ({_torch_first_line(err)})") \
+            from err
     finally:
         torch_log.setLevel(level)
 
 
-def _first_line(err: BaseException) -> str:
+def _torch_first_line(err: BaseException) -> str:
     """The first line of an error, without the request for feedback torch appends."""
-    line = (str(err) or type(err).__name__).strip().splitlines()[0]
+    line = first_line(err)
     for noise in TORCH_NOISE:
         line = line.split(noise)[0]
     return line.strip()
@@ -224,7 +225,7 @@ def read_state_dict(path: str | Path, *, allow_pickle: bool = False) -> dict[str
     try:
         state: Any = torch.load(str(path), map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
-        raise ModelError(path, f"refused by the weights-only unpickler: {_first_line(err)}"
+        raise ModelError(path, f"refused by the weights-only unpickler: {_torch_first_line(err)}"
                          ) from err
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]  # Lightning-style checkpoint

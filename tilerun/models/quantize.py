@@ -46,7 +46,14 @@ import numpy as np
 from torch import nn
 
 from tilerun.compare import agreement_and_iou, label_confusion
-from tilerun.errors import ModelError, OptionError, OutputError, OutputExistsError, TilerunError
+from tilerun.errors import (
+    ModelError,
+    OptionError,
+    OutputError,
+    OutputExistsError,
+    TilerunError,
+    first_line,
+)
 from tilerun.models.calibration import CalibrationTiles, calibration_tile, calibration_windows
 from tilerun.models.handle import ModelHandle, as_model
 from tilerun.models.onnx_runtime import DOWNSAMPLING_KEY, SPEC_KEY
@@ -255,7 +262,7 @@ def _quantize_static(fp32: Path, int8: Path, tiles: CalibrationTiles) -> None:
     except TilerunError:
         raise  # e.g. the scene failed to read during calibration
     except Exception as err:  # onnxruntime raises many exception types of its own
-        raise ModelError(fp32, f"static INT8 quantisation failed ({_first_line(err)})") from err
+        raise ModelError(fp32, f"static INT8 quantisation failed ({first_line(err)})") from err
 
 
 def output_nodes(path: Path) -> list[str]:
@@ -281,12 +288,9 @@ def _quantize_dynamic(fp32: Path, int8: Path) -> None:
             q.quantize_dynamic(str(fp32), str(int8), weight_type=q.QuantType.QInt8,
                                nodes_to_exclude=output_nodes(fp32))
     except Exception as err:  # onnxruntime raises many exception types of its own
-        raise ModelError(fp32, f"dynamic INT8 quantisation failed ({_first_line(err)})") from err
+        raise ModelError(fp32, f"dynamic INT8 quantisation failed ({first_line(err)})") from err
 
 
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
 
 
 def _set_metadata(proto: Any, key: str, value: str) -> None:

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import zarr
 
-from tilerun.errors import InputError
+from tilerun.errors import InputError, first_line
 from tilerun.sinks.lock import RunLock
 
 STAGING_SUFFIX = ".partial"
@@ -79,8 +79,8 @@ class OutputStore:
         try:
             group = zarr.open_group(path, mode="r")
         except (ValueError, KeyError, TypeError, OSError) as err:  # JSON and Zarr errors
-            first = (str(err).strip() or type(err).__name__).splitlines()[0]
-            raise InputError(path, f"its Zarr metadata cannot be read ({first})") from err
+            raise InputError(path, f"its Zarr metadata cannot be read ({first_line(err)})") \
+                from err
         if not isinstance(group.attrs.get(RECORD), dict):
             raise InputError(path, "is a Zarr store, but not one tilerun wrote (it has no "
                              f"{RECORD!r} attributes)")
