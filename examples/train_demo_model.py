@@ -179,6 +179,7 @@ def main() -> None:
         overlap=0.25,
         pixel_size=PIXEL_SIZE,
         pixel_unit="m",
+        name="demo",
     )
     args.out.chmod(0o644)  # safetensors writes 0600; an installed package must be world-readable
     size = args.out.stat().st_size

@@ -33,7 +33,7 @@ def label_confusion(a: str | Path, b: str | Path) -> np.ndarray:
     for y in range(0, first.shape[0], rows):
         for x in range(0, first.shape[1], cols):
             key = (slice(y, y + rows), slice(x, x + cols))
-            counts += _pair_counts(np.asarray(first[key]), np.asarray(second[key]), bins)
+            counts += pair_counts(np.asarray(first[key]), np.asarray(second[key]), bins)
     matrix = counts.reshape(bins, bins)
     n = _label_count(first.attrs.get("flag_values"), matrix)
     return matrix[:n, :n]
@@ -48,7 +48,7 @@ def _labels(store: str | Path) -> Any:
     return node
 
 
-def _pair_counts(a: np.ndarray, b: np.ndarray, bins: int) -> np.ndarray:
+def pair_counts(a: np.ndarray, b: np.ndarray, bins: int) -> np.ndarray:
     """Counts of ``a * bins + b`` over pixels valid in both (a flattened confusion matrix)."""
     keep = (a != NODATA_LABEL) & (b != NODATA_LABEL)
     pairs = a[keep].astype(np.int64) * bins + b[keep]

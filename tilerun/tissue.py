@@ -23,31 +23,41 @@ dependency.
 Known limits: very dark pixels (black scanner borders, pen marks) can be saturated and count as
 tissue; the mask errs on the side of running the model, which is the cheap mistake.
 
-:class:`TissueMask` relates a low-resolution mask to full-resolution windows; :func:`load_mask`
-reads a mask someone else made (image file or Zarr) at whatever resolution.
+This module owns the detection algorithm only: thumbnail pixels in, a boolean mask out
+(steps 1–4, with the morphology and its numpy fallback, which are part of the method).
+What happens to a mask afterwards is plumbing kept apart: :class:`TissueMask`, which relates a
+low-resolution mask to full-resolution windows, lives in :mod:`tilerun.tissue_windows`, and
+:func:`load_mask`, which reads a mask someone else made (image file or Zarr) at whatever
+resolution, in :mod:`tilerun.tissue_files`. Both are re-exported here, where the rest of
+tilerun imports them from.
 """
 
 from __future__ import annotations
 
-import math
-import warnings
-from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from tilerun.errors import InputError, TilerunWarning
-from tilerun.geometry import Window
+from tilerun.tissue_files import MAX_MASK_SIZE, load_mask
+from tilerun.tissue_windows import TissueMask
+
+__all__ = [
+    "MAX_MASK_SIZE",
+    "MAX_THRESHOLD",
+    "MIN_SATURATION",
+    "TissueMask",
+    "disk",
+    "load_mask",
+    "otsu_threshold",
+    "remove_small_components",
+    "saturation",
+    "tissue_mask",
+]
 
 #: Saturation below which nothing is tissue, whatever Otsu says (blank slides).
 MIN_SATURATION = 0.05
 #: Saturation above which everything is tissue, whatever Otsu says (slides without glass).
 MAX_THRESHOLD = 0.15
-#: Masks larger than this (long edge, pixels) are reduced on load by a block "any".
-MAX_MASK_SIZE = 4096
-_STRIP_BYTES = 64 * 2**20
 
 
 def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
@@ -129,208 +139,6 @@ def tissue_mask(
     if min_size > 1:
         mask = remove_small_components(mask, min_size)
     return mask
-
-
-@dataclass(frozen=True, eq=False)
-class TissueMask:
-    """A low-resolution tissue mask and how it maps onto the full-resolution output.
-
-    ``mask[i, j]`` covers output rows ``[i * sy, (i + 1) * sy)`` and columns
-    ``[j * sx, (j + 1) * sx)``, with ``scale = (sy, sx)`` full-resolution pixels per mask pixel
-    (any positive float; not necessarily an integer, not necessarily equal on both axes).
-    The mask is stored as a read-only bool array.
-    """
-
-    mask: np.ndarray
-    scale: tuple[float, float]
-
-    def __post_init__(self) -> None:
-        mask = np.array(self.mask, dtype=bool)  # a copy: the caller's array stays theirs
-        if mask.ndim != 2 or 0 in mask.shape:
-            raise ValueError(f"a tissue mask must be 2-D and non-empty, got shape {mask.shape}")
-        sy, sx = (float(s) for s in self.scale)
-        if not (math.isfinite(sy) and math.isfinite(sx) and sy > 0 and sx > 0):
-            raise ValueError(f"scale must be two positive numbers, got {self.scale}")
-        mask.flags.writeable = False
-        object.__setattr__(self, "mask", mask)
-        object.__setattr__(self, "scale", (sy, sx))
-
-    @classmethod
-    def fit(cls, mask: np.ndarray, height: int, width: int) -> TissueMask:
-        """A mask stretched over a ``height × width`` output: ``scale = (height/h, width/w)``."""
-        h, w = np.shape(mask)[-2:]
-        return cls(mask, (height / h, width / w))
-
-    @property
-    def fraction(self) -> float:
-        """Fraction of mask pixels that are tissue."""
-        return float(self.mask.mean())
-
-    def _span(self, start: int, stop: int, axis: int) -> tuple[int, int]:
-        """Mask indices ``[i0, i1)`` touching output pixels ``[start, stop)`` (floor/ceil)."""
-        s = self.scale[axis]
-        n = self.mask.shape[axis]
-        i0 = min(max(math.floor(start / s), 0), n)
-        i1 = min(max(math.ceil(stop / s), 0), n)
-        return i0, i1
-
-    def covers(self, window: Window) -> bool:
-        """Whether any tissue lies under ``window`` (output pixels).
-
-        A mask pixel only partly under the window counts (floor of the start, ceil of the
-        end): when in doubt, the model runs. Parts of the window outside the mask's extent
-        hold no tissue; an empty window covers nothing.
-        """
-        if window.is_empty:
-            return False
-        y0, y1 = self._span(window.y, window.bottom, 0)
-        x0, x1 = self._span(window.x, window.right, 1)
-        return bool(self.mask[y0:y1, x0:x1].any())
-
-    def window_fraction(self, window: Window) -> float:
-        """Fraction of the window's in-extent area that is tissue, partial mask pixels weighted.
-
-        Each mask pixel under the window counts by the area it shares with it, so the result
-        is exact for the mask as a piecewise-constant image. The part of the window outside
-        the mask's extent (``[0, h*sy) × [0, w*sx)``) is left out of both numerator and
-        denominator; a window with no area inside gives 0.0.
-        """
-        y0, y1 = self._span(window.y, window.bottom, 0)
-        x0, x1 = self._span(window.x, window.right, 1)
-        if window.is_empty or y1 <= y0 or x1 <= x0:
-            return 0.0
-        wy = _overlaps(window.y, window.bottom, y0, y1, self.scale[0])
-        wx = _overlaps(window.x, window.right, x0, x1, self.scale[1])
-        area = float(wy.sum() * wx.sum())
-        if area <= 0:
-            return 0.0
-        tissue = float(wy @ self.mask[y0:y1, x0:x1].astype(np.float64) @ wx)
-        return min(max(tissue / area, 0.0), 1.0)
-
-
-def _overlaps(start: int, stop: int, i0: int, i1: int, s: float) -> np.ndarray:
-    """Length of ``[start, stop)`` shared with each mask cell ``[i*s, (i+1)*s)``, i0 <= i < i1."""
-    idx = np.arange(i0, i1, dtype=np.float64)
-    return np.clip(np.minimum(stop, (idx + 1) * s) - np.maximum(start, idx * s), 0.0, None)
-
-
-def load_mask(
-    path: str | Path, height: int, width: int, *, max_size: int = MAX_MASK_SIZE
-) -> TissueMask:
-    """A tissue mask from a file, stretched over a ``height × width`` output.
-
-    ``path`` is an image file GDAL reads (PNG, TIFF, …; band 1 only) or a Zarr array or
-    group (the first 2-D bool or uint8 array, in sorted path order). Non-zero is tissue. The
-    mask may have any resolution: one larger than ``max_size`` on its long edge is reduced,
-    strip by strip (never loaded whole), by an integer factor ``f`` with a block *any* (a
-    block with one tissue pixel is tissue), and its scale is ``f`` times the original's.
-
-    Raises :class:`~tilerun.errors.InputError` naming the file when it cannot be read; warns
-    (:class:`~tilerun.errors.TilerunWarning`) when the mask's aspect ratio does not match
-    the output's, which usually means it belongs to another image.
-    """
-    source = Path(path)
-    if height <= 0 or width <= 0:
-        raise ValueError(f"output shape must be positive, got {height} × {width}")
-    if not source.exists():
-        raise InputError(source, "no such tissue mask")
-    try:
-        if _is_zarr(source):
-            shape, read = _zarr_reader(source)
-        else:
-            shape, read = _raster_reader(source)
-        if len(shape) != 2 or 0 in shape:
-            raise ValueError(f"shape {shape} is not a 2-D mask")
-        mh, mw = shape
-        factor = max(1, math.ceil(max(mh, mw) / max_size))
-        mask = _reduce_any(read, mh, mw, factor)
-    except InputError:
-        raise
-    except Exception as err:  # any reader failure is one line naming the file
-        detail = " ".join(str(err).split())[:200]
-        raise InputError(
-            source, f"cannot read as a tissue mask ({type(err).__name__}: {detail})"
-        ) from err
-    sy, sx = height / mh, width / mw
-    expected_width = width * mh / height  # the mask's width if it had the output's aspect
-    if abs(mw - expected_width) > max(1.5, 0.02 * mw):
-        warnings.warn(
-            f"{source}: tissue mask is {mh} × {mw}, output {height} × {width}: the aspect "
-            "ratios differ; is it the mask of this image?",
-            TilerunWarning,
-            stacklevel=2,
-        )
-    return TissueMask(mask, (sy * factor, sx * factor))
-
-
-def _is_zarr(path: Path) -> bool:
-    if path.is_dir():
-        return True
-    return path.suffix.lower() == ".zarr"
-
-
-_Reader = Callable[[int, int], np.ndarray]
-
-
-def _zarr_reader(path: Path) -> tuple[tuple[int, ...], _Reader]:
-    import zarr
-
-    node: Any = zarr.open(path, mode="r")
-    if isinstance(node, zarr.Group):
-        found = None
-        for _name, member in sorted(node.members(max_depth=None)):
-            if (
-                isinstance(member, zarr.Array)
-                and member.ndim == 2
-                and (member.dtype == np.bool_ or member.dtype == np.uint8)
-            ):
-                found = member
-                break
-        if found is None:
-            raise InputError(path, "Zarr group holds no 2-D bool or uint8 array")
-        node = found
-    array = node
-
-    def read(r0: int, r1: int) -> np.ndarray:
-        return np.asarray(array[r0:r1]) != 0
-
-    return tuple(int(n) for n in array.shape), read
-
-
-def _raster_reader(path: Path) -> tuple[tuple[int, ...], _Reader]:
-    import rasterio
-    from rasterio.errors import NotGeoreferencedWarning
-    from rasterio.windows import Window as RioWindow
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        with rasterio.open(path) as ds:
-            shape = (int(ds.height), int(ds.width))
-
-    def read(r0: int, r1: int) -> np.ndarray:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            with rasterio.open(path) as ds:
-                band = ds.read(1, window=RioWindow(0, r0, shape[1], r1 - r0))
-        return np.asarray(band) != 0
-
-    return shape, read
-
-
-def _reduce_any(read: _Reader, height: int, width: int, factor: int) -> np.ndarray:
-    """``read`` row strips and OR ``factor × factor`` blocks (ceil at the far edges)."""
-    if factor == 1:
-        return read(0, height)
-    out_h, out_w = -(-height // factor), -(-width // factor)
-    out = np.zeros((out_h, out_w), bool)
-    rows = factor * max(1, _STRIP_BYTES // (factor * width))
-    for r0 in range(0, height, rows):
-        strip = read(r0, min(r0 + rows, height))
-        pad = (-strip.shape[0] % factor, -strip.shape[1] % factor)
-        strip = np.pad(strip, ((0, pad[0]), (0, pad[1])))
-        blocks = strip.reshape(strip.shape[0] // factor, factor, out_w, factor)
-        out[r0 // factor : r0 // factor + blocks.shape[0]] = blocks.any(axis=(1, 3))
-    return out
 
 
 # --- morphology: scipy.ndimage when present, numpy otherwise (same results) ----------------

@@ -44,6 +44,12 @@ def test_two_workers_equal_threads(tmp_path, scene, small_unet, cluster):
     assert len(seen) == 30 and len({r.index for r in seen}) == 30  # each chunk written once
     assert len(workers) == 2
     assert remote.attrs["tilerun"]["tiles_run"] == remote.attrs["tilerun"]["tiles_minimum"]
+    # The run report's statistics come back inside the chunk results, as in a threaded run.
+    mine, theirs = local.attrs["tilerun"]["report"], remote.attrs["tilerun"]["report"]
+    assert theirs["bands"] == mine["bands"] and theirs["chunks"] == 30
+    assert theirs["output"]["classes"] == mine["output"]["classes"]
+    assert theirs["output"]["entropy_mean"] == pytest.approx(mine["output"]["entropy_mean"])
+    assert theirs["timing"]["batches"] > 0 and 1 <= theirs["timing"]["devices"] <= 2
 
 
 def test_losing_a_worker_mid_job_still_completes(tmp_path, scene, small_unet):

@@ -134,8 +134,10 @@ def test_labels_fill_exactly_where_input_invalid(run):
     raw = zarr.open_group(run.out, mode="r")["labels"][...]
     assert raw.dtype == np.uint8
     np.testing.assert_array_equal(raw == LABEL_FILL, ~run.valid)
-    # xarray decodes the fill value to NaN: the same pixels, seen through CF decoding
-    np.testing.assert_array_equal(np.isnan(run.ds.labels.values), ~run.valid)
+    # xarray keeps labels uint8 (categories), and rioxarray names their nodata code
+    labels = run.ds.labels
+    assert labels.dtype == np.uint8 and labels.rio.nodata == LABEL_FILL
+    np.testing.assert_array_equal(labels.values == labels.rio.nodata, ~run.valid)
 
 
 def test_labels_are_argmax_of_logits_where_clear(run):

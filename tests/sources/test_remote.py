@@ -8,12 +8,9 @@ GDAL's /vsicurl/ cache is shared by the whole process.
 
 from __future__ import annotations
 
-import contextlib
 import pickle
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -25,6 +22,7 @@ import rasterio
 import rasterio.shutil
 import rioxarray  # noqa: F401  (registers the .rio accessor)
 from click.testing import CliRunner, Result
+from moto_s3 import free_port, moto_server, s3_client, s3_environment
 
 import tilerun
 from tilerun.cli import main
@@ -236,15 +234,9 @@ def test_cli_missing_url_is_one_error_line(server, tmp_path):
 
 
 def test_cli_unreachable_server_is_one_error_line(tmp_path):
-    url = f"http://127.0.0.1:{_free_port()}/scene.tif"  # nothing listens there
+    url = f"http://127.0.0.1:{free_port()}/scene.tif"  # nothing listens there
     line = assert_one_error_line(invoke("predict", url, "-o", tmp_path / "o.zarr"), url)
     assert "cannot reach the server" in line
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # --- S3, through moto's stand-in server -------------------------------------------------------
@@ -253,41 +245,17 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def s3_endpoint(files) -> Iterator[str]:
     """A moto S3 server holding s3://tilerun/scene.tif; its host:port."""
-    pytest.importorskip("moto.server", reason="moto[server] is not installed (test extra)")
-    boto3 = pytest.importorskip("boto3")
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
-                             str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        _wait_for(port)
-        client = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}",
-                              aws_access_key_id="testing", aws_secret_access_key="testing",
-                              region_name="us-east-1")
+    with moto_server() as endpoint:
+        client = s3_client(endpoint)
         client.create_bucket(Bucket="tilerun")
         client.upload_file(str(files / "scene.tif"), "tilerun", "scene.tif")
-        yield f"127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(10)
-
-
-def _wait_for(port: int, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
-            return
-        time.sleep(0.1)
-    pytest.fail(f"moto server did not start on port {port}")
+        yield endpoint
 
 
 @pytest.fixture
 def s3_env(s3_endpoint, monkeypatch) -> None:
     """Credentials and endpoint as a user sets them: environment only (GDAL and boto3 read it)."""
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_REGION": "us-east-1", "AWS_S3_ENDPOINT": s3_endpoint, "AWS_HTTPS": "NO",
-        "AWS_VIRTUAL_HOSTING": "FALSE",
-    }.items():
+    for key, value in s3_environment(s3_endpoint).items():
         monkeypatch.setenv(key, value)
     for key in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_NO_SIGN_REQUEST"):
         monkeypatch.delenv(key, raising=False)

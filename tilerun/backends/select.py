@@ -38,6 +38,7 @@ from tilerun.backends.base import (
     Target,
     padded,
 )
+from tilerun.backends.names import CHOICES, NAMES
 from tilerun.backends.onnx_backends import OnnxRuntimeBackend, OpenVinoBackend
 from tilerun.backends.race import full_batch, race, remember, remembered
 from tilerun.backends.torch_backends import CompileBackend, EagerBackend, autocast
@@ -48,7 +49,7 @@ from tilerun.models.onnx_runtime import OnnxModule
 _ALL: tuple[Backend, ...] = (EagerBackend(), CompileBackend(), OnnxRuntimeBackend(),
                              OpenVinoBackend())
 BACKENDS: dict[str, Backend] = {backend.name: backend for backend in _ALL}
-CHOICES = ("auto", *BACKENDS)
+assert tuple(BACKENDS) == NAMES, "tilerun.backends.names lists every backend, in this order"
 TOLERANCE = {"fp32": 1e-4, "bf16": 3e-2, "fp16": 1e-2}
 
 
@@ -121,6 +122,13 @@ def select_backend(
     name = min(timings, key=timings.__getitem__) if timings else next(iter(passed))
     compiled, error = passed[name]
     return Selection(compiled, error, time.perf_counter() - start, timings)
+
+
+def backend_candidates(model: ModelHandle, target: Target, wanted: str) -> tuple[str, ...]:
+    """The backends :func:`select_backend` would try, in order, without loading any
+    (``--dry-run``): the one ``wanted`` (an :class:`OptionError` where it cannot run here at
+    all), or ``auto``'s installed candidates, an earlier race's winner first."""
+    return _candidates(model, target, wanted)[0]
 
 
 def _candidates(model: ModelHandle, target: Target, wanted: str) -> tuple[tuple[str, ...], bool]:

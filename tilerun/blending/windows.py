@@ -22,10 +22,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tilerun.blending.modes import BLEND_MODES
 from tilerun.errors import OptionError
 from tilerun.geometry import TileGrid
-
-BLEND_MODES = ("gaussian", "hann", "linear", "constant", "crop")
 
 #: Floor of the 1-D profiles, so 2-D weights (products) stay ≥ 1e-12, far from float32
 #: underflow even for a very narrow gaussian: every covered pixel keeps a positive weight.

@@ -1,4 +1,9 @@
-"""The ``tilerun`` command: a thin click shell over the library, one module per command."""
+"""The ``tilerun`` command: a thin click shell over the library, one module per command.
+
+Command modules import only click and light definitions at the top, and the library (torch,
+Dask, xarray, Zarr, the readers) inside their functions, so ``--help`` answers at once
+(``tests/cli/test_cli_guidance.py`` checks that no heavy module is imported to print it).
+"""
 
 from __future__ import annotations
 
@@ -8,15 +13,24 @@ from typing import Any
 import click
 
 from tilerun import __version__
+from tilerun.cli.compare import compare_command
+from tilerun.cli.errors import one_line_warnings
+from tilerun.cli.export import export_command
 from tilerun.cli.info import info_command
 from tilerun.cli.model import model_group
 from tilerun.cli.predict import predict_command
 from tilerun.cli.quicklook import quicklook_command
+from tilerun.cli.report import report_command
 from tilerun.cli.sample import sample_command
 
 
 class _Group(click.Group):
-    """Report click's own usage errors as one ``error:`` line with exit code 2, like ours."""
+    """Report click's own usage errors as one ``error:`` line with exit code 2, like ours, and
+    show every command's warnings as one ``warning:`` line."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with one_line_warnings():
+            return super().invoke(ctx)
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
         kwargs["standalone_mode"] = False
@@ -41,4 +55,7 @@ main.add_command(quicklook_command)
 main.add_command(model_group)
 main.add_command(info_command)
 main.add_command(sample_command)
+main.add_command(export_command)
+main.add_command(report_command)
+main.add_command(compare_command)
 

@@ -3,32 +3,50 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
 from tilerun.cli.errors import exits_cleanly
-from tilerun.sinks.store import OutputStore
+from tilerun.cli.jsonout import json_line
+
+#: the record's keys the text report lists (``--json`` gives the whole record)
+SHOWN = ("input", "model", "tile", "overlap_px", "blend", "chunk", "tiles_run", "tiles_minimum",
+         "tiles_skipped", "seconds", "device", "backend")
 
 
 @click.command("info")
-@click.argument("store", type=click.Path(path_type=Path))
+@click.argument("store")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the state and the run's whole record as one JSON object.")
 @exits_cleanly
-def info_command(store: Path) -> None:
+def info_command(store: str, as_json: bool) -> None:
     """Say whether STORE (or its unfinished STORE.partial) is complete, and how far it got."""
-    output = OutputStore(store)
+    from tilerun.sinks.store import output_store
+
+    output = output_store(store)
     path = output.located()
     attrs = output.record(path)
     done = output.chunks_done(path)
     total = done.size if done is not None else 0
     written = int(done.sum()) if done is not None else 0
-    if attrs.get("complete"):
+    complete = bool(attrs.get("complete"))
+    holder = None if complete else output.holder()
+    state = "complete" if complete else "running" if holder else "interrupted"
+    if as_json:
+        where = path if isinstance(path, Path) else store  # object storage: the URL
+        state_info: dict[str, Any] = {
+            "store": str(store), "path": str(where), "state": state, "complete": complete,
+            "chunks": total, "chunks_written": written, "holder": holder, "record": attrs,
+        }  # fmt: skip
+        click.echo(json_line(state_info))
+        return
+    if complete:
         click.echo(f"{store}: complete ({total} chunks)")
     else:
-        holder = output.holder()
-        state = f"running (pid {holder['pid']} on {holder['host']})" if holder else "interrupted"
-        click.echo(f"{path}: incomplete, {state}: {written}/{total} chunks written "
+        running = f"running (pid {holder['pid']} on {holder['host']})" if holder else state
+        click.echo(f"{path}: incomplete, {running}: {written}/{total} chunks written "
                    f"({written / max(total, 1):.0%}); continue with --resume")
-    for key in ("input", "model", "tile", "overlap_px", "blend", "chunk", "tiles_run",
-                "tiles_minimum", "tiles_skipped", "seconds", "device", "backend"):
+    for key in SHOWN:
         if attrs.get(key) is not None:
             click.echo(f"  {key:<14} {attrs[key]}")

@@ -1,22 +1,23 @@
-"""``tilerun model info|pack|export``: inspect, build and convert model packages."""
+"""``tilerun model info|pack|export|quantize``: inspect, build and convert model packages.
+
+torch and the model code are imported when a command runs, not to print ``--help``.
+"""
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from tilerun.cli.errors import exits_cleanly
+from tilerun.cli.predict import DEMO
 from tilerun.errors import ModelError, OutputExistsError
-from tilerun.models import (
-    ModelSpec,
-    build_from_state,
-    load_model,
-    read_state_dict,
-    save_package,
-)
+
+if TYPE_CHECKING:
+    from tilerun.models import ModelSpec
 
 
 @click.group("model")
@@ -25,21 +26,43 @@ def model_group() -> None:
 
 
 @model_group.command("info")
-@click.argument("path", type=click.Path(path_type=Path))
+@click.argument("path", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print the spec as JSON.")
 @click.option("--allow-pickle", is_flag=True, help="Allow a pickled checkpoint (weights only).")
 @exits_cleanly
-def info_command(path: Path, as_json: bool, allow_pickle: bool) -> None:
-    """Print a model's spec: bands, normalisation, classes, pixel size, tiles …"""
-    module, spec = load_model(path, allow_pickle=allow_pickle)
+def info_command(path: str | None, as_json: bool, allow_pickle: bool) -> None:
+    """Print a model's spec: bands, normalisation, classes, pixel size, tiles …
+
+    PATH is a model file; without it (or with 'demo'), the bundled demo model, which
+    `tilerun predict` uses when no --model is given."""
+    from tilerun.engine.checks import describe_input
+
+    module, spec, title = _model_info(path, allow_pickle)
     if as_json:
         click.echo(json.dumps(asdict(spec), indent=2, sort_keys=True))
         return
     params = sum(p.numel() for p in module.parameters())
-    click.echo(f"{path}: {spec.architecture} ({params / 1e6:.2f} M parameters)")
+    click.echo(f"{title}: {spec.architecture} ({params / 1e6:.2f} M parameters), "
+               f"takes {describe_input(spec)}")
     for key, value in asdict(spec).items():
         if value is not None and key not in ("architecture",):
             click.echo(f"  {key:<15} {value}")
+
+
+def _model_info(path: str | None, allow_pickle: bool) -> tuple[Any, ModelSpec, str]:
+    """The module, spec and the title of ``model info``'s report."""
+    if path is not None and path != DEMO:
+        from tilerun.models import load_model
+
+        module, spec = load_model(path, allow_pickle=allow_pickle)
+        return module, spec, path
+    from tilerun.models.default import BUNDLED, default_model
+
+    handle, trained = default_model()
+    if not trained:
+        return handle.module, handle.spec, (f"{DEMO}: {BUNDLED} is missing (a broken install); "
+                                            "an untrained stand-in U-Net")
+    return handle.module, handle.spec, f"{DEMO} (the bundled demo model, {BUNDLED})"
 
 
 @model_group.command("pack")
@@ -70,6 +93,8 @@ def pack_command(
     state: Path, spec_path: Path, out: Path, allow_pickle: bool, overwrite: bool
 ) -> None:
     """Build a package from a state dict (safetensors, or a pickle with --allow-pickle)."""
+    from tilerun.models import ModelSpec, build_from_state, read_state_dict, save_package
+
     if out.exists() and not overwrite:
         raise OutputExistsError(out, "already exists; pass --overwrite to replace it")
     try:

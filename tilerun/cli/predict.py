@@ -1,27 +1,35 @@
-"""``tilerun predict``: one raster in, one georeferenced Zarr of blended logits out."""
+"""``tilerun predict``: one raster in, one georeferenced Zarr of blended logits out.
+
+The module imports only what ``--help`` needs (click and the options' definitions); the
+engine, torch, Dask and the readers are imported when a run starts.
+"""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-from rich.logging import RichHandler
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from tilerun.blending import BLEND_MODES
-from tilerun.cli.errors import exits_cleanly, one_line_warnings
-from tilerun.engine import PredictOptions, RunSummary
-from tilerun.engine.options import BACKENDS, PRECISIONS, PYRAMIDS, TTA_MODES
-from tilerun.engine.partial import ChunkResult
-from tilerun.engine.run import run
+from tilerun.blending.modes import BLEND_MODES
+from tilerun.cli.errors import exits_cleanly
+from tilerun.cli.jsonout import json_line
+from tilerun.cli.progress import progress_bar
+from tilerun.engine.options import BACKENDS, PRECISIONS, PYRAMIDS, TTA_MODES, PredictOptions
 from tilerun.errors import OptionError
-from tilerun.models.default import default_model
-from tilerun.sinks import check_output_path, completed_output
-from tilerun.sources import open_source
-from tilerun.sources.remote import remote_url
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from tilerun.engine.dry_run import RunPlan
+    from tilerun.engine.run import RunSummary
+    from tilerun.models import ModelHandle
+
+#: ``--model demo`` (and no ``--model``) is the bundled demo model
+#: (:data:`tilerun.models.default.DEMO`, spelled here so that ``--help`` needs no torch).
+DEMO = "demo"
 
 #: Every default comes from :class:`PredictOptions`, where options are defined once.
 DEFAULT = PredictOptions()
@@ -54,14 +62,15 @@ def _overlap(text: str) -> float | int:
     "-o",
     "--output-path",
     "out",
-    type=click.Path(path_type=Path),
-    help="Output Zarr store [default: INPUT with suffix .zarr; for a URL, its file name "
-         "with suffix .zarr in the current folder].",
+    help="Output Zarr store: a path, or an object-store URL (s3://, gs://, az://) written in "
+         "place [default: INPUT with suffix .zarr; for a URL, its file name with suffix .zarr "
+         "in the current folder].",
 )
 @click.option(
     "--model",
-    type=click.Path(path_type=Path),
-    help="Model package (.safetensors) [default: the bundled demo model].",
+    metavar="PATH|demo",
+    help="Model file: a package (.safetensors), TorchScript, torch.export (.pt2) or ONNX; "
+         f"or '{DEMO}', the bundled demo model (3-band uint8 RGB at 10 m) [default: {DEMO}].",
 )
 @click.option("--tile", type=int,
               help="Model input tile edge in pixels [default: the model's, else 256].")
@@ -118,6 +127,9 @@ def _overlap(text: str) -> float | int:
               show_default=True,
               help="OME-NGFF pyramids to add: auto (labels, for slides), none, labels, "
                    "or labels,probabilities.")
+@click.option("--zarr-format", type=click.Choice(["2", "3"]), default=str(DEFAULT.zarr_format),
+              show_default=True, callback=lambda _c, _p, v: int(v),
+              help="Zarr v3, or v2 for GDAL/QGIS (the GDAL in rasterio wheels reads v2 only).")
 @click.option("--threads", type=int,
               help="Threads [default: CPU cores + 2]; per worker on a cluster.")
 @click.option("--workers", type=int,
@@ -127,64 +139,110 @@ def _overlap(text: str) -> float | int:
 @click.option("--overwrite", is_flag=True, help="Replace an existing output store.")
 @click.option("--resume", is_flag=True,
               help="Continue an interrupted run of the same job: only missing chunks are written.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--quiet", is_flag=True,
+              help="No progress bar or notes; the one-line summary is still printed.")
+@click.option("--dry-run", is_flag=True,
+              help="Check everything and print the plan (tiles, chunks, memory, output size, "
+                   "backend) without running the model over the image or writing anything.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the summary (or the --dry-run plan) as one JSON object on stdout.")
 @exits_cleanly
 def predict_command(
     input: Path,
-    out: Path | None,
-    model: Path | None,
+    out: str | None,
+    model: str | None,
     overlap: str,
     bands: str | None,
     variables: str,
     quiet: bool,
+    dry_run: bool,
+    as_json: bool,
     **options: Any,
 ) -> None:
     """Predict INPUT (a GeoTIFF or any raster GDAL reads) into a chunked Zarr store."""
-    out = out if out is not None else _default_output(input)
+    target = _output(out, input)
     opts = PredictOptions.from_kwargs(
         overlap=_overlap(overlap) if overlap is not None else None,
         bands=_int_list("--bands", bands),
         output=tuple(v.strip() for v in variables.split(",") if v.strip()),
         **options,
     )
+    from rich.console import Console
+
+    from tilerun.sinks import completed_output, object_url, sink_for
+
+    # Progress, notes and warnings go to stderr; stdout has the summary (or plan) alone.
     console = Console(stderr=True, quiet=quiet)
     _show_library_notes(console)
-    if not (opts.resume and completed_output(out) is not None):
-        check_output_path(out, opts.overwrite)
+    finished = completed_output(target) if opts.resume else None
+    if finished is None:
+        sink_for(target, opts.overwrite).check()
+    elif dry_run:
+        _echo_already_complete(target, as_json)
+        return
     try:
-        with one_line_warnings():
-            handle, trained = _model(model, input, opts)
-            summary = _run_with_progress(input, handle, out, opts, console)
+        handle, trained = _model(model, input, opts)
+        if dry_run:
+            from tilerun.engine.dry_run import plan_run
+
+            _echo_plan(plan_run(input, handle, target, opts), as_json)
+            return
+        summary = _run_with_progress(input, handle, target, opts, console)
     except KeyboardInterrupt:
-        click.echo(f"aborted: {out}.partial keeps the chunks written so far; run the same "
+        if dry_run:
+            click.echo("aborted (dry run: nothing was written)", err=True)
+            raise SystemExit(130) from None
+        kept = target if object_url(target) else f"{target}.partial"
+        click.echo(f"aborted: {kept} keeps the chunks written so far; run the same "
                    "command with --resume to continue", err=True)
         raise SystemExit(130) from None
-    _print_summary(summary, console)
+    _echo_summary(summary, as_json)
     if not trained:
         console.print(
-            "[yellow]note:[/] no --model given and no trained demo model is bundled: "
-            "an untrained U-Net was used, so the outputs are not meaningful"
+            "[yellow]note:[/] no trained demo model is bundled: an untrained U-Net was used "
+            "in its place, so the outputs are not meaningful"
         )
+
+
+def _output(out: str | None, input: Path) -> str | Path:
+    """The output: an object-store URL as given, else a path (by default beside INPUT)."""
+    from tilerun.sinks import object_url
+
+    if out is None:
+        return _default_output(input)
+    return out if object_url(out) else Path(out)
 
 
 def _default_output(input: Path) -> Path:
     """INPUT with suffix ``.zarr``; for a URL, its file name in the current folder."""
+    from tilerun.sources.remote import remote_url
+
     if remote_url(input) is not None:
         return Path(input.name).with_suffix(".zarr")
     return input.with_suffix(".zarr")
 
 
-def _model(model: Path | None, input: Path, opts: PredictOptions) -> tuple[Any, bool]:
-    """The model given, else the bundled demo model for the input's band count; and whether
-    it is trained."""
-    if model is not None:
-        return model, True
-    count = len(opts.bands) if opts.bands else open_source(input).shape[0]
-    return default_model(count)
+def _model(model: str | None, input: Path, opts: PredictOptions) -> tuple[Path | ModelHandle, bool]:
+    """The model given, else (or for ``demo``) the bundled demo model, checked against the
+    input so that an input it does not suit is an error that says to pass ``--model``; and
+    whether the model is trained."""
+    if model is not None and model != DEMO:
+        return Path(model), True
+    from tilerun.engine.checks import check_default_model
+    from tilerun.models.default import default_model
+    from tilerun.sources import open_source
+
+    # Level 0 of a slide opens without mpp metadata, and is enough to say it is a slide.
+    source = open_source(input, opts.bands, level=0)
+    handle, trained = default_model(source.shape[0])
+    check_default_model(source, handle, opts.pixel_size_tolerance)
+    return handle, trained
 
 
 def _show_library_notes(console: Console) -> None:
     """Print the library's INFO notes (e.g. the Dask dashboard address) on the console."""
+    from rich.logging import RichHandler
+
     logger = logging.getLogger("tilerun")
     logger.setLevel(logging.INFO)
     if not any(isinstance(h, RichHandler) for h in logger.handlers):
@@ -192,38 +250,89 @@ def _show_library_notes(console: Console) -> None:
 
 
 def _run_with_progress(
-    source: Any, model: Any, out: Path, opts: PredictOptions, console: Console
+    source: Any, model: Any, out: str | Path, opts: PredictOptions, console: Console
 ) -> RunSummary:
-    columns = (
-        TextColumn("predict"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("chunks"),
-        TimeElapsedColumn(),
-    )
-    if not console.is_terminal:  # no bar (and none of its blank lines) in logs and pipes
-        return run(source, model, out, opts)
-    with Progress(*columns, console=console, transient=True) as bar:
-        task = bar.add_task("chunks", total=None)
+    from tilerun.engine.run import run
 
-        def started(total: int) -> None:
-            bar.update(task, total=total)
-
-        def done(result: ChunkResult) -> None:
-            bar.advance(task)
-
+    with progress_bar(console) as (started, done):
         return run(source, model, out, opts, on_chunk=done, on_start=started)
 
 
-def _print_summary(s: RunSummary, console: Console) -> None:
+def summary_line(s: RunSummary) -> str:
+    """The one-line summary of a run (plain text: it is never wrapped, whatever the width)."""
     if s.already_complete:
-        console.print(f"[green]done[/] {s.output} is already complete "
-                      f"({s.chunks} chunks); nothing to do")
-        return
+        return f"done {s.output} is already complete ({s.chunks} chunks); nothing to do"
     skipped = (f", {s.tiles_skipped} skipped without tissue ({s.skipped_fraction:.0%})"
                if s.tiles_skipped else "")
-    console.print(
-        f"[green]done[/] {s.tiles_run} tiles ({s.recompute_ratio:.2f}× the minimum{skipped}) in "
+    return (
+        f"done {s.tiles_run} tiles ({s.recompute_ratio:.2f}× the minimum{skipped}) in "
         f"{s.chunks} chunks on {s.device} ({s.backend}), {s.seconds:.1f} s, "
         f"{s.pixels_per_second / 1e6:.2f} Mpx/s → {s.output}"
     )
+
+
+def summary_dict(s: RunSummary) -> dict[str, Any]:
+    """The summary's fields and its derived figures."""
+    data = asdict(s)
+    data.update(recompute_ratio=s.recompute_ratio, pixels_per_second=s.pixels_per_second,
+                skipped_fraction=s.skipped_fraction if s.tiles_minimum + s.tiles_skipped else 0.0)
+    return data
+
+
+def _echo_summary(s: RunSummary, as_json: bool) -> None:
+    if as_json:
+        click.echo(json_line(summary_dict(s)))
+        return
+    line = summary_line(s)
+    click.echo(click.style("done", fg="green") + line.removeprefix("done"))
+
+
+def _echo_already_complete(out: str | Path, as_json: bool) -> None:
+    if as_json:
+        click.echo(json_line({"output": str(out), "already_complete": True}))
+    else:
+        click.echo(f"plan: {out} is already complete; --resume would do nothing")
+
+
+def plan_lines(plan: RunPlan) -> list[str]:
+    """The ``--dry-run`` plan, one fact a line (plain text, never wrapped)."""
+    from tilerun.engine.budget import size_text as _size
+
+    bands, height, width = plan.shape
+    skipped = (f", {plan.tiles_skipped} skipped without tissue" if plan.tiles_skipped
+               else ", none skipped")
+    memory = plan.memory
+    available = (f"; {_size(plan.memory_available)} available"
+                 if plan.memory_available is not None else "")
+    variables = ", ".join(f"{v.name} {v.dtype} {'×'.join(map(str, v.shape))} {_size(v.nbytes)}"
+                          for v in plan.variables)
+    pyramids = f"; pyramids: {', '.join(plan.pyramids)}" if plan.pyramids else ""
+    if plan.backend == "auto":
+        backend = (f"auto, from {', '.join(plan.backend_candidates)} (tried in this order and "
+                   "checked against eager torch when the run starts)")
+    else:
+        backend = plan.backend
+    model = f"{plan.model_name} ({plan.model})" if plan.model_name else plan.model
+    return [
+        f"plan for {plan.input} → {plan.output} (dry run: nothing written)",
+        f"  input    {bands} band(s), {height} × {width} px",
+        f"  model    {model}, {plan.classes} classes",
+        f"  tiles    {plan.tiles_run} to run of {plan.tiles}{skipped} "
+        f"({plan.tile} px, overlap {plan.overlap} px)",
+        f"  chunks   {plan.chunks} of {plan.chunk} px",
+        f"  memory   at least {_size(memory.host + memory.device)} ({memory.chunks} chunk(s) "
+        f"in flight {_size(memory.host)}, model batches and staged chunks "
+        f"{_size(memory.device)}){available}",
+        f"  output   {_size(plan.output_bytes)} before compression: {variables}{pyramids}",
+        f"  device   {plan.device}",
+        f"  backend  {backend}",
+    ]
+
+
+def _echo_plan(plan: RunPlan, as_json: bool) -> None:
+    if as_json:
+        click.echo(json_line(plan.to_dict()))
+        return
+    for line in plan_lines(plan):
+        click.echo(line)
+

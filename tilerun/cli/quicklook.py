@@ -7,7 +7,6 @@ from pathlib import Path
 import click
 
 from tilerun.cli.errors import exits_cleanly
-from tilerun.quicklook import write_quicklook
 
 
 @click.command("quicklook")
@@ -23,6 +22,8 @@ def quicklook_command(
     store: Path, output: Path, max_size: int, colours: str | None, overwrite: bool
 ) -> None:
     """Write a PNG quicklook of STORE's class labels (or the argmax of its logits)."""
+    from tilerun.quicklook import write_quicklook
+
     chosen = [c.strip() for c in colours.split(",") if c.strip()] if colours else None
     look = write_quicklook(store, output, max_size, colours=chosen, overwrite=overwrite)
     legend = ", ".join(f"{n} {c}" for n, c in zip(look.class_names, look.colours, strict=False))

@@ -8,7 +8,6 @@ import click
 
 from tilerun.cli.errors import exits_cleanly
 from tilerun.errors import OutputExistsError
-from tilerun.sample import CLASSES, write_scene, write_slide
 
 
 @click.command("sample")
@@ -25,6 +24,8 @@ def sample_command(output: Path, size: int, seed: int, slide: bool, tissue_fract
                    overwrite: bool) -> None:
     """Write a synthetic georeferenced land-cover scene (water, forest, field, built-up),
     or with --slide a synthetic whole-slide image."""
+    from tilerun.sample import CLASSES, write_scene, write_slide
+
     if output.exists() and not overwrite:
         raise OutputExistsError(output, "already exists; pass --overwrite to replace it")
     if slide:

@@ -100,7 +100,7 @@ def check_chunk_bytes(chunk: int, classes: int, itemsize: int) -> None:
         largest = math.isqrt(MAX_CHUNK_BYTES // (classes * itemsize))
         raise OptionError(
             "--chunk",
-            f"{chunk} px chunks of {classes} class(es) are {_size(size)} each as stored, and "
+            f"{chunk} px chunks of {classes} class(es) are {size_text(size)} each as stored, and "
             f"Zarr's compressors take at most 2 GiB; use --chunk {largest} or less",
         )
 
@@ -136,11 +136,11 @@ def check_memory(estimate: MemoryEstimate, options: PredictOptions, tile: int,
     for need, have, where in needs:
         if have is not None and need > have:
             raise OptionError(subject, (
-                f"{what} need at least {_size(need)} of memory (model batches of "
-                f"{options.batch_size} tiles: {_size(estimate.batch)}, staged chunks: "
-                f"{_size(estimate.staged)}, {estimate.chunks} chunk(s) in flight: "
-                f"{_size(estimate.host)}); {where} has {_size(have)} available; lower --tile, "
-                "--batch-size, --chunk or --threads"
+                f"{what} need at least {size_text(need)} of memory (model batches of "
+                f"{options.batch_size} tiles: {size_text(estimate.batch)}, staged chunks: "
+                f"{size_text(estimate.staged)}, {estimate.chunks} chunk(s) in flight: "
+                f"{size_text(estimate.host)}); {where} has {size_text(have)} available; lower "
+                "--tile, --batch-size, --chunk or --threads"
             ))
 
 
@@ -204,7 +204,7 @@ def _classes(spec: ModelSpec) -> int:
     return value if isinstance(value, int) and value > 0 else 1
 
 
-def _size(n: float) -> str:
+def size_text(n: float) -> str:
     """Bytes in binary units, three significant digits: ``1.3 TiB``."""
     value, unit = float(n), "B"
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import warnings
 
 from tilerun.errors import BandError, InputError, PixelSizeError, TilerunWarning
-from tilerun.models import ModelHandle
+from tilerun.models import ModelHandle, ModelSpec
 from tilerun.sources import Source
 
 
@@ -54,3 +54,34 @@ def check_input(source: Source, model: ModelHandle, pixel_size_tolerance: float)
             f"{unit} (tolerance {pixel_size_tolerance:.0%}); resample the input or raise "
             "--pixel-size-tolerance",
         )
+
+
+def check_default_model(source: Source, model: ModelHandle, pixel_size_tolerance: float) -> None:
+    """Refuse an input the bundled demo model (used when no ``--model`` is given) does not suit,
+    with one line that says to pass ``--model``: a whole-slide image, or a scene whose bands,
+    pixel type or pixel size differ from the demo model's. No option of the demo model would
+    make such an input mean anything to it (except choosing 3 of a scene's bands)."""
+    spec = model.spec
+    hint = (f"the bundled demo model (--model demo, the default) takes {describe_input(spec)}: "
+            "pass --model with a model for this image")
+    if source.is_slide and spec.pixel_unit != "um":
+        raise InputError(source.name, f"is a whole-slide image; {hint}")
+    try:
+        check_input(source, model, pixel_size_tolerance)
+    except BandError:
+        count = source.shape[0]
+        if spec.bands and count > spec.bands:
+            hint += f" (or choose {spec.bands} of its bands with --bands)"
+        raise BandError(source.name, f"has {count} band(s); {hint}") from None
+    except InputError as err:  # pixel type or pixel size: the problem, then what to do
+        raise type(err)(source.name, f"{err.problem.split('; ')[0]}; {hint}") from None
+
+
+def describe_input(spec: ModelSpec) -> str:
+    """What a model takes, in a few words: ``3-band (red, green, blue) uint8 images at 10 m``."""
+    bands = f"{spec.bands}-band " if spec.bands else ""
+    if spec.bands and spec.band_names:
+        bands += f"({', '.join(spec.band_names)}) "
+    dtype = f"{spec.dtype} " if spec.dtype else ""
+    size = f" at {spec.pixel_size:g} {spec.pixel_unit}" if spec.pixel_size is not None else ""
+    return f"{bands}{dtype}images{size}"

@@ -76,3 +76,8 @@ class ComputeStage(ABC):
 
     def close(self) -> None:  # noqa: B027  (an optional hook: most stages hold nothing)
         """Stop background work (the run is over); a later ``submit`` starts it again."""
+
+    def drain_timings(self) -> list[float]:
+        """Seconds each model call took since the last drain, in this process (for the run
+        report, :mod:`tilerun.report.timing`); empty for a stage that does not time them."""
+        return []

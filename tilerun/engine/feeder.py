@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from tilerun.engine.call_timer import CallTimer
 from tilerun.engine.compute import ChunkWork, ComputeStage
 from tilerun.engine.lanes import (
     Batch,
@@ -75,6 +76,7 @@ class DeviceFeeder(ComputeStage):
         self._error: BaseException | None = None
         self._w: torch.Tensor | None = None
         self._streams: tuple[Any, Any] | None = None
+        self._timer: CallTimer | None = None  # made with the streams, once the device is known
 
     @property
     def _input_edge(self) -> int:
@@ -115,6 +117,10 @@ class DeviceFeeder(ComputeStage):
             for future in list(self._unresolved):
                 if not future.done():
                     future.set_exception(RuntimeError("the run stopped before this chunk ran"))
+
+    def drain_timings(self) -> list[float]:
+        """Durations of the model calls since the last drain (see :class:`CallTimer`)."""
+        return self._timer.drain() if self._timer is not None else []
 
     def __getstate__(self) -> dict[str, Any]:
         return {k: self.__dict__[k] for k in ("runner", "normalize", "weights", "batch_size")}
@@ -294,7 +300,11 @@ class DeviceFeeder(ComputeStage):
                 torch.cuda.current_stream().wait_event(batch.ready)
                 batch.x.record_stream(torch.cuda.current_stream())
             tiles = sum(b - a for _, a, b in batch.parts)
+            if self._timer is None:
+                self._timer = CallTimer(cuda=self._compute_stream is not None)
+            started = self._timer.start()
             batch.logits = self.runner.forward(batch.x)[:tiles]
+            self._timer.stop(started)
             batch.finite = finite_tiles(batch.logits)
             done = torch.cuda.Event() if self._compute_stream is not None else None
             if done is not None:

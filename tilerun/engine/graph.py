@@ -7,7 +7,7 @@ scheduler ships each to a worker once rather than with every task.
 from __future__ import annotations
 
 import operator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from tilerun.engine.compute import ComputeStage
@@ -25,6 +25,8 @@ from tilerun.engine.partial import (
 )
 from tilerun.engine.plan import ChunkPlan
 from tilerun.engine.runner import TileRunner
+from tilerun.report import collect
+from tilerun.report.collect import StatsPlan
 from tilerun.sinks import LABEL_FILL, PROBABILITY_FILL, PROBABILITY_SCALE, Sink
 from tilerun.sources import Source
 
@@ -37,6 +39,7 @@ class Job:
 
     ``logits``, ``labels``: whether the sink stores them; ``probabilities``: the activation
     that makes them (``softmax`` or ``sigmoid``) when the sink stores them, else None.
+    ``stats``: what the chunk tasks measure for the run report (None: nothing).
     """
 
     source: Source
@@ -48,10 +51,20 @@ class Job:
     labels: bool
     logits: bool = True
     probabilities: str | None = None
+    stats: StatsPlan | None = None
+
+
+def with_stats(job: Job) -> Job:
+    """The job, measuring the run report's statistics (:mod:`tilerun.report.collect`)."""
+    if not collect.ENABLED:
+        return job
+    spec, (bands, _, _) = job.runner.model.spec, job.source.shape
+    plan = StatsPlan.for_model(job.source.name, spec, bands, job.source.dtype, job.classes)
+    return replace(job, stats=plan)
 
 
 def _tiles(job: Job, index: tuple[int, int]) -> tuple[Partial, ...]:
-    return run_tiles(job.source, job.plan, index, job.compute)
+    return run_tiles(job.source, job.plan, index, job.compute, job.stats)
 
 
 def _carried(
@@ -83,9 +96,11 @@ def _write(
 
     ``own``: the chunk's own tiles result (one piece per target), None if it owns no tile.
     """
+    tiles_stats = None
     if own is not None:
         mine = own[job.plan.targets(*index).index(index)]
         pieces = [mine, *pieces] if mine is not None else pieces
+        tiles_stats = mine.stats if mine is not None else None
     for target, piece in zip(later, outgoing, strict=True):
         job.sink.keep_carry(index, target, carry_from(piece))
     window = job.plan.chunk_window(*index)
@@ -97,12 +112,16 @@ def _write(
         outputs["probabilities"] = probabilities_from_logits(
             logits, valid, job.probabilities, PROBABILITY_SCALE, PROBABILITY_FILL
         )
+    stats = None
+    if job.stats is not None:
+        stats = job.stats.observe_output(tiles_stats, logits, valid, outputs.get("labels"))
     job.sink.write(window, outputs)
     return ChunkResult(
         index=index,
         tiles=len(job.plan.owned_tiles(*index)),
         pixels=window.size,
         valid_pixels=int(valid.sum()),
+        stats=stats,
     )
 
 

@@ -6,7 +6,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from tilerun.backends import CHOICES as BACKENDS
+from tilerun.backends.names import CHOICES as BACKENDS
 from tilerun.errors import OptionError
 
 SCHEDULERS = ("threads", "sync", "processes")
@@ -47,6 +47,8 @@ class PredictOptions:
     wrong scanner metadata. ``tissue`` is ``auto`` (detect on a thumbnail; slides only),
     ``none``, or a mask image/Zarr path; tiles with no tissue under them are not run.
     ``pyramid`` adds OME-NGFF multiscale pyramids for viewers (``auto``: labels, for slides).
+    ``zarr_format``: 3 (default), or 2 for the GDAL in today's rasterio/QGIS builds, which
+    reads Zarr v2 but not v3's ``bytes`` codec (no viewer pyramids then: OME-Zarr 0.5 is v3).
     """
 
     tile: int | None = None
@@ -76,6 +78,7 @@ class PredictOptions:
     tissue: str = "auto"
     pyramid: str = "auto"
     resume: bool = False
+    zarr_format: int = 3
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -105,6 +108,8 @@ class PredictOptions:
             raise OptionError("--mpp", "give --mpp or --level, not both")
         if self.workers is not None and self.workers < 1:
             raise OptionError("--workers", f"must be ≥ 1, got {self.workers}")
+        if self.zarr_format not in (2, 3):
+            raise OptionError("--zarr-format", f"choose 2 or 3, got {self.zarr_format!r}")
 
     @property
     def thread_count(self) -> int:

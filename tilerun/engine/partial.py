@@ -3,7 +3,8 @@ stage), the pieces kept for resume, and the assembly of a chunk from the pieces 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -12,18 +13,23 @@ from tilerun.engine.plan import ChunkPlan
 from tilerun.geometry import Window
 from tilerun.sources import Source
 
+if TYPE_CHECKING:
+    from tilerun.report.collect import ChunkStats, StatsPlan
+
 
 @dataclass(frozen=True)
 class Partial:
     """Weighted sums over ``window``: ``num = Σ w·z`` (classes, h, w), ``den = Σ w``, validity.
 
     ``valid`` is None when every pixel of the window is valid (the common case: no nodata).
+    ``stats``: what the chunk's tiles task measured for the run report (on its own piece only).
     """
 
     window: Window
     num: np.ndarray
     den: np.ndarray
     valid: np.ndarray | None
+    stats: ChunkStats | None = None
 
     def crop(self, window: Window, copy: bool = True) -> Partial:
         """The part inside ``window``; copied (unless ``copy=False``) so that a thin strip
@@ -74,16 +80,51 @@ def region_den(plan: ChunkPlan, index: tuple[int, int], read: Window,
     return den[plan.partial_window(*index).slices(canvas)]
 
 
+def core_region(plan: ChunkPlan, index: tuple[int, int]) -> tuple[Window, np.ndarray | None]:
+    """The input pixels chunk ``index`` counts in the run report's input statistics: the cores
+    ``[k·S, (k+1)·S)`` (per axis, see :mod:`tilerun.geometry.grid`) of the tiles it owns,
+    clipped to the image, and a mask (None: all of them) that leaves out skipped tiles' cores.
+
+    Cores tile the image without overlap, each lies inside its tile's read window, and every
+    tile is owned by one chunk: so each pixel under a tile that ran is counted exactly once,
+    from pixels the chunk has read anyway.
+    """
+    (r0, r1), (c0, c1) = plan.ys.owned[index[0]], plan.xs.owned[index[1]]
+    stride = plan.grid.stride
+    core = Window(r0 * stride, c0 * stride, (r1 - r0) * stride, (c1 - c0) * stride)
+    core = core.intersection(plan.grid.image_window())
+    owned = plan.owned_tiles(*index)
+    if len(owned) == (r1 - r0) * (c1 - c0):
+        return core, None
+    run = np.zeros((r1 - r0, c1 - c0), bool)
+    for r, c in owned:
+        run[r - r0, c - c0] = True
+    rows = np.arange(core.y, core.bottom) // stride - r0
+    cols = np.arange(core.x, core.right) // stride - c0
+    return core, run[np.ix_(rows, cols)]
+
+
 def run_tiles(
-    source: Source, plan: ChunkPlan, index: tuple[int, int], compute: ComputeStage
+    source: Source, plan: ChunkPlan, index: tuple[int, int], compute: ComputeStage,
+    stats: StatsPlan | None = None,
 ) -> tuple[Partial, ...]:
     """The chunk's owned tiles, blended by the compute stage, as one piece per target chunk.
 
     Each write task receives only the strip it needs (``plan.targets``), so the rest can be
     freed early; the chunk's own piece is a view (it is written next), the others are copies.
+    With ``stats``, the input statistics of :func:`core_region` are taken from the pixels
+    already read while the model runs, and the own piece carries them, with the model call
+    durations drained from the compute stage.
     """
     work = chunk_work(source, plan, index)
-    canvas = compute.submit(work).result()
+    future = compute.submit(work)
+    measured = None
+    if stats is not None:
+        core, mask = core_region(plan, index)
+        ys, xs = core.slices(work.read)
+        core_valid = None if work.valid is None else work.valid[:, ys, xs]
+        measured = stats.observe_input(work.pixels[:, ys, xs], core_valid, mask)
+    canvas = future.result()
     region = plan.partial_window(*index)
     num = canvas[(slice(None), *region.slices(work.canvas_window(plan.grid.border)))]
     valid = None
@@ -91,7 +132,13 @@ def run_tiles(
         valid = np.asarray(work.valid[(slice(None), *region.slices(work.read))].any(axis=0))
     den = region_den(plan, index, work.read, work.offsets)
     whole = Partial(region, num, den, valid)
-    return tuple(whole.crop(plan.chunk_window(*t), copy=t != index) for t in plan.targets(*index))
+    targets = plan.targets(*index)
+    pieces = [whole.crop(plan.chunk_window(*t), copy=t != index) for t in targets]
+    if measured is not None:
+        own = targets.index(index)
+        timings = tuple(compute.drain_timings())
+        pieces[own] = replace(pieces[own], stats=replace(measured, model_seconds=timings))
+    return tuple(pieces)
 
 
 def weight_sum(profile: np.ndarray, offsets: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -128,6 +175,8 @@ class ChunkResult:
     tiles: int
     pixels: int
     valid_pixels: int
+    #: sums and small histograms for the run report (:mod:`tilerun.report.collect`)
+    stats: ChunkStats | None = None
 
 
 def assemble(window: Window, pieces: list[Partial], classes: int) -> tuple[np.ndarray, np.ndarray]:

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
-import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -20,31 +18,26 @@ import dask
 import dask.threaded
 import xarray as xr
 from dask.callbacks import Callback
+from obstore.exceptions import BaseError as StoreError
 from torch import nn
 
-from tilerun import __version__
-from tilerun.blending import Blend
-from tilerun.engine.budget import check_budget
-from tilerun.engine.checks import check_input
 from tilerun.engine.cluster import client_for, run_on_cluster
+from tilerun.engine.decisions import (
+    output_layout,
+    pyramid_writer,
+    run_attributes,
+)
 from tilerun.engine.feeder import DeviceFeeder
-from tilerun.engine.graph import WRITE, Job, build_graph
+from tilerun.engine.graph import WRITE, Job, build_graph, with_stats
 from tilerun.engine.memory import fewer_gc_passes, tune_allocator
+from tilerun.engine.opening import open_checked
 from tilerun.engine.options import PredictOptions
 from tilerun.engine.partial import ChunkResult
-from tilerun.engine.plan import ChunkPlan
-from tilerun.engine.runner import Normalizer, TileRunner, resolve_device
-from tilerun.engine.skipping import resolve_tissue, skipped_tiles
-from tilerun.errors import OptionError, OutputError
-from tilerun.geometry import make_grid
-from tilerun.models import ModelHandle, as_model
-from tilerun.sinks import OutputLayout, Sink, ZarrSink, completed_output
-from tilerun.sources import open_source
-
-DEFAULT_TILE = 256
-DEFAULT_OVERLAP = 0.25
-#: tiles in the probe batch each backend is checked on
-PROBE_TILES = 2
+from tilerun.errors import OutputError, first_line
+from tilerun.models import ModelHandle
+from tilerun.report.collect import finish_report
+from tilerun.sinks import Sink, completed_output
+from tilerun.sinks.store import open_target
 
 
 @dataclass(frozen=True)
@@ -69,6 +62,9 @@ class RunSummary:
     batches: dict[int, int] = field(default_factory=dict)
     #: ``--resume`` found the output complete and did nothing (the rest is what it recorded)
     already_complete: bool = False
+    #: the run report (input statistics and drift, output statistics, timing), JSON-ready;
+    #: see :mod:`tilerun.report`
+    report: dict[str, Any] | None = None
 
     @property
     def recompute_ratio(self) -> float:
@@ -88,130 +84,32 @@ class RunSummary:
 ChunkCallback = Callable[[ChunkResult], None]
 
 
-def _first(*values: Any) -> Any:
-    """The first value that is not None (an explicit option beats the spec's recommendation)."""
-    return next(v for v in values if v is not None)
-
-
 def prepare(
     source: Any, model: Any, out: str | Path, options: PredictOptions, sink: Sink | None = None
 ) -> Job:
     """Open and check source and model, plan the chunks and open the sink (by default a Zarr
     store at ``out``): every check runs before the sink creates anything."""
-    sink = sink if sink is not None else ZarrSink(out, overwrite=options.overwrite)
-    sink.check()
-    handle = as_model(model, allow_pickle=options.allow_pickle, mean=options.mean, std=options.std)
-    src = open_source(source, options.bands, **_slide_options(options, handle))
-    if (options.mpp is not None or options.level is not None) and not src.is_slide:
-        raise OptionError(src.name, "--mpp and --level apply to whole-slide images only")
-    check_input(src, handle, options.pixel_size_tolerance)
-    bands, height, width = src.shape
-    spec = handle.spec
-    tile = _first(options.tile, spec.tile, DEFAULT_TILE)
-    overlap = _first(options.overlap, spec.overlap, DEFAULT_OVERLAP)
-    grid = make_grid(height, width, tile, overlap, handle.downsampling, spec.border)
-    blend = Blend(options.blend, options.sigma)
-    device = resolve_device(options.device)
-    check_budget(grid, options, src, spec, device)  # before the probe runs a whole tile
-    runner = TileRunner(handle, device, options.precision, options.tta, options.device,
-                        options.backend)
-    normalize = Normalizer.for_model(handle, bands, src.dtype)
-    example = normalize.example(PROBE_TILES, grid.input_tile)
-    classes = runner.probe(bands, grid.input_tile, example)
-    runner.select(example, options.batch_size)
-    layout = _layout(options, src, spec, classes)
+    opened = open_checked(source, model, out, options, sink)
+    runner, sink = opened.runner, opened.sink
+    runner.select(opened.example, options.batch_size)
+    layout = output_layout(options, opened.source, opened.model.spec, opened.classes, sink)
     variables = layout.variables
-    plan = ChunkPlan(grid, blend, options.chunk)
-    tissue = resolve_tissue(options.tissue, src)
-    if tissue is not None:
-        plan = replace(plan, skip=skipped_tiles(plan, tissue))
-    compute = DeviceFeeder(runner, normalize, blend.weights(grid), options.batch_size)
+    compute = DeviceFeeder(runner, opened.normalize, opened.blend.weights(opened.grid),
+                           options.batch_size)
     job = Job(
-        source=src,
-        plan=plan,
+        source=opened.source,
+        plan=opened.chunk_plan(options),
         runner=runner,
         compute=compute,
-        classes=classes,
+        classes=opened.classes,
         sink=sink,
         labels="labels" in variables,
         logits="logits" in variables,
         probabilities=layout.probability_activation if "probabilities" in variables else None,
     )
-    sink.open(layout, src.georef, _run_attributes(job, handle, options), options.resume)
+    sink.open(layout, opened.source.georef, run_attributes(job, opened.model, options),
+              options.resume)
     return job
-
-
-def _layout(options: PredictOptions, source: Any, spec: Any, classes: int) -> OutputLayout:
-    """The output's shape and variables: those asked for, plus what the pyramids need."""
-    variables = options.output
-    pyramids = _pyramid_kinds(options, source)
-    if "labels" in pyramids and "labels" not in variables:
-        variables = (*variables, "labels")
-    if "probabilities" in pyramids and "logits" not in variables:
-        variables = (*variables, "logits")  # the NGFF probability pyramid is made from logits
-    _, height, width = source.shape
-    return OutputLayout(height, width, classes, options.chunk, variables, options.dtype,
-                        spec.class_names, activation=spec.activation)
-
-
-def _slide_options(options: PredictOptions, model: ModelHandle) -> dict[str, Any]:
-    """Slide resolution options; ``mpp`` defaults to the model's when its spec is in µm."""
-    mpp = options.mpp
-    if mpp is None and options.level is None and model.spec.pixel_unit == "um":
-        mpp = model.spec.pixel_size
-    given = {"mpp": mpp, "level": options.level, "slide_mpp": options.slide_mpp}
-    return {k: v for k, v in given.items() if v is not None}
-
-
-def _run_attributes(job: Job, model: ModelHandle, options: PredictOptions) -> dict[str, Any]:
-    """What the output records about how it was made (the ``tilerun`` root attribute)."""
-    grid, spec = job.plan.grid, model.spec
-    attrs: dict[str, Any] = {
-        "version": __version__,
-        "input": job.source.name,
-        "model": model.name,
-        "tile": grid.input_tile,
-        "overlap_px": grid.overlap,
-        "border_px": grid.border,
-        "blend": job.plan.blend.name,
-        "sigma": job.plan.blend.sigma,
-        "chunk": job.plan.chunk,
-        "bands": list(options.bands or range(1, job.source.shape[0] + 1)),
-        "class_names": list(spec.class_names) if spec.class_names else None,
-        "class_colours": list(spec.class_colours) if spec.class_colours else None,
-        "activation": spec.activation,
-        "precision": options.precision,
-        "tta": options.tta,
-        "pixel_size": list(job.source.pixel_size() or ()) or None,
-        "slide": job.source.metadata(),
-    }
-    attrs["fingerprint"] = _fingerprint(attrs, job, options)
-    return attrs
-
-
-def _fingerprint(attrs: dict[str, Any], job: Job, options: PredictOptions) -> str:
-    """What must match for ``--resume`` to continue a store: input, model, options, layout."""
-    parts = {
-        **attrs,
-        "input_stat": _stat(job.source.name),
-        "model_stat": _stat(attrs["model"]),
-        "shape": list(job.source.shape),
-        "classes": job.classes,
-        "output": list(options.output),
-        "dtype": options.dtype,
-        "skip": sorted(job.plan.skip),
-        "version": None,
-    }
-    text = json.dumps(parts, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def _stat(name: str) -> list[float] | None:
-    try:
-        st = Path(name).stat()
-    except OSError:
-        return None
-    return [st.st_size, st.st_mtime]
 
 
 def run(
@@ -237,6 +135,7 @@ def run(
         return _finished_summary(out, finished)
     tune_allocator()
     job = prepare(source, model, out, options, sink)
+    job = with_stats(job)
     try:
         done = job.sink.completed()
         graph, writes = build_graph(job, uuid.uuid4().hex[:12], done)
@@ -268,7 +167,8 @@ def run(
         backend_seconds=job.runner.selection.seconds if job.runner.selection else 0.0,
         batches=dict(sorted(job.compute.batch_sizes.items())),
     )
-    pyramids = _pyramids(options, job)
+    summary = replace(summary, report=finish_report(job.stats, results, summary))
+    pyramids = pyramid_writer(options, job)
     record = {k: v for k, v in asdict(summary).items() if k not in ("output", "already_complete")}
     with _output_failures(out):
         job.sink.finalize(record, pyramids)
@@ -292,6 +192,9 @@ def _output_failures(out: str | Path) -> Iterator[None]:
         raise OutputError(out, f"{err.strerror or err} while writing; the unfinished store "
                           f"{out}.partial is kept (an existing output is untouched): make room, "
                           "then run again with --resume") from err
+    except StoreError as err:  # object storage: unreachable, throttled, credentials expired
+        raise OutputError(out, f"the object store failed while writing ({first_line(err)}); "
+                          "the chunks written so far are kept: run again with --resume") from err
 
 
 def _finished_summary(out: str | Path, attrs: dict[str, Any]) -> RunSummary:
@@ -303,34 +206,6 @@ def _finished_summary(out: str | Path, attrs: dict[str, Any]) -> RunSummary:
         return RunSummary(output=str(out), already_complete=True, **recorded)
     except TypeError as err:
         raise OutputError(out, f"is complete but its run record is unreadable ({err})") from err
-
-
-def _pyramids(options: PredictOptions, job: Job) -> Callable[[Path], None] | None:
-    """OME-NGFF pyramids to add before publishing (``auto``: labels, for slides)."""
-    kinds = _pyramid_kinds(options, job.source)
-    if not kinds:
-        return None
-    from tilerun.sinks.ngff import write_label_pyramid, write_probability_pyramid
-
-    size = job.source.pixel_size()
-    pixel_size, unit = ((size[0], size[0]), size[1]) if size else (None, None)
-
-    # The pyramid's group is called ``probabilities`` unless that is the name of a variable.
-    name = "probabilities_pyramid" if job.probabilities is not None else "probabilities"
-
-    def write(store: Path) -> None:
-        if "labels" in kinds:
-            write_label_pyramid(store, pixel_size=pixel_size, unit=unit)
-        if "probabilities" in kinds:
-            write_probability_pyramid(store, name=name, pixel_size=pixel_size, unit=unit)
-
-    return write
-
-
-def _pyramid_kinds(options: PredictOptions, source: Any) -> tuple[str, ...]:
-    if options.pyramid == "auto":
-        return ("labels",) if source.is_slide else ()
-    return () if options.pyramid == "none" else tuple(options.pyramid.split(","))
 
 
 def _execute(
@@ -374,4 +249,4 @@ def predict(
     """
     summary = run(source, model, out, PredictOptions.from_kwargs(**options), on_chunk,
                   client=client)
-    return xr.open_zarr(summary.output, decode_coords="all")
+    return xr.open_zarr(open_target(summary.output), decode_coords="all")

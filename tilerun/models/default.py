@@ -2,9 +2,10 @@
 
 :data:`BUNDLED` is a 0.5 MB U-Net (base 8, depth 3) trained by ``examples/train_demo_model.py``
 on the project's own synthetic scenes (:mod:`tilerun.sample`): 3-band uint8 RGB at 10 m, four
-classes. It is a demonstration, not a land-cover model for real imagery. Should the file be
-missing (a broken install), the fallback is a U-Net with fixed random weights, and the CLI says
-its outputs mean nothing.
+classes, named :data:`DEMO` in its spec (``--model demo`` on the command line). It is a
+demonstration, not a land-cover model for real imagery. Should the file be missing (a broken
+install), the fallback is a U-Net with fixed random weights, and the CLI says its outputs mean
+nothing.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from tilerun.models.handle import ModelHandle, as_model
 from tilerun.models.unet import build_unet
 
 BUNDLED = Path(__file__).with_name("data") / "demo.safetensors"
+#: The bundled model's name (in its spec), which ``--model`` and ``tilerun model info`` take.
+DEMO = "demo"
 
 
 def default_model(bands: int = 3) -> tuple[ModelHandle, bool]:

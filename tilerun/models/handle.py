@@ -46,10 +46,15 @@ def as_model(
     ``overrides`` replace spec fields (e.g. ``mean``/``std`` for a plain module). For a plain
     module, ``bands`` is read off its first convolution when it has one, and the downsampling
     factor is its ``downsampling`` attribute when it has one (tilerun's U-Nets do), else 32,
-    which suits common encoders.
+    which suits common encoders. The name ``"demo"`` (when no such file exists) is the
+    bundled demo package, as ``--model demo`` on the command line.
     """
     if isinstance(model, ModelHandle):
         return model
+    if model == "demo" and not Path(model).exists():
+        from tilerun.models.default import BUNDLED
+
+        model = BUNDLED
     overrides = {
         k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items() if v is not None
     }

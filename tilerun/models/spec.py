@@ -4,6 +4,7 @@ Users lose days to models fed the wrong bands, the wrong normalisation or the wr
 A tilerun package says, in JSON (schema :data:`SCHEMA_VERSION`):
 
 * ``architecture`` + ``arguments``: a name from tilerun's registry, never code;
+* ``name``: what the model is called, for people (optional; the bundled model is ``demo``);
 * ``bands`` / ``band_names`` / ``dtype``: the input it expects;
 * normalisation in float32, either ``mean``/``std`` per band, ``x' = (x - mean) / std``, or
   ``scale = "dtype_range"``, ``x' = (x - lo) / (hi - lo)`` over the input dtype's range;
@@ -52,6 +53,7 @@ class ModelSpec:
     pixel_unit: str | None = None
     border: int = 0
     embedded_normalisation: bool = False
+    name: str | None = None
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:

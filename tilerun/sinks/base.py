@@ -28,6 +28,8 @@ class Sink(ABC):
 
     #: where the output goes, for messages
     name: str = "output"
+    #: whether :meth:`finalize` can add viewer pyramids (``extras``) to the output
+    takes_pyramids: bool = True
 
     def check(self) -> None:  # noqa: B027  (optional: a sink with nothing to check)
         """Refuse a destination that cannot take the output, before any work."""

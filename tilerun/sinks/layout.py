@@ -41,6 +41,8 @@ class OutputLayout:
     class_names: tuple[str, ...] | None = None
     #: the model spec's ``activation``: how ``probabilities`` are computed from the logits
     activation: str = "softmax"
+    #: Zarr format: 3, or 2 for GDAL readers (see :func:`encoding`)
+    zarr_format: int = 3
 
     @property
     def chunk_grid(self) -> tuple[int, int]:
@@ -93,7 +95,10 @@ def skeleton(layout: OutputLayout, georef: GeoRef | None) -> xr.Dataset:
         if k == 1:  # one class: labels are logit > 0
             meanings = [f"not_{meanings[0]}", meanings[0]]
         flags = {"flag_values": list(range(len(meanings))), "flag_meanings": " ".join(meanings)}
-        data["labels"] = xr.DataArray(empty, dims=("y", "x"), attrs=flags)
+        # ``nodata`` (rioxarray's ``.rio.nodata``), not CF ``_FillValue``: a _FillValue makes
+        # xarray decode the labels to float32 with NaN, and they are categories (uint8).
+        data["labels"] = xr.DataArray(empty, dims=("y", "x"),
+                                      attrs={**flags, "nodata": LABEL_FILL})
     if "probabilities" in layout.variables:
         # Decoded type (float32) here; _encoding stores it as uint8 with CF scale and fill.
         empty = da.empty((k, h, w), dtype=np.float32, chunks=(k, z, z))
@@ -128,7 +133,7 @@ def _affine(georef: GeoRef) -> Any:
     return Affine(*georef.transform)
 
 
-def output_codec() -> Any:
+def output_codec(zarr_format: int = 3) -> Any:
     """Blosc LZ4 with byte shuffle: the codec every output variable is written with.
 
     Chosen for speed, measured on 4×1024² float32 logit chunks (``bench_pipeline.py``, see
@@ -137,19 +142,32 @@ def output_codec() -> Any:
     Byte shuffle groups the exponent bytes of neighbouring floats, which is where smooth logits
     compress; Blosc decompresses at GB/s, so readers lose nothing either.
     """
+    if zarr_format == 2:
+        from numcodecs import Blosc
+
+        return Blosc(cname="lz4", clevel=5, shuffle=Blosc.SHUFFLE)
     from zarr.codecs import BloscCodec
 
     return BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")
 
 
 def encoding(layout: OutputLayout) -> dict[str, dict[str, Any]]:
+    """Per-variable Zarr encoding.
+
+    Labels' Zarr ``fill_value`` is :data:`LABEL_FILL`, so a chunk never written reads as
+    nodata, not as class 0, in every reader (GDAL takes it for the band's nodata). In v3 it is
+    the array's fill value only, and xarray keeps labels uint8; Zarr v2 has no such split —
+    xarray takes a v2 fill value for ``_FillValue`` and decodes labels to float32 with NaN
+    unless opened with ``mask_and_scale=False``.
+    """
     k, z = layout.classes, layout.chunk
     encoding: dict[str, dict[str, Any]] = {}
-    codec = (output_codec(),)
+    codec = (output_codec(layout.zarr_format),)
+    label_fill = "fill_value" if layout.zarr_format == 3 else "_FillValue"
     if "logits" in layout.variables:
         encoding["logits"] = {"chunks": (k, z, z), "_FillValue": np.nan, "compressors": codec}
     if "labels" in layout.variables:
-        encoding["labels"] = {"chunks": (z, z), "_FillValue": LABEL_FILL, "compressors": codec}
+        encoding["labels"] = {"chunks": (z, z), label_fill: LABEL_FILL, "compressors": codec}
     if "probabilities" in layout.variables:
         # xarray writes scale_factor, add_offset and _FillValue as array attributes, where its
         # CF decoding (open_zarr's default mask_and_scale=True) reads them back: codes become

@@ -49,11 +49,7 @@ metadata, when it has some, is rebuilt so that it lists the new group.
 
 from __future__ import annotations
 
-import shutil
-import warnings
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +57,7 @@ import dask.array as da
 import numpy as np
 import zarr
 
-from tilerun.errors import InputError, OptionError, OutputError, OutputExistsError
+from tilerun.errors import OptionError
 from tilerun.sinks.ngff_metadata import (
     NGFF_VERSION,
     PALETTE,
@@ -74,27 +70,17 @@ from tilerun.sinks.ngff_metadata import (
     ngff_transforms,
     nodata_value,
 )
-from tilerun.sinks.store import is_zarr_store, run_record
+from tilerun.sinks.ngff_store import (
+    Pyramid,
+    cleanup_on_error,
+    open_store,
+    publish,
+    source_array,
+    staging,
+)
 
 PROBABILITY_DTYPES = ("float32", "float16")
 
-
-
-@dataclass(frozen=True)
-class Pyramid:
-    """What a ``write_*_pyramid`` call wrote."""
-
-    path: Path
-    name: str
-    shapes: tuple[tuple[int, ...], ...]
-    scales: tuple[tuple[float, ...], ...]
-    translations: tuple[tuple[float, ...], ...]
-    dtype: str
-    method: str
-
-    @property
-    def levels(self) -> int:
-        return len(self.shapes)
 
 
 def level_count(height: int, width: int, min_size: int = 256) -> int:
@@ -143,8 +129,8 @@ def write_label_pyramid(
     as ``properties`` (from the labels' CF ``flag_meanings``) and ``source`` (``{"image":
     source_image}``, a path relative to the label group) when given.
     """
-    store = _open_store(store_path)
-    source = _source_array(store, source_variable, ndim=2)
+    store = open_store(store_path)
+    source = source_array(store, source_variable, ndim=2)
     height, width = (int(n) for n in source.shape)
     n_levels = _levels(levels, height, width, min_size)
     chunk = _spatial_chunk(source)
@@ -166,8 +152,8 @@ def write_label_pyramid(
             return da.from_zarr(source)
         return previous[::2, ::2]
 
-    target, final = _staging(store.path, name, overwrite)
-    with _cleanup_on_error(target):
+    target, final = staging(store.path, name, overwrite)
+    with cleanup_on_error(target):
         group = zarr.open_group(target, mode="w", zarr_format=3)
         _write_levels(
             group, shapes, level, dims=("y", "x"), dtype=np.dtype(source.dtype),
@@ -175,7 +161,7 @@ def write_label_pyramid(
             compressors=_compressors(source),
         )  # fmt: skip
         group.attrs["ome"] = ome
-    return _publish(
+    return publish(
         store.path, target, final, name, shapes, scales, translations,
         str(np.dtype(source.dtype)), "nearest",
     )  # fmt: skip
@@ -203,8 +189,8 @@ def write_probability_pyramid(
     """
     if dtype not in PROBABILITY_DTYPES:
         raise OptionError("dtype", f"choose from {PROBABILITY_DTYPES}, got {dtype!r}")
-    store = _open_store(store_path)
-    source = _source_array(store, source_variable, ndim=3)
+    store = open_store(store_path)
+    source = source_array(store, source_variable, ndim=3)
     classes, height, width = (int(n) for n in source.shape)
     channels = 2 if classes == 1 else classes
     n_levels = _levels(levels, height, width, min_size)
@@ -241,15 +227,15 @@ def write_probability_pyramid(
             return da.map_blocks(_softmax, logits, dtype=np.float32, chunks=out_chunks)
         return mean_pool_2x2(previous)
 
-    target, final = _staging(store.path, name, overwrite)
-    with _cleanup_on_error(target):
+    target, final = staging(store.path, name, overwrite)
+    with cleanup_on_error(target):
         group = zarr.open_group(target, mode="w", zarr_format=3)
         _write_levels(
             group, shapes, level, dims=("c", "y", "x"), dtype=np.dtype(dtype),
             chunks=(channels, chunk, chunk), fill_value=np.nan, compressors="auto",
         )  # fmt: skip
         group.attrs["ome"] = ome
-    return _publish(store.path, target, final, name, shapes, scales, translations, dtype, "mean")
+    return publish(store.path, target, final, name, shapes, scales, translations, dtype, "mean")
 
 
 # --- downsampling --------------------------------------------------------------------------
@@ -325,42 +311,6 @@ def _write_levels(
         previous = da.from_zarr(target)
 
 
-# --- the store -------------------------------------------------------------------------------
-
-
-def _open_store(store_path: str | Path) -> _Store:
-    path = Path(store_path)
-    if not is_zarr_store(path):
-        raise InputError(path, "not a Zarr v3 store (no zarr.json)")
-    try:
-        group = zarr.open_group(path, mode="r")
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise InputError(path, f"not a readable Zarr store ({type(err).__name__})") from err
-    if run_record(group).get("complete") is False:
-        raise InputError(path, "the run that writes this store has not finished")
-    return _Store(group, path)
-
-
-@dataclass(frozen=True)
-class _Store:
-    group: Any
-    path: Path
-
-    @property
-    def attrs(self) -> Any:
-        return self.group.attrs
-
-
-def _source_array(store: _Store, variable: str, ndim: int) -> Any:
-    try:
-        array = zarr.open_array(store.path / variable, mode="r")
-    except (OSError, ValueError, KeyError, TypeError, FileNotFoundError) as err:
-        raise InputError(store.path, f"has no array {variable!r}") from err
-    if array.ndim != ndim:
-        raise InputError(store.path, f"{variable} has {array.ndim} dimensions, expected {ndim}")
-    return array
-
-
 def _spatial_chunk(array: Any) -> int:
     return int(max(array.chunks[-2:]))
 
@@ -376,71 +326,3 @@ def _levels(levels: int | None, height: int, width: int, min_size: int) -> int:
     if levels < 1:
         raise OptionError("levels", f"must be at least 1, got {levels}")
     return int(levels)
-
-
-def _staging(store: Path, name: str, overwrite: bool) -> tuple[Path, Path]:
-    if not name or "/" in name or name.startswith(".") or name.endswith(".partial"):
-        raise OptionError("name", f"expected a plain group name, got {name!r}")
-    final = store / name
-    if final.exists():
-        if not overwrite:
-            raise OutputExistsError(final, "already exists; pass overwrite=True to replace it")
-        if not (final / "zarr.json").is_file():
-            raise OutputError(final, "exists and is not a Zarr group; refusing to replace it")
-    staging = store / (name + ".partial")
-    if staging.exists():
-        shutil.rmtree(staging)
-    return staging, final
-
-
-@contextmanager
-def _cleanup_on_error(staging: Path) -> Iterator[None]:
-    """Remove the half-written group when anything fails (nothing partial is left behind)."""
-    try:
-        yield
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-
-
-def _publish(
-    store: Path,
-    staging: Path,
-    final: Path,
-    name: str,
-    shapes: Sequence[tuple[int, ...]],
-    scales: list[list[float]],
-    translations: list[list[float]],
-    dtype: str,
-    method: str,
-) -> Pyramid:
-    """Rename the finished group into place and refresh consolidated metadata."""
-    old = final.with_name(final.name + ".replaced")
-    if final.exists():
-        final.rename(old)
-    staging.rename(final)
-    if old.exists():
-        shutil.rmtree(old)
-    if _root_json(store).get("consolidated_metadata"):
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
-            zarr.consolidate_metadata(store)
-    return Pyramid(
-        path=final,
-        name=name,
-        shapes=tuple(tuple(int(n) for n in s) for s in shapes),
-        scales=tuple(tuple(s) for s in scales),
-        translations=tuple(tuple(t) for t in translations),
-        dtype=dtype,
-        method=method,
-    )
-
-
-def _root_json(store: Path) -> dict[str, Any]:
-    import json
-
-    try:
-        data = json.loads((store / "zarr.json").read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}

@@ -35,9 +35,13 @@ Colour = str | Sequence[int]
 
 
 def nodata_value(array: Any) -> Any:
-    """The CF ``_FillValue`` (what xarray writes; 255 for tilerun labels), else Zarr's."""
+    """The CF ``_FillValue`` where there is one (logits, probabilities), else the Zarr fill
+    value (labels: 255), as a Python number."""
     fill = array.attrs.get("_FillValue")
-    return fill if isinstance(fill, int | float) else array.fill_value
+    if isinstance(fill, int | float):
+        return fill
+    value = array.fill_value
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def ngff_transforms(

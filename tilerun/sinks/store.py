@@ -11,8 +11,12 @@ so nothing partial ever sits at the requested path. Inside:
   send to unfinished ones, for ``--resume``; removed on completion;
 * ``tilerun.lock`` (:data:`~tilerun.sinks.lock.LOCK_NAME`): the single writer's lock.
 
-The Zarr sink writes this layout; ``tilerun info``, quicklooks and pyramids read it through
-:class:`OutputStore` and :func:`run_record`.
+An output in object storage (``s3://bucket/scene.zarr``, see :mod:`tilerun.sinks.objects`)
+has the same layout written in place, as there is no rename: its ``complete`` flag, written
+last, is what tells a finished store from an unfinished one (:class:`ObjectOutputStore`).
+
+The Zarr sinks write this layout; ``tilerun info``, quicklooks and pyramids read it through
+:func:`output_store` and :func:`run_record`.
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ import numpy as np
 import zarr
 
 from tilerun.errors import InputError, first_line
-from tilerun.sinks.lock import RunLock
+from tilerun.sinks.lock import ObjectLock, RunLock
+from tilerun.sinks.objects import ObjectLocation, object_url
 
 STAGING_SUFFIX = ".partial"
 RECORD = "tilerun"
@@ -34,14 +39,53 @@ DONE = f"{RECORDS}/chunks_done"
 CARRY = "tilerun.carry"
 
 
+#: The root metadata document of a Zarr v3 and a Zarr v2 group.
+GROUP_DOCUMENTS = ("zarr.json", ".zgroup")
+
+
 def is_zarr_store(path: Path) -> bool:
-    return path.is_dir() and (path / "zarr.json").is_file()
+    return path.is_dir() and any((path / name).is_file() for name in GROUP_DOCUMENTS)
 
 
 def run_record(group: Any) -> dict[str, Any]:
     """The run's record of an open group (empty when it has none)."""
     record = group.attrs.get(RECORD)
     return dict(record) if isinstance(record, dict) else {}
+
+
+def read_record(target: Any, name: object) -> dict[str, Any]:
+    """The run's record of the store ``target`` (a path or Zarr store); a one-line error naming
+    ``name`` for a store tilerun cannot read (corrupt metadata) or did not write."""
+    try:
+        group = zarr.open_group(target, mode="r")
+    except (ValueError, KeyError, TypeError, OSError) as err:  # JSON and Zarr errors
+        raise InputError(name, f"its Zarr metadata cannot be read ({first_line(err)})") from err
+    if not isinstance(group.attrs.get(RECORD), dict):
+        raise InputError(name, "is a Zarr store, but not one tilerun wrote (it has no "
+                         f"{RECORD!r} attributes)")
+    return run_record(group)
+
+
+def read_chunks_done(target: Any) -> np.ndarray | None:
+    """Which output chunks of the store ``target`` are written (bool, the chunk grid), None
+    without records."""
+    try:
+        done = zarr.open_array(target, path=DONE, mode="r")
+    except (FileNotFoundError, KeyError, ValueError):
+        return None
+    return np.asarray(done[:]).astype(bool)
+
+
+def output_store(out: str | Path) -> OutputStore | ObjectOutputStore:
+    """The store reader for an output path or object-store URL."""
+    url = object_url(out)
+    return ObjectOutputStore(ObjectLocation(url)) if url else OutputStore(Path(out))
+
+
+def open_target(out: str | Path, read_only: bool = True) -> Any:
+    """What Zarr and xarray open for ``out``: the path, or an object store."""
+    url = object_url(out)
+    return ObjectLocation(url).zarr_store(read_only=read_only) if url else Path(out)
 
 
 @dataclass(frozen=True)
@@ -74,25 +118,55 @@ class OutputStore:
         return path
 
     def record(self, path: Path) -> dict[str, Any]:
-        """The run's record at ``path``; a one-line error for a store tilerun cannot read
-        (corrupt metadata) or did not write."""
-        try:
-            group = zarr.open_group(path, mode="r")
-        except (ValueError, KeyError, TypeError, OSError) as err:  # JSON and Zarr errors
-            raise InputError(path, f"its Zarr metadata cannot be read ({first_line(err)})") \
-                from err
-        if not isinstance(group.attrs.get(RECORD), dict):
-            raise InputError(path, "is a Zarr store, but not one tilerun wrote (it has no "
-                             f"{RECORD!r} attributes)")
-        return run_record(group)
+        """The run's record at ``path`` (see :func:`read_record`)."""
+        return read_record(path, path)
 
     @staticmethod
     def chunks_done(path: Path) -> np.ndarray | None:
         """Which output chunks are written (bool, the chunk grid), None without records."""
-        if not is_zarr_store(path / DONE):
-            return None
-        return np.asarray(zarr.open_array(path / DONE, mode="r")[:]).astype(bool)
+        return read_chunks_done(path)
 
     def holder(self) -> dict[str, object] | None:
         """The live run writing the staging store, if any."""
         return RunLock(self.staging).holder()
+
+
+@dataclass(frozen=True)
+class ObjectOutputStore:
+    """An output in object storage, read in place: unfinished until its record says
+    ``complete``, which the run writes last."""
+
+    location: ObjectLocation
+
+    @property
+    def path(self) -> str:
+        return self.location.url
+
+    def exists(self) -> bool:
+        return any(self.location.get(name) is not None for name in GROUP_DOCUMENTS)
+
+    def completed(self) -> dict[str, Any] | None:
+        """The record of a complete output, else None."""
+        if not self.exists():
+            return None
+        try:
+            record = run_record(zarr.open_group(self.location.zarr_store(True), mode="r"))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return record if record.get("complete") else None
+
+    def located(self) -> Any:
+        """The Zarr store to report on; a one-line error when there is none."""
+        if not self.exists():
+            raise InputError(self.path, "no tilerun output here (no zarr.json)")
+        return self.location.zarr_store(read_only=True)
+
+    def record(self, target: Any) -> dict[str, Any]:
+        return read_record(target, self.path)
+
+    @staticmethod
+    def chunks_done(target: Any) -> np.ndarray | None:
+        return read_chunks_done(target)
+
+    def holder(self) -> dict[str, object] | None:
+        return ObjectLock(self.location).holder()

@@ -4,7 +4,8 @@ Layout (``xarray.open_zarr(path, decode_coords="all")`` + rioxarray give back CR
 
 * ``logits(class, y, x)`` float32 or float16, chunks ``(classes, Z, Z)``, NaN where the input
   was nodata;
-* ``labels(y, x)`` uint8 argmax (optional), ``_FillValue`` :data:`LABEL_FILL` where nodata;
+* ``labels(y, x)`` uint8 argmax (optional), :data:`LABEL_FILL` where nodata: the Zarr fill value
+  and a ``nodata`` attribute (rioxarray), not a CF ``_FillValue``, so xarray keeps it uint8;
 * ``probabilities(class, y, x)`` uint8 (optional), chunks ``(classes, Z, Z)``: class
   probabilities ``p`` in [0, 1], stored as ``round(p * 254)`` with 255 (:data:`PROBABILITY_FILL`)
   where nodata, and the CF attributes ``scale_factor = 1/254``, ``add_offset = 0``,
@@ -39,7 +40,7 @@ import os
 import shutil
 import tempfile
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,21 +48,22 @@ import numpy as np
 import zarr
 
 from tilerun.errors import OutputError, OutputExistsError
-from tilerun.geometry import Window
-from tilerun.sinks.base import Sink
-from tilerun.sinks.layout import (
-    OutputLayout,
-    encoding,
-    skeleton,
-)
 from tilerun.sinks.lock import LOCK_NAME, RunLock
-from tilerun.sinks.store import CARRY, DONE, RECORD, RECORDS, OutputStore, is_zarr_store
+from tilerun.sinks.store import (
+    CARRY,
+    RECORD,
+    OutputStore,
+    is_zarr_store,
+    output_store,
+)
+from tilerun.sinks.zarr_writer import ZarrStoreSink, carry_name
 from tilerun.sources import GeoRef
 
 
 def completed_output(path: str | Path) -> dict[str, Any] | None:
-    """See :meth:`OutputStore.completed`."""
-    return OutputStore(Path(path)).completed()
+    """The record of a complete output (local or object storage), else None: see
+    :meth:`OutputStore.completed`."""
+    return output_store(path).completed()
 
 
 def check_output_path(path: Path, overwrite: bool) -> None:
@@ -81,31 +83,17 @@ def check_output_path(path: Path, overwrite: bool) -> None:
         raise OutputError(path, "exists and is not a Zarr store; refusing to replace it")
 
 
-class ZarrSink(Sink):
-    """Writes chunk windows straight into the Zarr arrays (no locks: one writer per chunk)."""
+class ZarrSink(ZarrStoreSink):
+    """A store in a local folder: staged at ``<out>.partial``, renamed to ``<out>`` once
+    complete (see the module docstring)."""
 
     def __init__(self, path: str | Path, overwrite: bool = False) -> None:
+        super().__init__(str(path), overwrite)
         self.path = Path(path)
-        self.name = str(path)
         self.staging = OutputStore(self.path).staging
-        self.overwrite = overwrite
-        self._layout: OutputLayout | None = None
-        self._arrays: dict[str, Any] | None = None
-
-    @property
-    def layout(self) -> OutputLayout:
-        if self._layout is None:
-            raise RuntimeError(f"{self.name}: the sink is used before open()")
-        return self._layout
 
     def check(self) -> None:
         check_output_path(self.path, self.overwrite)
-
-    def open(self, layout: OutputLayout, georef: GeoRef | None, attrs: dict[str, Any],
-             resume: bool = False) -> None:
-        """See :meth:`create`."""
-        self._layout = layout
-        self.create(georef, attrs, resume)
 
     def create(self, georef: GeoRef | None, attrs: dict[str, Any], resume: bool = False) -> None:
         """Validate the destination, lock it, and write the store's metadata and coordinates.
@@ -151,76 +139,15 @@ class ZarrSink(Sink):
                 shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
         return False
 
-    def _write_skeleton(self, georef: GeoRef | None, attrs: dict[str, Any]) -> None:
-        dataset = skeleton(self.layout, georef)
-        dataset.attrs.update({RECORD: {**attrs, "complete": False}})
-        # mode "a" into the emptied folder: "w" would clear it, the lock file with it, and "w-"
-        # takes the lock file for existing data.
-        try:
-            with warnings.catch_warnings():  # Zarr notes the lock file is not one of its own
-                warnings.filterwarnings("ignore", message=f"Object at {LOCK_NAME} is not")
-                dataset.to_zarr(
-                    self.staging, mode="a", compute=False, zarr_format=3,
-                    encoding=encoding(self.layout), consolidated=False,
-                )
-            records = zarr.open_group(self.staging, mode="r+").create_group(RECORDS)
-            records.create_array(
-                DONE.split("/")[-1], shape=self.layout.chunk_grid, chunks=(1, 1), dtype="uint8",
-                fill_value=0, dimension_names=("chunk_y", "chunk_x"),
-                attributes={"description": "1 once the output chunk is written"},
-            )
-        except OSError as err:
-            raise OutputError(self.staging, f"cannot write the store ({err.strerror or err})") \
-                from err
-
     def _same_run(self, attrs: dict[str, Any]) -> bool:
         try:
-            stored = zarr.open_group(self.staging, mode="r").attrs.get(RECORD, {})
+            stored = zarr.open_group(self.target(), mode="r").attrs.get(RECORD, {})
         except (OSError, ValueError, KeyError):
             return False
         return isinstance(stored, dict) and stored.get("fingerprint") == attrs["fingerprint"]
 
-    def done(self) -> np.ndarray:
-        """Which chunks are written (bool, the chunk grid's shape)."""
-        done = OutputStore.chunks_done(self.staging)
-        return done if done is not None else np.zeros(self.layout.chunk_grid, bool)
-
-    def completed(self) -> frozenset[tuple[int, int]]:
-        rows, cols = np.nonzero(self.done())
-        return frozenset((int(i), int(j)) for i, j in zip(rows, cols, strict=True))
-
-    def _array(self, name: str) -> Any:
-        """The open array; every chunk is written once and is rarely all fill, so Zarr's check
-        for all-fill chunks (a full extra pass over the data, to skip storing them) is off."""
-        if self._arrays is None:
-            group = zarr.open_group(self.staging, mode="r+")
-            self._arrays = {
-                v: group[v].with_config({"write_empty_chunks": True})  # type: ignore[union-attr]
-                for v in (*self.layout.variables, DONE)
-            }
-        return self._arrays[name]
-
-    def write(self, window: Window, outputs: Mapping[str, np.ndarray]) -> None:
-        """Write the chunk's data, then (only then) its completion record.
-
-        ``outputs`` holds every variable of the layout (see :meth:`Sink.write`); logits are
-        cast to the layout's dtype here, the other variables are stored as given.
-        """
-        missing = [v for v in self.layout.variables if v not in outputs]
-        if missing:
-            raise ValueError(f"no data for output variable(s) {missing} at {window}")
-        ys, xs = window.slices()
-        for name in self.layout.variables:
-            data = outputs[name]
-            if name == "logits":
-                data = data.astype(self.layout.logits_dtype, copy=False)
-            target = self._array(name)
-            if data.ndim == 3:
-                target[:, ys, xs] = data
-            else:
-                target[ys, xs] = data
-        z = self.layout.chunk
-        self._array(DONE)[window.y // z, window.x // z] = 1
+    def target(self) -> Any:
+        return self.staging
 
     def keep_carry(
         self, source: tuple[int, int], target: tuple[int, int], data: np.ndarray
@@ -230,11 +157,11 @@ class ZarrSink(Sink):
         ~1 ms where a Zarr array cost 15 ms of CPU (its metadata, codecs and async I/O)."""
         folder = self.staging / CARRY
         folder.mkdir(exist_ok=True)
-        np.save(folder / _carry_name(source, target), np.ascontiguousarray(data, np.float32))
+        np.save(folder / carry_name(source, target), np.ascontiguousarray(data, np.float32))
 
     def carry(self, source: tuple[int, int], target: tuple[int, int]) -> np.ndarray | None:
         try:
-            return np.load(self.staging / CARRY / _carry_name(source, target))
+            return np.load(self.staging / CARRY / carry_name(source, target))
         except (OSError, ValueError, EOFError):  # absent, or cut short by a kill
             return None
 
@@ -275,19 +202,6 @@ class ZarrSink(Sink):
         if old.exists():
             shutil.rmtree(old)
 
-    def abort(self) -> None:
-        """The run failed: give up the lock; the staging store stays, for ``--resume``."""
-        self.release()
-
-    def release(self) -> None:
-        """Give up the lock (after finishing, or when the run fails)."""
-        lock = getattr(self, "lock", None)
-        if lock is not None:
-            lock.release()
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_arrays": None, "lock": None}
-
 
 def _check_writable(path: Path, folder: Path) -> None:
     """Make and remove a hidden folder in ``folder``: the one test that holds for every reason
@@ -310,7 +224,3 @@ def _make_folder(path: Path) -> None:
     except OSError as err:
         raise OutputError(path, f"cannot create the output folder ({err.strerror or err})") \
             from err
-
-
-def _carry_name(source: tuple[int, int], target: tuple[int, int]) -> str:
-    return f"{source[0]}.{source[1]}-{target[0]}.{target[1]}.npy"

@@ -1,0 +1,43 @@
+"""``tilerun report``: print an output's run report and write it as one HTML page."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from tilerun.cli.errors import exits_cleanly
+
+
+@click.command("report")
+@click.argument("store", type=click.Path(path_type=Path))
+@click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="HTML page to write [default: STORE's name with .report.html, beside it].")
+@click.option("--no-html", is_flag=True, help="Only print the report.")
+@click.option("--json", "as_json", is_flag=True, help="Print the stored report as JSON.")
+@click.option("--max-size", default=512, show_default=True,
+              help="Longest edge of the page's quicklook and entropy map in pixels.")
+@click.option("--overwrite", is_flag=True, help="Replace the HTML page if it exists.")
+@exits_cleanly
+def report_command(store: Path, html_path: Path | None, no_html: bool, as_json: bool,
+                   max_size: int, overwrite: bool) -> None:
+    """Print STORE's run report (input drift, class fractions, confidence, timing) and write
+    it, with plots, as a self-contained HTML page."""
+    from rich.console import Console
+
+    from tilerun.report.html import default_html_path, write_html
+    from tilerun.report.stored import read_report
+    from tilerun.report.text import print_report
+
+    report, record = read_report(store)
+    page = None
+    if not no_html:  # first: a page that may not be replaced stops before anything is printed
+        page = write_html(store, html_path or default_html_path(store), overwrite=overwrite,
+                          max_size=max_size)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        print_report(report, record, Console())
+    if page is not None:
+        click.echo(f"wrote {page}", err=as_json)

@@ -1,0 +1,214 @@
+"""A finished tilerun output opened for export: its frame, classes and chunk-wise reads.
+
+Exports never load a whole variable: they ask :class:`FinishedOutput` for one window at a time
+(:meth:`FinishedOutput.read`, :meth:`FinishedOutput.labels`), and iterate windows aligned to
+the store's chunks so each stored chunk is decoded once (or a few times when the caller's
+block grid does not match the chunks).
+
+The *frame* maps output pixel corners ``(col, row)`` to coordinates, GDAL-ordered
+``(a, b, c, d, e, f)``: ``x = a·col + b·row + c``, ``y = d·col + e·row + f``.
+
+* A georeferenced raster's frame is the ``GeoTransform`` of ``spatial_ref`` (with its
+  ``crs_wkt``), exactly what rioxarray reads back.
+* A slide has no CRS; its frame is the record's ``slide.level0_affine``, so coordinates are
+  level-0 pixel corners of the slide (x right, y down), which is what QuPath and OpenSlide use.
+* A plain array has the identity frame and no CRS.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tilerun.errors import InputError, first_line
+from tilerun.geometry import Window
+from tilerun.quicklook import PALETTE
+from tilerun.sinks.store import STAGING_SUFFIX, OutputStore
+
+LABEL_NODATA = 255
+Affine6 = tuple[float, float, float, float, float, float]
+IDENTITY: Affine6 = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+#: the variables an export can read, in the order ``--variable`` lists them
+EXPORTABLE = ("labels", "probabilities", "logits")
+
+
+@dataclass(frozen=True)
+class FinishedOutput:
+    """A complete tilerun output store, read lazily (see the module docstring)."""
+
+    path: Path
+    group: Any
+    record: dict[str, Any]
+    height: int
+    width: int
+    #: chunk edge (rows, columns) of the spatial axes
+    chunks: tuple[int, int]
+    crs_wkt: str | None
+    frame: Affine6
+    #: names of the label values 0 … n-1 (a one-class model has two: ``not X`` and ``X``)
+    class_names: tuple[str, ...]
+    #: ``#rrggbb`` per label value
+    class_colours: tuple[str, ...]
+
+    @property
+    def slide(self) -> dict[str, Any] | None:
+        """The slide metadata the run recorded, None for rasters and arrays."""
+        slide = self.record.get("slide")
+        return slide if isinstance(slide, dict) else None
+
+    @property
+    def is_slide(self) -> bool:
+        return self.slide is not None
+
+    @property
+    def pixel_area(self) -> float:
+        """Area of one output pixel in frame units² (``|a·e − b·d|``)."""
+        a, b, _, d, e, _ = self.frame
+        return abs(a * e - b * d)
+
+    def has(self, variable: str) -> bool:
+        return variable in set(self.group.array_keys())
+
+    def windows(self, step: tuple[int, int] | None = None) -> Iterator[Window]:
+        """Row-major windows of ``step`` (default: the chunks) covering the raster."""
+        sy, sx = step or self.chunks
+        for y in range(0, self.height, sy):
+            for x in range(0, self.width, sx):
+                yield Window(y, x, min(sy, self.height - y), min(sx, self.width - x))
+
+    def read(self, variable: str, window: Window) -> np.ndarray:
+        """The stored values (raw codes for probabilities) of ``variable`` in ``window``."""
+        array = self.group[variable]
+        rows, cols = window.slices()
+        if array.ndim == 3:
+            return np.asarray(array[:, rows, cols])
+        return np.asarray(array[rows, cols])
+
+    def labels(self, window: Window) -> np.ndarray:
+        """uint8 labels in ``window``, :data:`LABEL_NODATA` where nodata: the ``labels``
+        variable, else the argmax of the logits (``logit > 0`` for one class), as the run
+        would have stored them."""
+        if self.has("labels"):
+            return self.read("labels", window).astype(np.uint8, copy=False)
+        logits = self.read("logits", window).astype(np.float32, copy=False)
+        nodata: np.ndarray = np.asarray(np.isnan(logits).any(axis=0))
+        if logits.shape[0] == 1:
+            labels = (logits[0] > 0).astype(np.uint8)
+        else:
+            labels = np.where(nodata[None], -np.inf, logits).argmax(axis=0).astype(np.uint8)
+        labels[nodata] = LABEL_NODATA
+        return labels
+
+
+def open_finished(store: str | Path) -> FinishedOutput:
+    """Open a *complete* tilerun output; a one-line :class:`InputError` for anything else: no
+    store, an unfinished run (``OUT.zarr.partial`` or ``complete`` not set), a store tilerun
+    did not write, or one without labels or logits."""
+    import zarr
+
+    path = Path(store)
+    if "://" in str(store):
+        raise InputError(store, "exports read local stores only; copy the store here first")
+    if path.name.endswith(STAGING_SUFFIX) and path.exists():
+        raise InputError(path, "is an unfinished run's store; finish it with "
+                         "`tilerun predict … --resume` before exporting")
+    output = OutputStore(path)
+    located = output.located()  # raises when neither OUT.zarr nor OUT.zarr.partial exists
+    record = output.record(located)
+    if located != path or not record.get("complete"):
+        raise InputError(
+            path,
+            f"is unfinished ({located.name} was not completed by its run); finish it with "
+            "`tilerun predict … --resume` before exporting",
+        )
+    try:
+        group = zarr.open_group(path, mode="r")
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise InputError(path, f"its Zarr metadata cannot be read ({first_line(err)})") from err
+    arrays = set(group.array_keys())
+    if not arrays & {"labels", "logits"}:
+        raise InputError(path, "has neither labels nor logits to export")
+    spatial: Any = group["labels"] if "labels" in arrays else group["logits"]
+    height, width = (int(n) for n in spatial.shape[-2:])
+    chunks = (int(spatial.chunks[-2]), int(spatial.chunks[-1]))
+    crs_wkt, frame = _frame(group, record, path)
+    names = _class_names(group, record)
+    return FinishedOutput(path, group, record, height, width, chunks, crs_wkt, frame, names,
+                          _colours(record, len(names)))
+
+
+def _frame(group: Any, record: dict[str, Any], path: Path) -> tuple[str | None, Affine6]:
+    slide = record.get("slide")
+    if isinstance(slide, dict):
+        return None, _affine(slide.get("level0_affine"), path, "slide.level0_affine")
+    if "spatial_ref" not in set(group.array_keys()):
+        return None, IDENTITY
+    attrs = group["spatial_ref"].attrs
+    wkt = attrs.get("crs_wkt") or attrs.get("spatial_ref")
+    text = attrs.get("GeoTransform")
+    if text is None:
+        return (str(wkt) if wkt else None), IDENTITY
+    try:
+        c, a, b, f, d, e = (float(v) for v in str(text).split())
+    except ValueError as err:
+        raise InputError(path, f"spatial_ref GeoTransform {text!r} is not 6 numbers") from err
+    return (str(wkt) if wkt else None), _affine([a, b, c, d, e, f], path, "GeoTransform")
+
+
+def _affine(values: Any, path: Path, what: str) -> Affine6:
+    try:
+        a, b, c, d, e, f = (float(v) for v in values)
+    except (TypeError, ValueError) as err:
+        raise InputError(path, f"{what} is not 6 numbers ({values!r})") from err
+    if not all(math.isfinite(v) for v in (a, b, c, d, e, f)) or a * e - b * d == 0:
+        raise InputError(path, f"{what} {values!r} is not an invertible affine")
+    return a, b, c, d, e, f
+
+
+def _class_names(group: Any, record: dict[str, Any]) -> tuple[str, ...]:
+    """One name per label value: the record's class names (the model's, spaces kept), else
+    the labels' CF ``flag_meanings``, else ``class k``; a one-class model's labels 0 and 1
+    are ``not X`` and ``X``."""
+    arrays = set(group.array_keys())
+    classes = None
+    for name in ("logits", "probabilities"):
+        if name in arrays:
+            classes = int(group[name].shape[0])
+    names = record.get("class_names")
+    names = [str(n) for n in names] if isinstance(names, list | tuple) and names else None
+    meanings = []
+    if "labels" in arrays:
+        meanings = str(group["labels"].attrs.get("flag_meanings", "")).split()
+    if classes is None:
+        classes = len(names) if names else (len(meanings) or 1)
+        if classes == 2 and meanings[:1] == [f"not_{meanings[-1]}"]:
+            classes = 1
+    if names is None or len(names) != classes:
+        names = [m.replace("_", " ") for m in meanings] if meanings else None
+        if classes == 1 and names is not None and len(names) == 2:
+            names = names[1:]
+    if names is None or len(names) != classes:
+        names = [f"class {k}" for k in range(classes)]
+    return (f"not {names[0]}", names[0]) if classes == 1 else tuple(names)
+
+
+def _colours(record: dict[str, Any], values: int) -> tuple[str, ...]:
+    """``#rrggbb`` per label value: the record's ``class_colours``, else the quicklook
+    palette (as ``tilerun quicklook`` colours them)."""
+    from tilerun.errors import OptionError
+    from tilerun.sinks.ngff_metadata import hex_colour
+
+    stored = record.get("class_colours")
+    colours = list(stored) if isinstance(stored, list | tuple) else []
+    out = []
+    for k in range(values):
+        try:
+            out.append(hex_colour(colours[k]) if k < len(colours) else PALETTE[k % len(PALETTE)])
+        except (OptionError, TypeError):
+            out.append(PALETTE[k % len(PALETTE)])
+    return tuple(out)

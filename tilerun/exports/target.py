@@ -1,0 +1,78 @@
+"""Where an export goes: checked before any work, written under a temporary name, renamed.
+
+An export may take minutes on a large output and may be interrupted; a half-written GeoTIFF or
+GeoPackage at the requested name would look finished to the next program that opens it. So
+every export writes ``.NAME.tilerun-XXXXXXXX.EXT`` beside ``FILE`` (hidden, and with ``FILE``'s
+extension, which GDAL drivers such as GPKG insist on) and renames it onto ``FILE`` only once
+complete; a failure removes it and every sidecar GDAL made for it (``-journal``,
+``.aux.xml``, ``.ovr.tmp`` …). An existing ``FILE`` is replaced only when ``overwrite`` is
+asked for, and then only by the finished export (``os.replace``, atomic on one file system).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from tilerun.errors import OutputError, OutputExistsError
+
+TEMPORARY_TAG = ".tilerun-"
+
+
+@dataclass(frozen=True)
+class ExportTarget:
+    """The file an export writes, and whether it may replace an existing one."""
+
+    path: Path
+    overwrite: bool = False
+
+    def check(self) -> None:
+        """Refuse, before any work, a target that exists (without ``overwrite``), is a
+        folder, or lies in a folder that is missing or cannot be written."""
+        path, parent = self.path, self.path.parent
+        if path.is_dir():
+            raise OutputError(path, "is a folder, not a file")
+        if path.exists() and not self.overwrite:
+            raise OutputExistsError(path, "already exists; pass --overwrite to replace it")
+        if not parent.exists():
+            raise OutputError(path, f"parent folder {parent} does not exist")
+        if not parent.is_dir():
+            raise OutputError(path, f"its parent {parent} is a file, not a folder")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise OutputError(path, f"folder {parent} is not writable")
+
+    def temporary(self, role: str = "") -> Path:
+        """A fresh hidden name beside the target, with the target's extension."""
+        token = uuid.uuid4().hex[:8]
+        name = f".{self.path.stem}{TEMPORARY_TAG}{role}{token}{self.path.suffix}"
+        return self.path.with_name(name)
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[Path]:
+        """Yield a temporary path to write; rename it onto the target when the block ends
+        normally, remove it (and its sidecars) when it raises or is interrupted."""
+        self.check()
+        temporary = self.temporary()
+        try:
+            yield temporary
+            if not temporary.is_file():
+                raise OutputError(self.path, "the export wrote nothing")
+            if self.path.exists() and not self.overwrite:  # appeared while we were writing
+                raise OutputExistsError(self.path, "appeared during the export; not replaced")
+            os.replace(temporary, self.path)
+        except OSError as err:
+            raise OutputError(self.path, f"cannot write ({err.strerror or err})") from err
+        finally:
+            remove_with_sidecars(temporary)
+
+
+def remove_with_sidecars(path: Path) -> None:
+    """Remove ``path`` and the files GDAL keeps beside it (names that start with its name)."""
+    with contextlib.suppress(OSError):
+        for entry in path.parent.iterdir():
+            if entry.name.startswith(path.name) and entry.is_file():
+                entry.unlink(missing_ok=True)

@@ -1,0 +1,145 @@
+"""The Zarr sink for object storage: the same store, written in place, finished by a flag.
+
+``tilerun predict scene.tif -o s3://bucket/scene.zarr`` (or ``--workers N`` on a cluster with
+no shared file system) writes every chunk straight into the bucket from the worker that
+computed it. Object stores cannot rename, so the local sink's "stage, then rename" becomes:
+
+1. take the lease ``tilerun.lock`` (created only if absent; see :class:`ObjectLock`) before
+   anything else is written, so of two runs started together the second is refused;
+2. write the store's metadata with ``complete: false`` in its ``tilerun`` record;
+3. write each chunk's data, then its ``tilerun/chunks_done`` record;
+4. delete the resume carry objects, consolidate the metadata, and write ``complete: true``
+   **last** — the one write that makes the store finished.
+
+A reader (``tilerun info``, :func:`~tilerun.sinks.store.output_store`, ``--resume``) always tells
+an unfinished store from a finished one. ``--resume`` continues an unfinished store of the
+same run; without it an unfinished store is started afresh. ``--overwrite`` must delete the
+old output before the new one is written (there is no rename to swap them): the old store
+is gone once the run starts, and the new one says ``complete: false`` until it is done.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+from obstore.exceptions import BaseError as StoreError
+
+from tilerun.errors import OutputError, OutputExistsError, first_line
+from tilerun.sinks.lock import LEASE_KEY, LOCK_NAME, ObjectLock
+from tilerun.sinks.objects import ObjectLocation
+from tilerun.sinks.store import CARRY, GROUP_DOCUMENTS, RECORD, run_record
+from tilerun.sinks.zarr_writer import ZarrStoreSink, carry_name
+from tilerun.sources import GeoRef
+
+
+class ObjectStoreSink(ZarrStoreSink):
+    """Writes the output store in place at an object-store URL (see the module docstring)."""
+
+    takes_pyramids = False
+
+    def __init__(self, url: str, overwrite: bool = False) -> None:
+        super().__init__(url, overwrite)
+        self.location = ObjectLocation(url)
+
+    def target(self) -> Any:
+        return self.location.zarr_store()
+
+    def _existing(self) -> dict[str, Any] | None:
+        """The record of the store at the URL (``{}`` if it is not tilerun's), None if there is
+        no store; refuses a prefix holding other objects."""
+        try:
+            if not any(self.location.get(name) is not None for name in GROUP_DOCUMENTS):
+                stray = [k for k in self.location.list_keys() if k != LEASE_KEY]
+                if stray:
+                    raise OutputError(self.name, f"holds objects that are not a Zarr store "
+                                      f"(e.g. {stray[0]}); refusing to write there")
+                return None
+            return run_record(zarr.open_group(self.location.zarr_store(True), mode="r"))
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise OutputError(self.name, f"cannot read it ({first_line(err)})") from err
+        except StoreError as err:
+            raise _store_error(self.name, err) from err
+
+    def check(self) -> None:
+        """Refuse an unreachable bucket, a complete output without ``--overwrite``, and a
+        prefix holding something else — before any work."""
+        record = self._existing()
+        if record is not None and record.get("complete") and not self.overwrite:
+            raise OutputExistsError(self.name, "already exists; pass --overwrite to replace it")
+
+    def create(self, georef: GeoRef | None, attrs: dict[str, Any], resume: bool = False) -> None:
+        """Lock, then keep (``resume``, same run) or clear what is there, then write the
+        skeleton; see the module docstring."""
+        self.check()
+        self.lock = ObjectLock(self.location)
+        try:
+            self.lock.acquire(self.name)
+        except StoreError as err:
+            raise _store_error(self.name, err) from err
+        try:
+            self.check()  # again: a run may have just finished
+            record = self._existing()
+            if record is not None and not record.get("complete") and resume:
+                if record.get("fingerprint") == attrs["fingerprint"]:
+                    return
+                raise OutputError(self.name, "was written by a different run (input, model "
+                                  "or options differ); drop --resume to start afresh")
+            if record is not None:
+                self._clear()
+            self._write_skeleton(georef, attrs)
+        except BaseException:
+            self.release()
+            raise
+
+    def _clear(self) -> None:
+        """Delete the old store, all but our lease."""
+        self.location.delete_all(keep=LOCK_NAME + "/")
+
+    def keep_carry(
+        self, source: tuple[int, int], target: tuple[int, int], data: np.ndarray
+    ) -> None:
+        buffer = io.BytesIO()
+        np.save(buffer, np.ascontiguousarray(data, np.float32))
+        self.location.put(f"{CARRY}/{carry_name(source, target)}", buffer.getvalue())
+
+    def carry(self, source: tuple[int, int], target: tuple[int, int]) -> np.ndarray | None:
+        found = self.location.get(f"{CARRY}/{carry_name(source, target)}")
+        if found is None:
+            return None
+        try:
+            return np.load(io.BytesIO(found.data))
+        except (OSError, ValueError, EOFError):
+            return None
+
+    def finalize(
+        self, summary: dict[str, Any], extras: Callable[[Path], None] | None = None
+    ) -> None:
+        """Drop the carry objects, consolidate, then write ``complete: true`` last."""
+        if extras is not None:
+            raise OutputError(self.name, "viewer pyramids are written into local outputs only")
+        try:
+            if getattr(self.lock, "lost", False):
+                raise OutputError(self.name, "another run took its lock over while it wrote "
+                                  "(its lease went stale); run again with --resume")
+            self.location.delete_all(CARRY)
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="Consolidated metadata",
+                                        category=UserWarning)
+                warnings.filterwarnings("ignore", message=f"Object at {LOCK_NAME} is not")
+                zarr.consolidate_metadata(self.target())
+            group = zarr.open_group(self.target(), mode="r+")
+            attrs = dict(group.attrs[RECORD])  # type: ignore[arg-type]
+            group.attrs[RECORD] = {**attrs, **summary, "complete": True}
+        finally:
+            self.release()
+
+
+def _store_error(name: str, err: StoreError) -> OutputError:
+    """An object-store failure (unreachable endpoint, missing bucket, credentials) in one line."""
+    return OutputError(name, f"the object store refused or failed ({first_line(err)})")

@@ -1,0 +1,143 @@
+"""Outputs in object storage: ``s3://``, ``gs://``, ``az://`` (and ``file://``, ``memory://``).
+
+A Dask cluster on Kubernetes has no shared file system, so its workers write each chunk
+straight into the bucket. Object stores have no rename and no ``O_EXCL``, but they have
+*conditional writes*: "create only if absent" (``If-None-Match: *``) and "replace only if
+unchanged" (``If-Match: <etag>``), on S3, GCS and Azure alike. The object-store sink builds
+its single-writer lease on those (see :mod:`tilerun.sinks.lock`) and its completion on a
+flag written last, so nothing needs a rename.
+
+`obstore <https://developmentseed.org/obstore/>`_ talks to the stores, and Zarr writes
+through :class:`zarr.storage.ObjectStore`. Credentials, region and endpoint come from the
+storage library's usual environment (``AWS_ACCESS_KEY_ID``, ``AWS_ENDPOINT_URL``,
+``GOOGLE_APPLICATION_CREDENTIALS``, ``AZURE_STORAGE_ACCOUNT_NAME`` …), never from tilerun's
+options. A :class:`ObjectLocation` pickles as its URL, so each Dask worker opens its own client.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from tilerun.errors import OutputError, first_line
+
+#: URL schemes taken for object storage (``memory://`` lives in one process: for tests).
+SCHEMES = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "azure", "file", "memory"})
+
+
+def object_url(out: object) -> str | None:
+    """``out`` as an object-store URL, or None for a local path."""
+    if not isinstance(out, str) or "://" not in out:
+        return None
+    scheme = urlsplit(out).scheme.lower()
+    return out.rstrip("/") if scheme in SCHEMES else None
+
+
+@dataclass(frozen=True)
+class Found:
+    """An object's bytes and what the store says of them."""
+
+    data: bytes
+    e_tag: str | None
+    modified: dt.datetime
+
+
+class ObjectLocation:
+    """A prefix in an object store (an output's root), opened lazily, pickled as its URL."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url.rstrip("/")
+        self._store: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"url": self.url, "_store": None}
+
+    def __repr__(self) -> str:
+        return f"ObjectLocation({self.url!r})"
+
+    @property
+    def store(self) -> Any:
+        """The obstore store rooted at the URL (one client per process)."""
+        if self._store is None:
+            from obstore.store import from_url
+
+            try:
+                self._store = from_url(self.url, mkdir=True) if self._local \
+                    else from_url(self.url)
+            except (ValueError, OSError, RuntimeError) as err:  # obstore's config errors
+                raise OutputError(self.url, f"cannot open the object store ({first_line(err)})") \
+                    from err
+        return self._store
+
+    @property
+    def _local(self) -> bool:
+        return self.url.startswith("file://")
+
+    def zarr_store(self, read_only: bool = False) -> Any:
+        """The location as a Zarr store."""
+        from zarr.storage import ObjectStore
+
+        return ObjectStore(self.store, read_only=read_only)
+
+    def get(self, key: str) -> Found | None:
+        """The object at ``key``, or None when there is none."""
+        import obstore
+        from obstore.exceptions import NotFoundError
+
+        try:
+            result = obstore.get(self.store, key)
+            data = bytes(result.bytes())
+        except (NotFoundError, FileNotFoundError):
+            return None
+        meta = result.meta
+        return Found(data, meta.get("e_tag"), meta["last_modified"])
+
+    def put(self, key: str, data: bytes, mode: str | dict[str, Any] = "overwrite") -> str | None:
+        """Write ``data`` at ``key``; returns the new e-tag. ``mode``: ``"overwrite"``,
+        ``"create"`` (fails with ``FileExistsError`` if the key exists) or ``{"e_tag": …}``
+        (fails with ``PermissionError``-like :class:`Conflict` if it changed)."""
+        import obstore
+        from obstore.exceptions import AlreadyExistsError, PreconditionError
+
+        try:
+            result = obstore.put(self.store, key, data, mode=mode)  # type: ignore[arg-type]
+        except AlreadyExistsError as err:
+            raise FileExistsError(key) from err
+        except PreconditionError as err:
+            raise Conflict(key) from err
+        return result.get("e_tag")
+
+    def delete(self, key: str) -> None:
+        import obstore
+        from obstore.exceptions import NotFoundError
+
+        with contextlib.suppress(NotFoundError, FileNotFoundError):
+            obstore.delete(self.store, key)
+
+    def list_keys(self, prefix: str | None = None) -> Iterator[str]:
+        """Every key under ``prefix`` (the whole location by default)."""
+        import obstore
+
+        for batch in obstore.list(self.store, prefix=prefix):
+            for meta in batch:
+                yield meta["path"]
+
+    def delete_all(self, prefix: str | None = None, keep: str | None = None) -> None:
+        """Delete every object under the folder-like ``prefix`` (all by default) but those
+        under ``keep``; in batches, as stores delete up to 1000 keys at once."""
+        import obstore
+
+        keys = [k for k in self.list_keys(prefix) if keep is None or not k.startswith(keep)]
+        for start in range(0, len(keys), 1000):
+            obstore.delete(self.store, keys[start:start + 1000])
+
+    def is_empty(self) -> bool:
+        return next(self.list_keys(), None) is None
+
+
+class Conflict(Exception):
+    """A conditional write lost: the object changed since it was read."""

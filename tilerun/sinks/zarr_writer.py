@@ -1,0 +1,138 @@
+"""What every Zarr sink shares, wherever the store lives: the layout, the chunk writes and
+their completion records (see :mod:`tilerun.sinks.store` for the layout).
+
+:class:`~tilerun.sinks.zarr.ZarrSink` (a local folder, staged then renamed) and
+:class:`~tilerun.sinks.object_sink.ObjectStoreSink` (object storage, written in place) differ
+only in where Zarr writes (:meth:`ZarrStoreSink.target`), how they lock, keep resume carries
+and publish.
+"""
+
+from __future__ import annotations
+
+import warnings
+from abc import abstractmethod
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import zarr
+
+from tilerun.errors import OutputError
+from tilerun.geometry import Window
+from tilerun.sinks.base import Sink
+from tilerun.sinks.layout import OutputLayout, encoding, skeleton
+from tilerun.sinks.lock import LOCK_NAME
+from tilerun.sinks.store import DONE, RECORD, RECORDS, read_chunks_done
+from tilerun.sources import GeoRef
+
+
+class ZarrStoreSink(Sink):
+    """Writes chunk windows straight into the Zarr arrays (no locks: one writer per chunk)."""
+
+    def __init__(self, name: str, overwrite: bool = False) -> None:
+        self.name = name
+        self.overwrite = overwrite
+        self._layout: OutputLayout | None = None
+        self._arrays: dict[str, Any] | None = None
+
+    @property
+    def layout(self) -> OutputLayout:
+        if self._layout is None:
+            raise RuntimeError(f"{self.name}: the sink is used before open()")
+        return self._layout
+
+    def open(self, layout: OutputLayout, georef: GeoRef | None, attrs: dict[str, Any],
+             resume: bool = False) -> None:
+        """See :meth:`create`."""
+        self._layout = layout
+        self.create(georef, attrs, resume)
+
+    @abstractmethod
+    def create(self, georef: GeoRef | None, attrs: dict[str, Any], resume: bool = False) -> None:
+        """Lock the destination, then resume it or write the store's skeleton."""
+
+    @abstractmethod
+    def target(self) -> Any:
+        """Where Zarr writes: a folder, or an object store."""
+
+    def _write_skeleton(self, georef: GeoRef | None, attrs: dict[str, Any]) -> None:
+        dataset = skeleton(self.layout, georef)
+        dataset.attrs.update({RECORD: {**attrs, "complete": False}})
+        # mode "a" into the emptied folder: "w" would clear it, the lock file with it, and "w-"
+        # takes the lock file for existing data.
+        try:
+            with warnings.catch_warnings():  # Zarr notes the lock file is not one of its own
+                warnings.filterwarnings("ignore", message=f"Object at {LOCK_NAME} is not")
+                dataset.to_zarr(
+                    self.target(), mode="a", compute=False, zarr_format=self.layout.zarr_format,
+                    encoding=encoding(self.layout), consolidated=False,
+                )
+            records = zarr.open_group(self.target(), mode="r+").create_group(RECORDS)
+            v3 = self.layout.zarr_format == 3  # v2 arrays have no dimension names
+            records.create_array(
+                DONE.split("/")[-1], shape=self.layout.chunk_grid, chunks=(1, 1), dtype="uint8",
+                fill_value=0, attributes={"description": "1 once the output chunk is written"},
+                dimension_names=("chunk_y", "chunk_x") if v3 else None,
+            )
+        except OSError as err:
+            raise OutputError(self.name, f"cannot write the store ({err.strerror or err})") \
+                from err
+
+    def done(self) -> np.ndarray:
+        """Which chunks are written (bool, the chunk grid's shape)."""
+        done = read_chunks_done(self.target())
+        return done if done is not None else np.zeros(self.layout.chunk_grid, bool)
+
+    def completed(self) -> frozenset[tuple[int, int]]:
+        rows, cols = np.nonzero(self.done())
+        return frozenset((int(i), int(j)) for i, j in zip(rows, cols, strict=True))
+
+    def _array(self, name: str) -> Any:
+        """The open array; every chunk is written once and is rarely all fill, so Zarr's check
+        for all-fill chunks (a full extra pass over the data, to skip storing them) is off."""
+        if self._arrays is None:
+            group = zarr.open_group(self.target(), mode="r+")
+            self._arrays = {
+                v: group[v].with_config({"write_empty_chunks": True})  # type: ignore[union-attr]
+                for v in (*self.layout.variables, DONE)
+            }
+        return self._arrays[name]
+
+    def write(self, window: Window, outputs: Mapping[str, np.ndarray]) -> None:
+        """Write the chunk's data, then (only then) its completion record.
+
+        ``outputs`` holds every variable of the layout (see :meth:`Sink.write`); logits are
+        cast to the layout's dtype here, the other variables are stored as given.
+        """
+        missing = [v for v in self.layout.variables if v not in outputs]
+        if missing:
+            raise ValueError(f"no data for output variable(s) {missing} at {window}")
+        ys, xs = window.slices()
+        for name in self.layout.variables:
+            data = outputs[name]
+            if name == "logits":
+                data = data.astype(self.layout.logits_dtype, copy=False)
+            target = self._array(name)
+            if data.ndim == 3:
+                target[:, ys, xs] = data
+            else:
+                target[ys, xs] = data
+        z = self.layout.chunk
+        self._array(DONE)[window.y // z, window.x // z] = 1
+
+    def abort(self) -> None:
+        """The run failed: give up the lock; the staging store stays, for ``--resume``."""
+        self.release()
+
+    def release(self) -> None:
+        """Give up the lock (after finishing, or when the run fails)."""
+        lock = getattr(self, "lock", None)
+        if lock is not None:
+            lock.release()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_arrays": None, "lock": None}
+
+
+def carry_name(source: tuple[int, int], target: tuple[int, int]) -> str:
+    return f"{source[0]}.{source[1]}-{target[0]}.{target[1]}.npy"
