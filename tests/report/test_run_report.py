@@ -1,6 +1,6 @@
-"""The run report a prediction stores: input statistics over every input pixel once (tiles
-overlap, chunks share tiles), output statistics equal to the stored output's, drift warnings,
-timing; the same after ``--resume`` on a complete output."""
+"""The run report a prediction stores: input statistics over every pixel of the lattice once
+(tiles overlap, chunks share tiles), output statistics equal to the stored output's, drift
+warnings, timing; the same after ``--resume`` on a complete output."""
 
 from __future__ import annotations
 
@@ -16,7 +16,15 @@ from tilerun.engine.partial import core_region
 from tilerun.engine.plan import ChunkPlan
 from tilerun.geometry import make_grid
 from tilerun.report.drift import DriftWarning
+from tilerun.report.lattice import STRIDE
 from tilerun.report.outputs import ENTROPY_BINS
+
+
+def _lattice(height: int, width: int) -> np.ndarray:
+    """The pixels the report measures (every STRIDE-th image row and column)."""
+    on = np.zeros((height, width), bool)
+    on[::STRIDE, ::STRIDE] = True
+    return on
 
 
 def _run(image, model, out, **options):
@@ -34,8 +42,8 @@ def test_input_and_output_statistics_equal_numpy_on_the_whole_scene(tmp_path, sm
     report = zarr.open_group(str(tmp_path / "o.zarr"), mode="r").attrs["tilerun"]["report"]
     assert report == summary.report
     for b, band in enumerate(report["bands"]):
-        values = image[b][np.isfinite(image[b])].astype(np.float64)
-        assert band["pixels"] == values.size  # each pixel once, nodata left out
+        values = image[b][np.isfinite(image[b]) & _lattice(150, 170)].astype(np.float64)
+        assert band["pixels"] == values.size  # each lattice pixel once, nodata left out
         assert band["mean"] == pytest.approx(values.mean(), rel=1e-9, abs=1e-12)
         assert band["std"] == pytest.approx(values.std(), rel=1e-9)
         assert (band["min"], band["max"]) == (values.min(), values.max())
@@ -59,9 +67,12 @@ def test_input_and_output_statistics_equal_numpy_on_the_whole_scene(tmp_path, sm
     p /= p.sum(axis=0)
     entropy = -(p * np.log(p)).sum(axis=0) / np.log(3)
     assert out["pixels"] == valid.sum()
-    assert out["entropy_mean"] == pytest.approx(entropy.mean(), rel=1e-5)
-    assert sum(out["entropy_hist"]) == valid.sum() and len(out["entropy_hist"]) == ENTROPY_BINS
-    assert out["low_confidence"] == pytest.approx((p.max(axis=0) < 0.5).mean(), abs=2e-4)
+    # entropy and confidence: on the valid pixels of every 2nd row and column
+    on = _lattice(*valid.shape)[valid]
+    assert out["entropy_pixels"] == on.sum()
+    assert out["entropy_mean"] == pytest.approx(entropy[on].mean(), rel=1e-5)
+    assert sum(out["entropy_hist"]) == on.sum() and len(out["entropy_hist"]) == ENTROPY_BINS
+    assert out["low_confidence"] == pytest.approx((p.max(axis=0) < 0.5)[on].mean(), abs=2e-4)
 
     timing = report["timing"]
     assert timing["batches"] >= 1 and timing["devices"] == 1
@@ -91,8 +102,9 @@ def test_core_regions_count_every_pixel_under_a_run_tile_once(skip):
 
 def test_drift_warns_on_a_shifted_scene_and_not_on_a_matching_one(tmp_path, small_unet):
     image = np.random.default_rng(2).normal(5.0, 2.0, size=(3, 64, 64)).astype(np.float32)
-    own = {"mean": tuple(image.mean(axis=(1, 2)).tolist()),
-           "std": tuple(image.std(axis=(1, 2)).tolist())}
+    measured = image[:, ::STRIDE, ::STRIDE]  # the lattice the report measures
+    own = {"mean": tuple(measured.mean(axis=(1, 2)).tolist()),
+           "std": tuple(measured.std(axis=(1, 2)).tolist())}
     with warnings.catch_warnings():
         warnings.simplefilter("error", DriftWarning)
         matching = _run(image, small_unet, tmp_path / "a.zarr", **own)
@@ -125,7 +137,7 @@ def test_skipped_tiles_pixels_are_not_counted(tmp_path, identity):
     plan = ChunkPlan(make_grid(96, 96, 32, 0.25), Blend("gaussian"), 48)
     skip = skipped_tiles(plan, mask)
     assert summary.tiles_skipped == len(skip) > 0
-    counted = np.ones((96, 96), bool)
+    counted = _lattice(96, 96)
     s = plan.grid.stride
     for r, c in skip:
         counted[r * s: (r + 1) * s, c * s: (c + 1) * s] = False

@@ -8,8 +8,10 @@ import pickle
 import numpy as np
 import pytest
 
+from tilerun.engine.labels import labels_from_logits
 from tilerun.report.collect import ChunkStats
 from tilerun.report.inputs import InputStats, input_bins, observe_input
+from tilerun.report.lattice import STRIDE
 from tilerun.report.outputs import ENTROPY_BINS, observe_output
 
 
@@ -71,7 +73,7 @@ def test_output_statistics_equal_numpy():
     logits = (3 * rng.normal(size=(4, 33, 47))).astype(np.float32)
     valid = rng.random((33, 47)) > 0.15
     logits[:, ~valid] = np.nan
-    stats = observe_output(logits, valid, None, "softmax")
+    stats = observe_output(logits, valid, None, "softmax", stride=1)
     z = logits[:, valid].astype(np.float64)
     p = _softmax(z)
     entropy = -(p * np.log(p)).sum(axis=0) / np.log(4)
@@ -84,9 +86,41 @@ def test_output_statistics_equal_numpy():
     assert stats.low == int((p.max(axis=0) < 0.5).sum())
 
 
+def test_entropy_on_the_lattice_estimates_the_chunk():
+    """Smooth logits, as blending makes them: the lattice's estimates are close to the exact
+    values, and labels are still counted on every pixel."""
+    rng = np.random.default_rng(3)
+    coarse = rng.normal(0, 2, size=(4, 17, 17)).astype(np.float32)
+    logits = np.kron(coarse, np.ones((1, 16, 16), np.float32))[:, :256, :250]
+    logits += rng.normal(0, 0.3, logits.shape).astype(np.float32)
+    valid = np.ones(logits.shape[1:], bool)
+    valid[:30, :40] = False
+    logits[:, ~valid] = np.nan
+    exact = observe_output(logits, valid, None, "softmax", stride=1)
+    lattice = observe_output(logits, valid, None, "softmax")
+    assert lattice.labels.tolist() == exact.labels.tolist()
+    assert lattice.sampled == valid[::STRIDE, ::STRIDE].sum() and exact.sampled == valid.sum()
+    assert sum(lattice.entropy_hist) == lattice.sampled
+    mean = lambda s: s.entropy_sum / s.sampled  # noqa: E731
+    assert mean(lattice) == pytest.approx(mean(exact), abs=0.01)
+    assert lattice.low / lattice.sampled == pytest.approx(exact.low / exact.sampled, abs=0.01)
+
+
+def test_labels_are_numpys_argmax_with_first_maximum_winning():
+    rng = np.random.default_rng(5)
+    logits = rng.integers(0, 3, size=(5, 70, 33)).astype(np.float32)  # many ties
+    valid = rng.random((70, 33)) > 0.1
+    logits[:, ~valid] = np.nan
+    labels = labels_from_logits(logits, valid, 255)
+    expected = np.where(valid, np.nan_to_num(logits, nan=-1).argmax(axis=0), 255)
+    np.testing.assert_array_equal(labels, expected)
+    one = labels_from_logits(logits[:1] - 1, valid, 255)
+    np.testing.assert_array_equal(one, np.where(valid, logits[0] > 1, 255))
+
+
 def test_one_class_output_uses_sigmoid():
     z = np.array([[[-3.0, -0.5, 0.2, 4.0]]], np.float32)
-    stats = observe_output(z, np.ones((1, 4), bool), None, "sigmoid")
+    stats = observe_output(z, np.ones((1, 4), bool), None, "sigmoid", stride=1)
     p = 1 / (1 + np.exp(-z[0, 0].astype(np.float64)))
     h = -(p * np.log(p) + (1 - p) * np.log(1 - p)) / np.log(2)
     assert stats.labels.tolist() == [2, 2]  # labels are logit > 0

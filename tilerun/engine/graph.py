@@ -11,12 +11,12 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from tilerun.engine.compute import ComputeStage
+from tilerun.engine.labels import labels_from_logits
 from tilerun.engine.partial import (
     ChunkResult,
     Partial,
     assemble,
     carry_from,
-    labels_from_logits,
     partial_from_carry,
     probabilities_from_logits,
     region_den,
@@ -114,7 +114,8 @@ def _write(
         )
     stats = None
     if job.stats is not None:
-        stats = job.stats.observe_output(tiles_stats, logits, valid, outputs.get("labels"))
+        stats = job.stats.observe_output(tiles_stats, (window.y, window.x), logits, valid,
+                                         outputs.get("labels"))
     job.sink.write(window, outputs)
     return ChunkResult(
         index=index,

@@ -123,7 +123,8 @@ def run_tiles(
         core, mask = core_region(plan, index)
         ys, xs = core.slices(work.read)
         core_valid = None if work.valid is None else work.valid[:, ys, xs]
-        measured = stats.observe_input(work.pixels[:, ys, xs], core_valid, mask)
+        measured = stats.observe_input((core.y, core.x), work.pixels[:, ys, xs], core_valid,
+                                       mask)
     canvas = future.result()
     region = plan.partial_window(*index)
     num = canvas[(slice(None), *region.slices(work.canvas_window(plan.grid.border)))]
@@ -218,16 +219,6 @@ def _zero_outside(array: np.ndarray, ys: slice, xs: slice) -> None:
     array[..., ys.stop :, :] = 0
     array[..., ys, : xs.start] = 0
     array[..., ys, xs.stop :] = 0
-
-
-def labels_from_logits(logits: np.ndarray, valid: np.ndarray, fill: int) -> np.ndarray:
-    """Argmax class per pixel (``logit > 0`` for a single-class model); ``fill`` where invalid."""
-    if logits.shape[0] == 1:
-        labels = (np.nan_to_num(logits[0]) > 0).astype(np.uint8)
-    else:
-        labels = np.nan_to_num(logits, nan=-np.inf).argmax(axis=0).astype(np.uint8)
-    labels[~valid] = fill
-    return labels
 
 
 #: Bytes of float32 scratch per block of rows in :func:`probabilities_from_logits`: the

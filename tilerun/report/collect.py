@@ -21,6 +21,7 @@ import numpy as np
 
 from tilerun.report.drift import DRIFT_THRESHOLD, band_drift, drift_message, warn_drift
 from tilerun.report.inputs import InputBins, InputStats, input_bins, observe_input
+from tilerun.report.lattice import lattice
 from tilerun.report.outputs import (
     LOW_CONFIDENCE,
     LOW_CONFIDENCE_SIGMOID,
@@ -90,17 +91,23 @@ class StatsPlan:
                    None if std is None else tuple(float(v) for v in std),
                    classes, class_names, activation)
 
-    def observe_input(self, pixels: np.ndarray, valid: np.ndarray | None,
-                      mask: np.ndarray | None) -> ChunkStats:
-        """A tiles task's input measurements (see :func:`observe_input`), made in this
-        process (the model calls it drains later are this process's)."""
-        return ChunkStats(observe_input(self.bins, pixels, valid, mask), worker=worker_id())
+    def observe_input(self, origin: tuple[int, int], pixels: np.ndarray,
+                      valid: np.ndarray | None, mask: np.ndarray | None) -> ChunkStats:
+        """A tiles task's input measurements (see :func:`observe_input`) on the lattice
+        (:mod:`tilerun.report.lattice`; ``origin``: the image pixel of ``pixels[:, 0, 0]``),
+        made in this process (the model calls it drains later are this process's)."""
+        ys, xs = lattice(*origin)
+        stats = observe_input(self.bins, pixels[:, ys, xs],
+                              None if valid is None else valid[:, ys, xs],
+                              None if mask is None else mask[ys, xs])
+        return ChunkStats(stats, worker=worker_id())
 
-    def observe_output(self, tiles: ChunkStats | None, logits: np.ndarray, valid: np.ndarray,
+    def observe_output(self, tiles: ChunkStats | None, origin: tuple[int, int],
+                       logits: np.ndarray, valid: np.ndarray,
                        labels: np.ndarray | None) -> ChunkStats:
         """A write task's measurements: the chunk's own tiles' (if it ran any) plus its
-        output (see :func:`observe_output`)."""
-        output = observe_output(logits, valid, labels, self.activation)
+        output (see :func:`observe_output`; ``origin``: the image pixel of the chunk's first)."""
+        output = observe_output(logits, valid, labels, self.activation, origin)
         return replace(tiles, output=output) if tiles is not None else ChunkStats(output=output)
 
 
@@ -185,9 +192,11 @@ def _output(plan: StatsPlan, stats: OutputStats) -> OutputReport:
     rule = (f"max class probability < {LOW_CONFIDENCE:g}" if plan.activation == "softmax"
             else f"some class probability within ({LOW_CONFIDENCE_SIGMOID:g}, "
                  f"{1 - LOW_CONFIDENCE_SIGMOID:g})")
+    sampled = stats.sampled
     return OutputReport(
         pixels=total, activation=plan.activation, classes=classes,
-        entropy_mean=stats.entropy_sum / total if total else None,
+        entropy_mean=stats.entropy_sum / sampled if sampled else None,
         entropy_hist=tuple(int(v) for v in stats.entropy_hist),
-        low_confidence=stats.low / total if total else None, low_confidence_rule=rule,
+        low_confidence=stats.low / sampled if sampled else None, low_confidence_rule=rule,
+        entropy_pixels=sampled,
     )

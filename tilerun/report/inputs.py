@@ -2,7 +2,8 @@
 
 Each chunk task adds up its own share of the pixels (the cores of the tiles it owns, see
 :func:`tilerun.engine.partial.core_region`, so every pixel under a tile that ran is counted
-exactly once) into an :class:`InputStats`: per band ``b``
+exactly once), on the lattice of :mod:`tilerun.report.lattice`, into an :class:`InputStats`:
+per band ``b``
 
 * ``n_b``: valid values (nodata and non-finite values are left out);
 * ``s1_b = Σ (x − c_b)`` and ``s2_b = Σ (x − c_b)²`` in float64, shifted by ``c_b`` (the

@@ -58,7 +58,9 @@ class ClassReport:
 
 @dataclass(frozen=True)
 class OutputReport:
-    """Output statistics over valid pixels (``entropy_hist``: equal bins on ``[0, 1]``)."""
+    """Output statistics over valid pixels: classes over all ``pixels``; entropy (its mean,
+    ``entropy_hist``: counts in equal bins on ``[0, 1]``) and the low-confidence share over the
+    ``entropy_pixels`` valid pixels of a lattice (see :mod:`tilerun.report.outputs`)."""
 
     pixels: int
     activation: str
@@ -67,6 +69,7 @@ class OutputReport:
     entropy_hist: tuple[int, ...]
     low_confidence: float | None
     low_confidence_rule: str
+    entropy_pixels: int = 0
 
 
 @dataclass(frozen=True)
