@@ -33,8 +33,8 @@ def info_command(store: str, as_json: bool) -> None:
     complete = bool(attrs.get("complete"))
     holder = None if complete else output.holder()
     state = "complete" if complete else "running" if holder else "interrupted"
+    where = path if isinstance(path, Path) else store  # object storage: the URL
     if as_json:
-        where = path if isinstance(path, Path) else store  # object storage: the URL
         state_info: dict[str, Any] = {
             "store": str(store), "path": str(where), "state": state, "complete": complete,
             "chunks": total, "chunks_written": written, "holder": holder, "record": attrs,
@@ -45,7 +45,7 @@ def info_command(store: str, as_json: bool) -> None:
         click.echo(f"{store}: complete ({total} chunks)")
     else:
         running = f"running (pid {holder['pid']} on {holder['host']})" if holder else state
-        click.echo(f"{path}: incomplete, {running}: {written}/{total} chunks written "
+        click.echo(f"{where}: incomplete, {running}: {written}/{total} chunks written "
                    f"({written / max(total, 1):.0%}); continue with --resume")
     for key in SHOWN:
         if attrs.get(key) is not None:
