@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 
 from tilerun.errors import InputError, OptionError, OutputError, OutputExistsError, TilerunError
-from tilerun.sinks.store import run_record
+from tilerun.sinks.objects import object_url
+from tilerun.sinks.store import open_target, run_record
 
 #: Fallback class colours (Tableau 10, then 10 lighter variants).
 PALETTE = (
@@ -66,7 +67,9 @@ def write_quicklook(
 
     ``colours``: one ``#rrggbb`` string or ``(r, g, b)`` per class, overriding the store's.
     """
-    store, png = Path(store_path), Path(png_path)
+    url = object_url(store_path)  # an output in object storage
+    store: Any = url if url else Path(store_path)
+    png = Path(png_path)
     if max_size < 1:
         raise OptionError("--max-size", f"must be ≥ 1, got {max_size}")
     if png.exists() and not overwrite:
@@ -135,14 +138,15 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
 
 
-def _open_store(store: Path) -> Any:
+def _open_store(store: str | Path) -> Any:
     import zarr
 
-    if not store.exists():
+    target = open_target(store)
+    if isinstance(target, Path) and not target.exists():
         raise InputError(store, "no such Zarr store")
     try:
-        return zarr.open_group(store, mode="r")
-    except (OSError, ValueError, KeyError, TypeError) as err:
+        return zarr.open_group(target, mode="r")
+    except (OSError, ValueError, KeyError, TypeError, FileNotFoundError) as err:
         raise InputError(store, f"not a readable Zarr store ({type(err).__name__})") from err
 
 

@@ -270,3 +270,11 @@ def test_compile_is_opt_in_and_exact() -> None:
     assert runner.backend_used == "compile" and runner._compiled.fixed_batch
     x = probe(3, 32)
     assert relative_error(runner.forward(x), eager(module, x)) <= 1e-4
+
+
+def test_the_cli_names_every_backend_in_order():
+    """``tilerun.backends.names`` (what --help imports without torch) lists the backends."""
+    from tilerun.backends.names import NAMES
+    from tilerun.backends.select import BACKENDS
+
+    assert tuple(BACKENDS) == NAMES

@@ -62,7 +62,7 @@ def test_report_never_overwrites_without_overwrite(output, tmp_path):
 
 def test_report_needs_a_finished_output_with_a_report(tmp_path):
     missing = CliRunner().invoke(main, ["report", str(tmp_path / "none.zarr")])
-    assert missing.exit_code == 2 and "no such Zarr store" in missing.output
+    assert missing.exit_code == 2 and "no tilerun output here" in missing.output
     group = zarr.open_group(str(tmp_path / "old.zarr"), mode="w")
     group.attrs["tilerun"] = {"complete": True}
     old = CliRunner().invoke(main, ["report", str(tmp_path / "old.zarr"), "--no-html"])

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import rasterio
+import rioxarray  # noqa: F401  (registers the .rio accessor)
 import torch
 import xarray as xr
 from click.testing import CliRunner
@@ -106,7 +108,7 @@ def test_a_run_writes_the_store_in_place_and_flags_it_complete_last(s3, job):
     assert again.exit_code == 2 and "already exists; pass --overwrite" in again.stderr
 
 
-def test_an_interrupted_store_reads_as_unfinished_and_resumes(s3, job):
+def test_an_interrupted_store_reads_as_unfinished_and_resumes(s3, job, tmp_path):
     url = "s3://out/stop.zarr"
 
     def stop_after_five(result, seen=[]):  # noqa: B006  (counts calls)
@@ -124,6 +126,9 @@ def test_an_interrupted_store_reads_as_unfinished_and_resumes(s3, job):
     assert 5 <= written < CHUNKS
     info = CliRunner().invoke(main, ["info", url])
     assert info.output.startswith(f"{url}: incomplete, interrupted: {written}/{CHUNKS} chunks")
+    export = CliRunner().invoke(main, ["export", url, str(tmp_path / "early.tif")])
+    assert export.exit_code == 2 and "unfinished" in export.stderr  # nothing half done out
+    assert not (tmp_path / "early.tif").exists()
 
     summary = tilerun.run(job["scene"], job["model"], url,
                           tilerun.PredictOptions(**OPTIONS, resume=True))
@@ -255,3 +260,24 @@ def test_kill_minus_9_then_resume_in_the_bucket(s3, job):
     assert record["complete"] is True and record["chunks_resumed"] >= written
     ds = xr.open_zarr(open_target(url))
     np.testing.assert_allclose(ds.logits.values, _reference_logits(job), atol=1e-6)
+
+
+def test_exports_reports_and_comparisons_read_the_bucket(s3, job, tmp_path, monkeypatch):
+    url = "s3://out/read.zarr"
+    tilerun.run(job["scene"], job["model"], url, tilerun.PredictOptions(**OPTIONS))
+    cog = tmp_path / "labels.tif"
+    exported = CliRunner().invoke(main, ["export", url, str(cog)])
+    assert exported.exit_code == 0, exported.output
+    reference = xr.open_zarr(job["reference"], decode_coords="all")
+    with rasterio.open(cog) as ds:
+        assert ds.crs == reference.rio.crs and ds.transform == reference.rio.transform()
+        np.testing.assert_array_equal(ds.read(1), reference.logits.argmax("class").values)
+    monkeypatch.chdir(tmp_path)
+    report = CliRunner().invoke(main, ["report", url])
+    assert report.exit_code == 0, report.output
+    page = (tmp_path / "read.report.html").read_text()  # a bucket's page lands here
+    assert page.count("data:image/png;base64,") == 2  # its quicklook and entropy map
+    compared = CliRunner().invoke(main, ["compare", url, str(job["reference"]), "--json"])
+    assert compared.exit_code == 0, compared.output
+    assert json.loads(compared.output)["agreement"] == 1.0
+

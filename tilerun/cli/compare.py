@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import click
 
@@ -11,11 +10,11 @@ from tilerun.cli.errors import exits_cleanly
 
 
 @click.command("compare")
-@click.argument("first", type=click.Path(path_type=Path))
-@click.argument("second", type=click.Path(path_type=Path))
+@click.argument("first")
+@click.argument("second")
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
 @exits_cleanly
-def compare_command(first: Path, second: Path, as_json: bool) -> None:
+def compare_command(first: str, second: str, as_json: bool) -> None:
     """Compare the labels (and logits, when both have them) of two outputs of the same scene:
     per-class IoU, label agreement, largest logit difference."""
     from tilerun.report.compare import compare_outputs

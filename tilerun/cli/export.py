@@ -10,7 +10,7 @@ from tilerun.cli.errors import exits_cleanly
 
 
 @click.command("export")
-@click.argument("store", type=click.Path(path_type=Path))
+@click.argument("store")
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--variable", type=click.Choice(["labels", "probabilities", "logits"]),
               default="labels", show_default=True,
@@ -26,7 +26,7 @@ from tilerun.cli.errors import exits_cleanly
                    "openslide.bounds offset (QuPath's OpenSlide server crops to bounds).")
 @click.option("--overwrite", is_flag=True, help="Replace FILE if it exists.")
 @exits_cleanly
-def export_command(store: Path, file: Path, variable: str, blocksize: int, object_type: str,
+def export_command(store: str, file: Path, variable: str, blocksize: int, object_type: str,
                    origin: str, overwrite: bool) -> None:
     """Export the finished output STORE to FILE, by FILE's extension: .tif/.tiff a
     Cloud-Optimized GeoTIFF; .gpkg, .parquet/.geoparquet, .fgb, .geojson/.json label polygons

@@ -11,7 +11,7 @@ from tilerun.cli.errors import exits_cleanly
 
 
 @click.command("report")
-@click.argument("store", type=click.Path(path_type=Path))
+@click.argument("store")
 @click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path),
               help="HTML page to write [default: STORE's name with .report.html, beside it].")
 @click.option("--no-html", is_flag=True, help="Only print the report.")
@@ -20,7 +20,7 @@ from tilerun.cli.errors import exits_cleanly
               help="Longest edge of the page's quicklook and entropy map in pixels.")
 @click.option("--overwrite", is_flag=True, help="Replace the HTML page if it exists.")
 @exits_cleanly
-def report_command(store: Path, html_path: Path | None, no_html: bool, as_json: bool,
+def report_command(store: str, html_path: Path | None, no_html: bool, as_json: bool,
                    max_size: int, overwrite: bool) -> None:
     """Print STORE's run report (input drift, class fractions, confidence, timing) and write
     it, with plots, as a self-contained HTML page."""

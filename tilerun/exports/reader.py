@@ -25,10 +25,12 @@ from typing import Any
 
 import numpy as np
 
-from tilerun.errors import InputError, first_line
+from tilerun.engine.labels import labels_from_logits
+from tilerun.errors import InputError
 from tilerun.geometry import Window
 from tilerun.quicklook import PALETTE
-from tilerun.sinks.store import STAGING_SUFFIX, OutputStore
+from tilerun.sinks import store as output_stores
+from tilerun.sinks.objects import object_url
 
 LABEL_NODATA = 255
 Affine6 = tuple[float, float, float, float, float, float]
@@ -41,7 +43,8 @@ EXPORTABLE = ("labels", "probabilities", "logits")
 class FinishedOutput:
     """A complete tilerun output store, read lazily (see the module docstring)."""
 
-    path: Path
+    #: the store: a path, or an object-store URL
+    path: str | Path
     group: Any
     record: dict[str, Any]
     height: int
@@ -96,40 +99,16 @@ class FinishedOutput:
         if self.has("labels"):
             return self.read("labels", window).astype(np.uint8, copy=False)
         logits = self.read("logits", window).astype(np.float32, copy=False)
-        nodata: np.ndarray = np.asarray(np.isnan(logits).any(axis=0))
-        if logits.shape[0] == 1:
-            labels = (logits[0] > 0).astype(np.uint8)
-        else:
-            labels = np.where(nodata[None], -np.inf, logits).argmax(axis=0).astype(np.uint8)
-        labels[nodata] = LABEL_NODATA
-        return labels
+        valid = np.logical_not(np.isnan(logits).any(axis=0))
+        return labels_from_logits(logits, np.asarray(valid), LABEL_NODATA)
 
 
 def open_finished(store: str | Path) -> FinishedOutput:
     """Open a *complete* tilerun output; a one-line :class:`InputError` for anything else: no
     store, an unfinished run (``OUT.zarr.partial`` or ``complete`` not set), a store tilerun
     did not write, or one without labels or logits."""
-    import zarr
-
-    path = Path(store)
-    if "://" in str(store):
-        raise InputError(store, "exports read local stores only; copy the store here first")
-    if path.name.endswith(STAGING_SUFFIX) and path.exists():
-        raise InputError(path, "is an unfinished run's store; finish it with "
-                         "`tilerun predict … --resume` before exporting")
-    output = OutputStore(path)
-    located = output.located()  # raises when neither OUT.zarr nor OUT.zarr.partial exists
-    record = output.record(located)
-    if located != path or not record.get("complete"):
-        raise InputError(
-            path,
-            f"is unfinished ({located.name} was not completed by its run); finish it with "
-            "`tilerun predict … --resume` before exporting",
-        )
-    try:
-        group = zarr.open_group(path, mode="r")
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise InputError(path, f"its Zarr metadata cannot be read ({first_line(err)})") from err
+    path = store if object_url(store) else Path(store)
+    group, record = output_stores.open_finished(store)
     arrays = set(group.array_keys())
     if not arrays & {"labels", "logits"}:
         raise InputError(path, "has neither labels nor logits to export")
@@ -142,7 +121,7 @@ def open_finished(store: str | Path) -> FinishedOutput:
                           _colours(record, len(names)))
 
 
-def _frame(group: Any, record: dict[str, Any], path: Path) -> tuple[str | None, Affine6]:
+def _frame(group: Any, record: dict[str, Any], path: str | Path) -> tuple[str | None, Affine6]:
     slide = record.get("slide")
     if isinstance(slide, dict):
         return None, _affine(slide.get("level0_affine"), path, "slide.level0_affine")
@@ -160,7 +139,7 @@ def _frame(group: Any, record: dict[str, Any], path: Path) -> tuple[str | None, 
     return (str(wkt) if wkt else None), _affine([a, b, c, d, e, f], path, "GeoTransform")
 
 
-def _affine(values: Any, path: Path, what: str) -> Affine6:
+def _affine(values: Any, path: str | Path, what: str) -> Affine6:
     try:
         a, b, c, d, e, f = (float(v) for v in values)
     except (TypeError, ValueError) as err:

@@ -54,7 +54,7 @@ class OutputComparison:
 
 @dataclass(frozen=True)
 class _Output:
-    path: Path
+    path: str | Path
     group: Any
     shape: tuple[int, int]
     classes: int | None
@@ -85,7 +85,7 @@ class _Output:
 
 def compare_outputs(a: str | Path, b: str | Path) -> OutputComparison:
     """Compare two finished outputs (see the module docstring)."""
-    first, second = _open(Path(a)), _open(Path(b))
+    first, second = _open(a), _open(b)
     _check_same_grid(first, second)
     classes = first.classes or second.classes
     both_logits = first.array("logits") is not None and second.array("logits") is not None
@@ -126,7 +126,7 @@ def _max_difference(first: _Output, second: _Output, ys: slice, xs: slice) -> fl
     return float(np.abs(za - zb)[:, both].max())
 
 
-def _open(path: Path) -> _Output:
+def _open(path: str | Path) -> _Output:
     group = open_output(path)
     names = set(group.array_keys())
     if "labels" in names:

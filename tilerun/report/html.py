@@ -19,6 +19,7 @@ import tempfile
 from html import escape
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -29,6 +30,7 @@ from tilerun.report.entropy_map import entropy_map
 from tilerun.report.record import BandReport, RunReport
 from tilerun.report.stored import open_output, read_report
 from tilerun.report.text import fmt, pct, summary_rows, timing_rows
+from tilerun.sinks.objects import object_url
 
 #: viridis at five stops, interpolated into the entropy colour map
 VIRIDIS = ((68, 1, 84), (59, 82, 139), (33, 145, 140), (94, 201, 98), (253, 231, 37))
@@ -45,9 +47,17 @@ img{image-rendering:pixelated;border:1px solid #ccc;max-width:100%}
 
 
 def default_html_path(store: str | Path) -> Path:
-    """``OUT.zarr`` → ``OUT.report.html`` beside it."""
-    path = Path(store)
-    return path.with_name(path.stem + ".report.html")
+    """``OUT.zarr`` → ``OUT.report.html`` beside it; for a store in object storage, in the
+    current folder."""
+    url = object_url(store)
+    path = Path(urlsplit(url).path) if url else Path(store)
+    return (Path() if url else path.parent) / (path.stem + ".report.html")
+
+
+def _name(store: str | Path) -> str:
+    """The store's name: a URL's last part, or a path's."""
+    url = object_url(store)
+    return Path(urlsplit(url).path).name if url else Path(store).name
 
 
 def write_html(store: str | Path, html_path: str | Path, *, overwrite: bool = False,
@@ -58,9 +68,9 @@ def write_html(store: str | Path, html_path: str | Path, *, overwrite: bool = Fa
     _check_target(target, overwrite)
     report, record = read_report(store)
     group = open_output(store)
-    quicklook, colours = _quicklook(Path(store), max_size, record, report)
+    quicklook, colours = _quicklook(store, max_size, record, report)
     emap = entropy_map(group, report.output.activation, max_size)
-    page = _page(Path(store), report, record, quicklook, colours,
+    page = _page(_name(store), report, record, quicklook, colours,
                  None if emap is None else (_png(_colour_entropy(emap.values)), emap.step))
     partial = target.with_name(target.name + ".partial")
     try:
@@ -81,7 +91,7 @@ def _check_target(target: Path, overwrite: bool) -> None:
         raise OutputError(target, f"parent folder {target.parent} does not exist")
 
 
-def _quicklook(store: Path, max_size: int, record: dict[str, Any],
+def _quicklook(store: str | Path, max_size: int, record: dict[str, Any],
                report: RunReport) -> tuple[tuple[str, int] | None, tuple[str, ...]]:
     """The quicklook (base64 PNG, step) and the class colours it used; None without labels
     or logits to colour."""
@@ -127,10 +137,10 @@ def expected_counts(band: BandReport) -> list[float] | None:
     return (band.pixels * np.diff(cdf)).tolist()
 
 
-def _page(store: Path, report: RunReport, record: dict[str, Any],
+def _page(name: str, report: RunReport, record: dict[str, Any],
           quicklook: tuple[str, int] | None, colours: tuple[str, ...],
           entropy: tuple[str, int] | None) -> str:
-    title = f"tilerun report: {store.name}"
+    title = f"tilerun report: {name}"
     body = [f"<h1>{escape(title)}</h1>", _table(["", ""], summary_rows(report, record))]
     if report.drifted_bands:
         body.append(f'<p class="warn">Input drift in {escape(", ".join(report.drifted_bands))}'

@@ -8,26 +8,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tilerun.errors import InputError, first_line
+from tilerun.errors import InputError
 from tilerun.report.record import REPORT_KEY, RunReport
-from tilerun.sinks.store import RECORD, STAGING_SUFFIX, run_record
+from tilerun.sinks.store import RECORD, open_finished, run_record
 
 
 def open_output(path: str | Path) -> Any:
-    """The output's Zarr group, opened read-only."""
-    import zarr
-
-    store = Path(path)
-    if not store.exists():
-        staging = store.with_name(store.name + STAGING_SUFFIX)
-        if staging.exists():
-            raise InputError(store, f"is not finished ({staging.name} is its unfinished run; "
-                             "complete it with tilerun predict --resume)")
-        raise InputError(store, "no such Zarr store")
-    try:
-        return zarr.open_group(str(store), mode="r")
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise InputError(store, f"not a readable Zarr store ({first_line(err)})") from err
+    """A finished output's Zarr group, opened read-only, local or in object storage (see
+    :func:`tilerun.sinks.store.open_finished`)."""
+    return open_finished(path)[0]
 
 
 def read_report(path: str | Path) -> tuple[RunReport, dict[str, Any]]:

@@ -76,6 +76,28 @@ def read_chunks_done(target: Any) -> np.ndarray | None:
     return np.asarray(done[:]).astype(bool)
 
 
+def open_finished(out: str | Path) -> tuple[Any, dict[str, Any]]:
+    """The Zarr group (read-only) and run record of a *complete* output, local or in object
+    storage: what exports, reports, comparisons and quicklooks read. A one-line
+    :class:`InputError` naming ``out`` for anything else: no output there ("no tilerun
+    output"), an unfinished run's store ("unfinished"), corrupt metadata, or a Zarr store
+    tilerun did not write ("not one tilerun wrote")."""
+    output = output_store(out)
+    if isinstance(output, OutputStore) and output.path.name.endswith(STAGING_SUFFIX) \
+            and output.path.exists():
+        raise InputError(out, "is an unfinished run's store; finish it with `tilerun predict "
+                         "… --resume` first")
+    located = output.located()
+    record = output.record(located)
+    if output.is_staging(located) or not record.get("complete"):
+        raise InputError(out, "is unfinished (its run did not complete); finish it with "
+                         "`tilerun predict … --resume` first")
+    try:
+        return zarr.open_group(located, mode="r"), record
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise InputError(out, f"its Zarr metadata cannot be read ({first_line(err)})") from err
+
+
 def output_store(out: str | Path) -> OutputStore | ObjectOutputStore:
     """The store reader for an output path or object-store URL."""
     url = object_url(out)
@@ -116,6 +138,10 @@ class OutputStore:
         if not is_zarr_store(path):
             raise InputError(self.path, "no tilerun output here (nor an unfinished .partial)")
         return path
+
+    def is_staging(self, located: Path) -> bool:
+        """Whether :meth:`located` found the unfinished staging store, not the output."""
+        return located != self.path
 
     def record(self, path: Path) -> dict[str, Any]:
         """The run's record at ``path`` (see :func:`read_record`)."""
@@ -159,7 +185,16 @@ class ObjectOutputStore:
         """The Zarr store to report on; a one-line error when there is none."""
         if not self.exists():
             raise InputError(self.path, "no tilerun output here (no zarr.json)")
+        return self._zarr
+
+    @property
+    def _zarr(self) -> Any:
         return self.location.zarr_store(read_only=True)
+
+    @staticmethod
+    def is_staging(located: Any) -> bool:
+        """Never: written in place, the record alone says whether it is done."""
+        return False
 
     def record(self, target: Any) -> dict[str, Any]:
         return read_record(target, self.path)

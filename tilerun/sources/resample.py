@@ -49,7 +49,8 @@ def apply_taps(image: np.ndarray, axis: int, index: np.ndarray, weight: np.ndarr
         taken = np.take(image, index[:, k], axis=axis)
         term = taken * (w[None, :, None] if axis == 1 else w[None, None, :])
         out = term if out is None else out + term
-    assert out is not None
+    if out is None:  # every row of weights sums to 1, so some column has weight
+        raise ValueError("resampling weights are all zero")
     return out
 
 
