@@ -21,6 +21,7 @@ import rasterio
 import rioxarray  # noqa: F401  (registers the .rio accessor)
 import torch
 import xarray as xr
+import zarr
 from click.testing import CliRunner
 from moto_s3 import moto_server, s3_client, s3_environment
 
@@ -28,7 +29,7 @@ import tilerun
 from tilerun.cli import main
 from tilerun.errors import OptionError, OutputError, OutputExistsError
 from tilerun.models import build_unet, save_package
-from tilerun.sample import write_scene
+from tilerun.sample import write_scene, write_slide
 from tilerun.sinks.lock import LEASE_KEY, ObjectLock
 from tilerun.sinks.objects import ObjectLocation, object_url
 from tilerun.sinks.store import open_target, output_store
@@ -167,9 +168,9 @@ def test_bad_destinations_are_one_line_errors_before_any_work(s3, job):
     assert missing.exit_code == 2
     assert missing.stderr.startswith("error: s3://no-such-bucket/x.zarr: ")
     assert len(missing.stderr.strip().splitlines()) == 1
-    with pytest.raises(OptionError, match="--pyramid"):
+    with pytest.raises(OptionError, match="--zarr-format 3"):
         tilerun.run(job["scene"], job["model"], "s3://out/pyr.zarr",
-                    tilerun.PredictOptions(**OPTIONS, pyramid="labels"))
+                    tilerun.PredictOptions(**OPTIONS, pyramid="labels", zarr_format=2))
     assert not _keys(s3, "pyr.zarr/")
 
 
@@ -280,4 +281,20 @@ def test_exports_reports_and_comparisons_read_the_bucket(s3, job, tmp_path, monk
     compared = CliRunner().invoke(main, ["compare", url, str(job["reference"]), "--json"])
     assert compared.exit_code == 0, compared.output
     assert json.loads(compared.output)["agreement"] == 1.0
+
+
+def test_a_slide_in_the_bucket_gets_its_viewer_pyramid_before_the_flag(s3, tmp_path, small_unet):
+    slide = tmp_path / "slide.tif"
+    write_slide(slide, 512, tissue_fraction=0.5, seed=1)
+    url = "s3://out/slide.zarr"
+    tilerun.run(slide, small_unet, url,
+                tilerun.PredictOptions(level=0, tile=64, chunk=128, backend="torch"))
+    group = zarr.open_group(open_target(url), mode="r")
+    assert group.attrs["tilerun"]["complete"] is True
+    assert group["labels_pyramid"].attrs["ome"]["multiscales"][0]["datasets"]
+    np.testing.assert_array_equal(np.asarray(group["labels_pyramid"]["1"][:]),
+                                  np.asarray(group["labels"][:])[::2, ::2])
+    assert "labels_pyramid" in json.loads(
+        s3.get_object(Bucket="out", Key="slide.zarr/zarr.json")["Body"].read()
+    )["consolidated_metadata"]["metadata"]  # listed for viewers that read consolidated metadata
 

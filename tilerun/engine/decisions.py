@@ -113,8 +113,8 @@ def _stat(name: str) -> list[float] | None:
 
 
 def pyramid_kinds(options: PredictOptions, source: Any, sink: Sink) -> tuple[str, ...]:
-    """The pyramids to write. Where none can be (object storage, Zarr v2) ``auto`` makes
-    none, with a warning for a slide, and explicit ones are refused before any work."""
+    """The pyramids to write. Where none can be (Zarr v2, a sink that takes none) ``auto``
+    makes none, with a warning for a slide, and explicit ones are refused before any work."""
     why_not = no_pyramids(options, sink)
     if options.pyramid == "auto":
         return ("labels",) if source.is_slide and not why_not else ()
@@ -128,13 +128,13 @@ def pyramid_kinds(options: PredictOptions, source: Any, sink: Sink) -> tuple[str
 def no_pyramids(options: PredictOptions, sink: Sink) -> str | None:
     """Why this output can take no viewer pyramid, or None."""
     if not sink.takes_pyramids:
-        return "they are written into local outputs only"
+        return f"{type(sink).__name__} takes none"
     if options.zarr_format != 3:
         return "OME-Zarr 0.5 pyramids need --zarr-format 3"
     return None
 
 
-def pyramid_writer(options: PredictOptions, job: Job) -> Callable[[Path], None] | None:
+def pyramid_writer(options: PredictOptions, job: Job) -> Callable[[str | Path], None] | None:
     """The OME-NGFF pyramids to add before publishing (``auto``: labels, for slides)."""
     kinds = pyramid_kinds(options, job.source, job.sink)
     if not kinds:
@@ -147,10 +147,11 @@ def pyramid_writer(options: PredictOptions, job: Job) -> Callable[[Path], None] 
     # The pyramid's group is called ``probabilities`` unless that is the name of a variable.
     name = "probabilities_pyramid" if job.probabilities is not None else "probabilities"
 
-    def write(store: Path) -> None:
+    def write(store: str | Path) -> None:  # the run finishing the store flags it complete after
         if "labels" in kinds:
-            write_label_pyramid(store, pixel_size=pixel_size, unit=unit)
+            write_label_pyramid(store, pixel_size=pixel_size, unit=unit, require_complete=False)
         if "probabilities" in kinds:
-            write_probability_pyramid(store, name=name, pixel_size=pixel_size, unit=unit)
+            write_probability_pyramid(store, name=name, pixel_size=pixel_size, unit=unit,
+                                      require_complete=False)
 
     return write

@@ -59,11 +59,12 @@ class Sink(ABC):
 
     @abstractmethod
     def finalize(
-        self, summary: dict[str, Any], extras: Callable[[Path], None] | None = None
+        self, summary: dict[str, Any], extras: Callable[[str | Path], None] | None = None
     ) -> None:
         """Mark the output complete (and only then make it visible as complete).
 
-        ``extras(path)`` may add derived data (e.g. viewer pyramids) before publication.
+        ``extras(where)`` may add derived data (e.g. viewer pyramids) before publication;
+        ``where`` is the store's folder or object-store URL.
         """
 
     def keep_carry(  # noqa: B027  (optional: a sink that keeps nothing makes resume recompute)

@@ -55,7 +55,6 @@ from typing import Any
 
 import dask.array as da
 import numpy as np
-import zarr
 
 from tilerun.errors import OptionError
 from tilerun.sinks.ngff_metadata import (
@@ -70,14 +69,7 @@ from tilerun.sinks.ngff_metadata import (
     ngff_transforms,
     nodata_value,
 )
-from tilerun.sinks.ngff_store import (
-    Pyramid,
-    cleanup_on_error,
-    open_store,
-    publish,
-    source_array,
-    staging,
-)
+from tilerun.sinks.ngff_store import Pyramid, Store, open_store
 
 PROBABILITY_DTYPES = ("float32", "float16")
 
@@ -115,6 +107,7 @@ def write_label_pyramid(
     colors: Sequence[Colour] | None = None,
     source_image: str | None = None,
     overwrite: bool = False,
+    require_complete: bool = True,
 ) -> Pyramid:
     """Add an OME-NGFF label pyramid of ``source_variable`` (``(y, x)`` labels) to a store.
 
@@ -128,9 +121,12 @@ def write_label_pyramid(
     store's ``tilerun`` attributes, if any), the nodata fill value as transparent, class names
     as ``properties`` (from the labels' CF ``flag_meanings``) and ``source`` (``{"image":
     source_image}``, a path relative to the label group) when given.
+
+    ``store_path`` is a folder or an object-store URL; ``require_complete=False`` is for the
+    run that finishes the store (it flags it complete after its pyramids).
     """
-    store = open_store(store_path)
-    source = source_array(store, source_variable, ndim=2)
+    store = open_store(store_path, require_complete)
+    source = store.source_array(source_variable, ndim=2)
     height, width = (int(n) for n in source.shape)
     n_levels = _levels(levels, height, width, min_size)
     chunk = _spatial_chunk(source)
@@ -152,19 +148,15 @@ def write_label_pyramid(
             return da.from_zarr(source)
         return previous[::2, ::2]
 
-    target, final = staging(store.path, name, overwrite)
-    with cleanup_on_error(target):
-        group = zarr.open_group(target, mode="w", zarr_format=3)
+    with store.writing(name, overwrite) as group:
         _write_levels(
             group, shapes, level, dims=("y", "x"), dtype=np.dtype(source.dtype),
             chunks=(chunk, chunk), fill_value=nodata_value(source),
             compressors=_compressors(source),
         )  # fmt: skip
         group.attrs["ome"] = ome
-    return publish(
-        store.path, target, final, name, shapes, scales, translations,
-        str(np.dtype(source.dtype)), "nearest",
-    )  # fmt: skip
+    return _written(store, name, shapes, scales, translations, str(np.dtype(source.dtype)),
+                    "nearest")
 
 
 def write_probability_pyramid(
@@ -178,6 +170,7 @@ def write_probability_pyramid(
     unit: str | None = None,
     dtype: str = "float32",
     overwrite: bool = False,
+    require_complete: bool = True,
 ) -> Pyramid:
     """Add an OME-NGFF pyramid of class probabilities ``(c, y, x)`` from ``(class, y, x)`` logits.
 
@@ -189,8 +182,8 @@ def write_probability_pyramid(
     """
     if dtype not in PROBABILITY_DTYPES:
         raise OptionError("dtype", f"choose from {PROBABILITY_DTYPES}, got {dtype!r}")
-    store = open_store(store_path)
-    source = source_array(store, source_variable, ndim=3)
+    store = open_store(store_path, require_complete)
+    source = store.source_array(source_variable, ndim=3)
     classes, height, width = (int(n) for n in source.shape)
     channels = 2 if classes == 1 else classes
     n_levels = _levels(levels, height, width, min_size)
@@ -227,15 +220,27 @@ def write_probability_pyramid(
             return da.map_blocks(_softmax, logits, dtype=np.float32, chunks=out_chunks)
         return mean_pool_2x2(previous)
 
-    target, final = staging(store.path, name, overwrite)
-    with cleanup_on_error(target):
-        group = zarr.open_group(target, mode="w", zarr_format=3)
+    with store.writing(name, overwrite) as group:
         _write_levels(
             group, shapes, level, dims=("c", "y", "x"), dtype=np.dtype(dtype),
             chunks=(channels, chunk, chunk), fill_value=np.nan, compressors="auto",
         )  # fmt: skip
         group.attrs["ome"] = ome
-    return publish(store.path, target, final, name, shapes, scales, translations, dtype, "mean")
+    return _written(store, name, shapes, scales, translations, dtype, "mean")
+
+
+def _written(store: Store, name: str, shapes: Sequence[tuple[int, ...]],
+             scales: list[list[float]], translations: list[list[float]], dtype: str,
+             method: str) -> Pyramid:
+    return Pyramid(
+        path=store.child(name),
+        name=name,
+        shapes=tuple(tuple(int(n) for n in s) for s in shapes),
+        scales=tuple(tuple(s) for s in scales),
+        translations=tuple(tuple(t) for t in translations),
+        dtype=dtype,
+        method=method,
+    )
 
 
 # --- downsampling --------------------------------------------------------------------------

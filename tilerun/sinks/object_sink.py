@@ -41,7 +41,6 @@ from tilerun.sources import GeoRef
 class ObjectStoreSink(ZarrStoreSink):
     """Writes the output store in place at an object-store URL (see the module docstring)."""
 
-    takes_pyramids = False
 
     def __init__(self, url: str, overwrite: bool = False) -> None:
         super().__init__(url, overwrite)
@@ -118,26 +117,32 @@ class ObjectStoreSink(ZarrStoreSink):
             return None
 
     def finalize(
-        self, summary: dict[str, Any], extras: Callable[[Path], None] | None = None
+        self, summary: dict[str, Any], extras: Callable[[str | Path], None] | None = None
     ) -> None:
-        """Drop the carry objects, consolidate, then write ``complete: true`` last."""
-        if extras is not None:
-            raise OutputError(self.name, "viewer pyramids are written into local outputs only")
+        """Drop the carry objects, record the summary, add ``extras`` (viewer pyramids, given
+        the store's URL), consolidate, then write ``complete: true`` last."""
         try:
             if getattr(self.lock, "lost", False):
                 raise OutputError(self.name, "another run took its lock over while it wrote "
                                   "(its lease went stale); run again with --resume")
             self.location.delete_all(CARRY)
+            if extras is not None:
+                self._record({**summary, "complete": False})
+                extras(self.name)  # the URL, which the NGFF writers take
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message="Consolidated metadata",
                                         category=UserWarning)
                 warnings.filterwarnings("ignore", message=f"Object at {LOCK_NAME} is not")
                 zarr.consolidate_metadata(self.target())
-            group = zarr.open_group(self.target(), mode="r+")
-            attrs = dict(group.attrs[RECORD])  # type: ignore[arg-type]
-            group.attrs[RECORD] = {**attrs, **summary, "complete": True}
+            self._record({**summary, "complete": True})
         finally:
             self.release()
+
+    def _record(self, update: dict[str, Any]) -> None:
+        """Merge ``update`` into the run's record (one write of the root metadata)."""
+        group = zarr.open_group(self.target(), mode="r+")
+        attrs = dict(group.attrs[RECORD])  # type: ignore[arg-type]
+        group.attrs[RECORD] = {**attrs, **update}
 
 
 def _store_error(name: str, err: StoreError) -> OutputError:

@@ -166,7 +166,7 @@ class ZarrSink(ZarrStoreSink):
             return None
 
     def finalize(
-        self, summary: dict[str, Any], extras: Callable[[Path], None] | None = None
+        self, summary: dict[str, Any], extras: Callable[[str | Path], None] | None = None
     ) -> None:
         """Mark complete, add ``extras`` (e.g. viewer pyramids) to the staging store, publish.
 
