@@ -20,6 +20,7 @@ from click.testing import CliRunner
 
 import tilerun
 from tilerun.cli import main
+from tilerun.sinks import completed_output
 from tilerun.sinks import zarr as zarr_sink
 from tilerun.sinks.lock import RunLock
 from tilerun.sinks.store import DONE
@@ -113,7 +114,7 @@ def test_two_runs_started_at_once_on_one_output(files, tmp_path):
     lines = [line for line in loser.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith(f"error: {out}"), loser
     assert any(s in lines[0] for s in ("another run", "already exists")), loser
-    assert tilerun.sinks.completed_output(out) is not None
+    assert completed_output(out) is not None
 
 
 def test_info_on_a_store_tilerun_did_not_write(tmp_path):
@@ -154,12 +155,12 @@ def test_a_failing_pyramid_step_releases_the_lock(files, tmp_path, monkeypatch):
         tilerun.run(files["scene"], files["package"], out, options)
     partial = out.with_name(out.name + ".partial")
     assert RunLock(partial).holder() is None and not (partial / "tilerun.lock").exists()
-    assert tilerun.sinks.completed_output(out) is None
+    assert completed_output(out) is None
     monkeypatch.undo()
     tilerun.run(files["scene"], files["package"], out,
                 tilerun.PredictOptions(tile=32, chunk=64, pyramid="labels", backend="torch",
                                        resume=True))
-    assert tilerun.sinks.completed_output(out) is not None
+    assert completed_output(out) is not None
 
 
 def _chunks_written(partial: Path) -> int:
@@ -169,8 +170,10 @@ def _chunks_written(partial: Path) -> int:
 
 def test_ctrl_c_on_a_cluster_run_says_how_to_resume_without_tracebacks(tmp_path):
     scene, package = tmp_path / "scene.tif", tmp_path / "pkg.safetensors"
-    tilerun.sample.write_scene(scene, 512, 512, seed=2)
     from tilerun.models import build_unet, save_package
+    from tilerun.sample import write_scene
+
+    write_scene(scene, 512, 512, seed=2)
 
     save_package(build_unet("unet", in_channels=3, classes=2, base=8, depth=2), package,
                  mean=(127.5,) * 3, std=(64.0,) * 3)
@@ -195,7 +198,7 @@ def test_ctrl_c_on_a_cluster_run_says_how_to_resume_without_tracebacks(tmp_path)
                                            "far; run the same command with --resume to continue")
     resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
-    assert tilerun.sinks.completed_output(out) is not None
+    assert completed_output(out) is not None
 
 
 class Shrinking(torch.nn.Module):
