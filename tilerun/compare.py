@@ -15,7 +15,7 @@ import numpy as np
 
 from tilerun.errors import InputError, OutputError
 
-NODATA_LABEL = 255  # the labels' _FillValue (tilerun.sinks.layout.LABEL_FILL)
+NODATA_LABEL = 255  # the labels' nodata value (tilerun.sinks.layout.LABEL_FILL)
 
 
 def label_confusion(a: str | Path, b: str | Path) -> np.ndarray:

@@ -41,7 +41,7 @@ ENTROPY_BINS = 20
 LOW_CONFIDENCE = 0.5
 #: sigmoid: a class probability within ``(0.25, 0.75)`` is of low confidence
 LOW_CONFIDENCE_SIGMOID = 0.25
-#: label value of nodata pixels (the labels' ``_FillValue``)
+#: label value of nodata pixels (the labels' Zarr fill value, :data:`tilerun.sinks.LABEL_FILL`)
 NODATA_LABEL = 255
 #: bytes of float32 scratch per block of rows
 BLOCK_BYTES = 1 << 18
