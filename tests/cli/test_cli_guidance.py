@@ -308,6 +308,37 @@ def test_dry_run_json_agrees_with_the_run(files: dict[str, Path], tmp_path: Path
     assert plan["chunks"] == summary["chunks"]
 
 
+def test_dry_run_resume_counts_the_chunks_an_unfinished_store_holds(files: dict[str, Path],
+                                                                     tmp_path: Path) -> None:
+    import tilerun
+
+    out = tmp_path / "o.zarr"
+    options = tilerun.PredictOptions(tile=32, chunk=32, backend="torch")
+    seen: list[object] = []
+
+    def stop(result: object) -> None:
+        seen.append(result)
+        if len(seen) == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        tilerun.run(files["scene"], files["package"], out, options, on_chunk=stop)
+    partial = out.with_name(out.name + ".partial")
+    before = sorted(p.name for p in partial.rglob("*"))
+    dry = predict_cli(files, out, "--dry-run", "--json", "--resume", "--tile", "32",
+                      "--chunk", "32", "--backend", "torch")
+    assert dry.exit_code == 0, (dry.output, dry.exception)
+    plan = json.loads(dry.stdout)
+    written = plan["chunks_written"]
+    assert 3 <= written < plan["chunks"] == 9
+    text = predict_cli(files, out, "--dry-run", "--resume", "--tile", "32", "--chunk", "32",
+                       "--backend", "torch").stdout
+    assert f"{written} already written in the unfinished store" in text
+    assert sorted(p.name for p in partial.rglob("*")) == before  # a dry run wrote nothing
+    assert json.loads(predict_cli(files, tmp_path / "new.zarr", "--dry-run", "--json",
+                                  "--resume").stdout)["chunks_written"] is None
+
+
 def test_dry_run_refuses_what_the_run_refuses(files: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "o.zarr"
     line = one_error_line(predict_cli(files, out, "--dry-run", "--backend", "onnxruntime",

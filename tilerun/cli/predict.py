@@ -294,6 +294,13 @@ def _echo_already_complete(out: str | Path, as_json: bool) -> None:
         click.echo(f"plan: {out} is already complete; --resume would do nothing")
 
 
+def _written(plan: RunPlan) -> str:
+    if plan.chunks_written is None:
+        return ""
+    return (f"; {plan.chunks_written} already written in the unfinished store (--resume keeps "
+            "them if the same run wrote them, which the run checks)")
+
+
 def plan_lines(plan: RunPlan) -> list[str]:
     """The ``--dry-run`` plan, one fact a line (plain text, never wrapped)."""
     from tilerun.engine.budget import size_text as _size
@@ -319,7 +326,7 @@ def plan_lines(plan: RunPlan) -> list[str]:
         f"  model    {model}, {plan.classes} classes",
         f"  tiles    {plan.tiles_run} to run of {plan.tiles}{skipped} "
         f"({plan.tile} px, overlap {plan.overlap} px)",
-        f"  chunks   {plan.chunks} of {plan.chunk} px",
+        f"  chunks   {plan.chunks} of {plan.chunk} px{_written(plan)}",
         f"  memory   at least {_size(memory.host + memory.device)} ({memory.chunks} chunk(s) "
         f"in flight {_size(memory.host)}, model batches and staged chunks "
         f"{_size(memory.device)}){available}",

@@ -27,8 +27,10 @@ from tilerun.engine.decisions import (
 )
 from tilerun.engine.opening import open_checked
 from tilerun.engine.options import PredictOptions
+from tilerun.errors import InputError
 from tilerun.models import ModelHandle
 from tilerun.sinks import Sink
+from tilerun.sinks.store import output_store
 
 #: The type each output variable is stored as (see :mod:`tilerun.sinks.layout`): logits in
 #: the ``dtype`` option, labels and probabilities in uint8.
@@ -77,6 +79,9 @@ class RunPlan:
     #: the backend asked for (``auto`` or a name) and the ones the run would try, in order
     backend: str
     backend_candidates: tuple[str, ...]
+    #: with ``resume``: chunks an unfinished store at the output already holds (None: no
+    #: such store); the run keeps them if that store was written by the same run
+    chunks_written: int | None = None
 
     @property
     def tiles_run(self) -> int:
@@ -152,4 +157,15 @@ def plan_run(
         device=str(opened.device),
         backend=options.backend,
         backend_candidates=candidates,
+        chunks_written=_written_before(out, layout.chunk_grid) if options.resume else None,
     )
+
+
+def _written_before(out: str | Path, grid: tuple[int, int]) -> int | None:
+    """Chunks the unfinished store at ``out`` holds, if it has this run's chunk grid."""
+    output = output_store(out)
+    try:
+        done = output.chunks_done(output.located())
+    except InputError:  # no store there (nor an unfinished one)
+        return None
+    return int(done.sum()) if done is not None and done.shape == grid else None
