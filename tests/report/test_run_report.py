@@ -67,7 +67,7 @@ def test_input_and_output_statistics_equal_numpy_on_the_whole_scene(tmp_path, sm
     p /= p.sum(axis=0)
     entropy = -(p * np.log(p)).sum(axis=0) / np.log(3)
     assert out["pixels"] == valid.sum()
-    # entropy and confidence: on the valid pixels of every 2nd row and column
+    # entropy and confidence: on the valid pixels of the lattice (every STRIDE-th row, column)
     on = _lattice(*valid.shape)[valid]
     assert out["entropy_pixels"] == on.sum()
     assert out["entropy_mean"] == pytest.approx(entropy[on].mean(), rel=1e-5)

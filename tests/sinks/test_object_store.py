@@ -91,9 +91,17 @@ def test_urls_are_told_from_paths():
     assert object_url("https://host/x.zarr") is None  # read-only for outputs
 
 
-def test_a_run_writes_the_store_in_place_and_flags_it_complete_last(s3, job):
+def test_a_run_writes_the_store_in_place_and_flags_it_complete_last(s3, job, monkeypatch):
     url = "s3://out/api.zarr"
+    real, flags = zarr.consolidate_metadata, []
+
+    def spy(store, *args, **kwargs):  # type: ignore[no-untyped-def]
+        flags.append(_record(s3, "api.zarr")["complete"])
+        return real(store, *args, **kwargs)
+
+    monkeypatch.setattr(zarr, "consolidate_metadata", spy)
     ds = tilerun.predict(job["scene"], job["model"], url, **OPTIONS)
+    assert flags == [False]  # every chunk and the metadata before the flag
     np.testing.assert_array_equal(ds.logits.values, _reference_logits(job))
     assert ds.rio.crs == xr.open_zarr(job["reference"], decode_coords="all").rio.crs
     record = _record(s3, "api.zarr")
@@ -154,11 +162,30 @@ def test_overwrite_replaces_and_a_foreign_prefix_is_refused(s3, job):
     assert summary.chunks == CHUNKS and _record(s3, "over.zarr")["tile"] == 128
     assert "over.zarr/stale-object" not in _keys(s3, "over.zarr/")  # the old store went whole
 
+    foreign = zarr.open_group(ObjectLocation("s3://out/theirs.zarr").zarr_store(), mode="w")
+    foreign.create_array("precious", shape=(4,), dtype="u1")
+    with pytest.raises(OutputExistsError, match="tilerun did not write"):
+        tilerun.run(job["scene"], job["model"], "s3://out/theirs.zarr",
+                    tilerun.PredictOptions(**OPTIONS))
+    assert "theirs.zarr/precious/zarr.json" in _keys(s3, "theirs.zarr/")
+
     s3.put_object(Bucket="out", Key="notes/readme.txt", Body=b"mine")
     with pytest.raises(OutputError, match="not a Zarr store"):
         tilerun.run(job["scene"], job["model"], "s3://out/notes",
                     tilerun.PredictOptions(**OPTIONS, overwrite=True))
     assert _keys(s3, "notes/") == ["notes/readme.txt"]
+
+
+def test_an_unreachable_store_is_one_line_for_readers_too(s3, job, tmp_path, monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens there
+    for args in (["info", "s3://out/x.zarr"],
+                 ["export", "s3://out/x.zarr", str(tmp_path / "a.tif")],
+                 ["predict", str(job["scene"]), "-o", "s3://out/x.zarr", "--model",
+                  str(job["model"]), *ARGS, "--resume"]):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 2, (args, result.output)
+        assert result.stderr.startswith("error: s3://out/x.zarr: the object store failed")
+        assert len(result.stderr.strip().splitlines()) == 1
 
 
 def test_bad_destinations_are_one_line_errors_before_any_work(s3, job):
@@ -283,12 +310,23 @@ def test_exports_reports_and_comparisons_read_the_bucket(s3, job, tmp_path, monk
     assert json.loads(compared.output)["agreement"] == 1.0
 
 
-def test_a_slide_in_the_bucket_gets_its_viewer_pyramid_before_the_flag(s3, tmp_path, small_unet):
+def test_a_slide_in_the_bucket_gets_its_viewer_pyramid_before_the_flag(s3, tmp_path, small_unet,
+                                                                       monkeypatch):
+    from tilerun.sinks import ngff
+
     slide = tmp_path / "slide.tif"
     write_slide(slide, 512, tissue_fraction=0.5, seed=1)
     url = "s3://out/slide.zarr"
+    real, flags = ngff.write_label_pyramid, []
+
+    def spy(store, **options):  # type: ignore[no-untyped-def]
+        flags.append(_record(s3, "slide.zarr")["complete"])
+        return real(store, **options)
+
+    monkeypatch.setattr(ngff, "write_label_pyramid", spy)
     tilerun.run(slide, small_unet, url,
                 tilerun.PredictOptions(level=0, tile=64, chunk=128, backend="torch"))
+    assert flags == [False]  # written while the store still said unfinished
     group = zarr.open_group(open_target(url), mode="r")
     assert group.attrs["tilerun"]["complete"] is True
     assert group["labels_pyramid"].attrs["ome"]["multiscales"][0]["datasets"]

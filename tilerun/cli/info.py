@@ -30,7 +30,7 @@ def info_command(store: str, as_json: bool) -> None:
     done = output.chunks_done(path)
     total = done.size if done is not None else 0
     written = int(done.sum()) if done is not None else 0
-    complete = bool(attrs.get("complete"))
+    complete = bool(attrs.get("complete")) and not output.is_staging(path)
     holder = None if complete else output.holder()
     state = "complete" if complete else "running" if holder else "interrupted"
     where = path if isinstance(path, Path) else store  # object storage: the URL

@@ -27,10 +27,9 @@ from tilerun.engine.decisions import (
 )
 from tilerun.engine.opening import open_checked
 from tilerun.engine.options import PredictOptions
-from tilerun.errors import InputError
 from tilerun.models import ModelHandle
 from tilerun.sinks import Sink
-from tilerun.sinks.store import output_store
+from tilerun.sinks.store import OutputStore, output_store
 
 #: The type each output variable is stored as (see :mod:`tilerun.sinks.layout`): logits in
 #: the ``dtype`` option, labels and probabilities in uint8.
@@ -162,10 +161,11 @@ def plan_run(
 
 
 def _written_before(out: str | Path, grid: tuple[int, int]) -> int | None:
-    """Chunks the unfinished store at ``out`` holds, if it has this run's chunk grid."""
+    """Chunks the unfinished store at ``out`` holds (a folder's ``.partial``, or the store in
+    object storage), if it has this run's chunk grid."""
     output = output_store(out)
-    try:
-        done = output.chunks_done(output.located())
-    except InputError:  # no store there (nor an unfinished one)
-        return None
+    if isinstance(output, OutputStore):
+        done = output.chunks_done(output.staging) if output.staging.exists() else None
+    else:
+        done = output.chunks_done(output.located()) if output.exists() else None
     return int(done.sum()) if done is not None and done.shape == grid else None

@@ -30,6 +30,7 @@ from tilerun.errors import InputError
 from tilerun.geometry import Window
 from tilerun.quicklook import PALETTE
 from tilerun.sinks import store as output_stores
+from tilerun.sinks.layout import PROBABILITY_FILL, PROBABILITY_SCALE
 from tilerun.sinks.objects import object_url
 
 LABEL_NODATA = 255
@@ -94,13 +95,19 @@ class FinishedOutput:
 
     def labels(self, window: Window) -> np.ndarray:
         """uint8 labels in ``window``, :data:`LABEL_NODATA` where nodata: the ``labels``
-        variable, else the argmax of the logits (``logit > 0`` for one class), as the run
-        would have stored them."""
+        variable, else the argmax of the logits (``logit > 0`` for one class), else of the
+        probability codes (``p > 0.5`` for one class), as the run would have labelled."""
         if self.has("labels"):
             return self.read("labels", window).astype(np.uint8, copy=False)
-        logits = self.read("logits", window).astype(np.float32, copy=False)
-        valid = np.logical_not(np.isnan(logits).any(axis=0))
-        return labels_from_logits(logits, np.asarray(valid), LABEL_NODATA)
+        if self.has("logits"):
+            logits = self.read("logits", window).astype(np.float32, copy=False)
+            valid = np.logical_not(np.isnan(logits).any(axis=0))
+            return labels_from_logits(logits, np.asarray(valid), LABEL_NODATA)
+        codes = self.read("probabilities", window).astype(np.float32)
+        valid = np.asarray(codes[0] != PROBABILITY_FILL)
+        if codes.shape[0] == 1:  # one class: its probability against ½, as a logit against 0
+            codes -= PROBABILITY_SCALE / 2
+        return labels_from_logits(codes, valid, LABEL_NODATA)
 
 
 def open_finished(store: str | Path) -> FinishedOutput:
@@ -110,9 +117,10 @@ def open_finished(store: str | Path) -> FinishedOutput:
     path = store if object_url(store) else Path(store)
     group, record = output_stores.open_finished(store)
     arrays = set(group.array_keys())
-    if not arrays & {"labels", "logits"}:
-        raise InputError(path, "has neither labels nor logits to export")
-    spatial: Any = group["labels"] if "labels" in arrays else group["logits"]
+    present = [name for name in EXPORTABLE if name in arrays]
+    if not present:
+        raise InputError(path, "has neither labels, probabilities nor logits to export")
+    spatial: Any = group[present[0]]
     height, width = (int(n) for n in spatial.shape[-2:])
     chunks = (int(spatial.chunks[-2]), int(spatial.chunks[-1]))
     crs_wkt, frame = _frame(group, record, path)

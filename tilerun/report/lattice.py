@@ -3,11 +3,11 @@
 Image statistics for monitoring — input means, spreads and histograms for drift, output
 entropy and confidence — need no more than a regular sample: neighbouring pixels are strongly
 correlated (blended logits smoothly so), and one pixel in 16 of a gigapixel scene is still
-tens of millions. Measured on every pixel, the statistics cost 0.136 µs of CPU per output
-pixel (``benchmarks/bench_pipeline.py``, 8192², row "run report's statistics"), more than the
-rest of the engine (0.11), and a host that feeds a fast device fell behind; on the lattice of
-stride 4 they cost what RESULTS.md gives for that row. Class counts stay exact: they come from
-the labels, on every pixel.
+tens of millions. Measured on every pixel, the statistics cost 84 ms of CPU per 1024² chunk
+(~0.08 µs per output pixel, cProfile; the rest of the engine: ~0.10); with the lattice of
+stride 4 and labels by contiguous passes (:mod:`tilerun.engine.labels`), 0.014 µs
+(``benchmarks/bench_pipeline.py``, 8192², row "run report's statistics"). Class counts stay
+exact: they come from the labels, on every pixel.
 
 The lattice is global — image rows and columns divisible by :data:`STRIDE` — so pieces
 measured by different chunks fit together, each lattice pixel counted once.

@@ -28,10 +28,14 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 
+from obstore.exceptions import BaseError as StoreError
+
 from tilerun.errors import OutputError
-from tilerun.sinks.objects import Conflict, ObjectLocation
+from tilerun.sinks.objects import Conflict, ObjectLocation, StoreUnavailable
 
 LOCK_NAME = "tilerun.lock"
+#: errors a heartbeat survives (it tries again at the next beat): file system and store outages
+TRANSIENT: tuple[type[Exception], ...] = (OSError, StoreError, StoreUnavailable)
 #: the lease's key in object storage: inside a ``tilerun.lock/`` prefix, which Zarr lists as a
 #: (foreign) folder; a bare ``tilerun.lock`` object is taken by Zarr for a node to open.
 LEASE_KEY = f"{LOCK_NAME}/lease"
@@ -118,8 +122,8 @@ class Lease(ABC):
                 if not self._renew():
                     self.lost = True
                     return
-            except OSError:
-                return  # a passing outage: the next finalize still checks ``lost``
+            except TRANSIENT:
+                continue  # a passing outage: try again at the next beat (stale after STALE_S)
 
     def release(self) -> None:
         """Stop renewing and remove the lease (only ours: never one another run took over)."""
@@ -128,7 +132,7 @@ class Lease(ABC):
             self._thread.join()
             self._thread = None
             if not self.lost:
-                with contextlib.suppress(OSError):
+                with contextlib.suppress(*TRANSIENT):
                     self._remove()
 
     def _record_of(self, text: str) -> dict[str, object]:
@@ -205,11 +209,16 @@ class RunLock(Lease):
         self._create(text)
 
     def _renew(self) -> bool:
+        found = self._read()
+        if found is None or found.record.get("token") != self.token:
+            return False  # removed, or taken over by another run
         os.utime(self.path)
         return True
 
     def _remove(self) -> None:
-        self.path.unlink(missing_ok=True)
+        found = self._read()
+        if found is not None and found.record.get("token") == self.token:
+            self.path.unlink(missing_ok=True)
 
 
 class ObjectLock(Lease):

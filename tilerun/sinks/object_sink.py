@@ -33,14 +33,13 @@ from obstore.exceptions import BaseError as StoreError
 from tilerun.errors import OutputError, OutputExistsError, first_line
 from tilerun.sinks.lock import LEASE_KEY, LOCK_NAME, ObjectLock
 from tilerun.sinks.objects import ObjectLocation
-from tilerun.sinks.store import CARRY, GROUP_DOCUMENTS, RECORD, run_record
+from tilerun.sinks.store import CARRY, GROUP_DOCUMENTS, run_record
 from tilerun.sinks.zarr_writer import ZarrStoreSink, carry_name
 from tilerun.sources import GeoRef
 
 
 class ObjectStoreSink(ZarrStoreSink):
     """Writes the output store in place at an object-store URL (see the module docstring)."""
-
 
     def __init__(self, url: str, overwrite: bool = False) -> None:
         super().__init__(url, overwrite)
@@ -66,10 +65,16 @@ class ObjectStoreSink(ZarrStoreSink):
             raise _store_error(self.name, err) from err
 
     def check(self) -> None:
-        """Refuse an unreachable bucket, a complete output without ``--overwrite``, and a
-        prefix holding something else — before any work."""
+        """Refuse an unreachable bucket, a complete output or a Zarr store tilerun did not
+        write without ``--overwrite``, and a prefix holding something else — before any work.
+        (An unfinished tilerun store is resumed or restarted, as a local ``.partial`` is.)"""
         record = self._existing()
-        if record is not None and record.get("complete") and not self.overwrite:
+        if record is None or self.overwrite:
+            return
+        if not record:
+            raise OutputExistsError(self.name, "is a Zarr store tilerun did not write; pass "
+                                    "--overwrite to replace it")
+        if record.get("complete"):
             raise OutputExistsError(self.name, "already exists; pass --overwrite to replace it")
 
     def create(self, georef: GeoRef | None, attrs: dict[str, Any], resume: bool = False) -> None:
@@ -122,27 +127,19 @@ class ObjectStoreSink(ZarrStoreSink):
         """Drop the carry objects, record the summary, add ``extras`` (viewer pyramids, given
         the store's URL), consolidate, then write ``complete: true`` last."""
         try:
-            if getattr(self.lock, "lost", False):
-                raise OutputError(self.name, "another run took its lock over while it wrote "
-                                  "(its lease went stale); run again with --resume")
+            self.check_lease()
             self.location.delete_all(CARRY)
             if extras is not None:
-                self._record({**summary, "complete": False})
+                self.update_record({**summary, "complete": False})
                 extras(self.name)  # the URL, which the NGFF writers take
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message="Consolidated metadata",
                                         category=UserWarning)
                 warnings.filterwarnings("ignore", message=f"Object at {LOCK_NAME} is not")
                 zarr.consolidate_metadata(self.target())
-            self._record({**summary, "complete": True})
+            self.update_record({**summary, "complete": True})
         finally:
             self.release()
-
-    def _record(self, update: dict[str, Any]) -> None:
-        """Merge ``update`` into the run's record (one write of the root metadata)."""
-        group = zarr.open_group(self.target(), mode="r+")
-        attrs = dict(group.attrs[RECORD])  # type: ignore[arg-type]
-        group.attrs[RECORD] = {**attrs, **update}
 
 
 def _store_error(name: str, err: StoreError) -> OutputError:

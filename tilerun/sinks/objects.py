@@ -86,13 +86,15 @@ class ObjectLocation:
     def get(self, key: str) -> Found | None:
         """The object at ``key``, or None when there is none."""
         import obstore
-        from obstore.exceptions import NotFoundError
+        from obstore.exceptions import BaseError, NotFoundError
 
         try:
             result = obstore.get(self.store, key)
             data = bytes(result.bytes())
         except (NotFoundError, FileNotFoundError):
             return None
+        except BaseError as err:
+            raise self.unavailable(err) from err
         meta = result.meta
         return Found(data, meta.get("e_tag"), meta["last_modified"])
 
@@ -101,7 +103,7 @@ class ObjectLocation:
         ``"create"`` (fails with ``FileExistsError`` if the key exists) or ``{"e_tag": …}``
         (fails with ``PermissionError``-like :class:`Conflict` if it changed)."""
         import obstore
-        from obstore.exceptions import AlreadyExistsError, PreconditionError
+        from obstore.exceptions import AlreadyExistsError, BaseError, PreconditionError
 
         try:
             result = obstore.put(self.store, key, data, mode=mode)  # type: ignore[arg-type]
@@ -109,7 +111,12 @@ class ObjectLocation:
             raise FileExistsError(key) from err
         except PreconditionError as err:
             raise Conflict(key) from err
+        except BaseError as err:
+            raise self.unavailable(err) from err
         return result.get("e_tag")
+
+    def unavailable(self, err: Exception) -> StoreUnavailable:
+        return StoreUnavailable(self.url, f"the object store failed ({first_line(err)})")
 
     def delete(self, key: str) -> None:
         import obstore
@@ -121,19 +128,27 @@ class ObjectLocation:
     def list_keys(self, prefix: str | None = None) -> Iterator[str]:
         """Every key under ``prefix`` (the whole location by default)."""
         import obstore
+        from obstore.exceptions import BaseError
 
-        for batch in obstore.list(self.store, prefix=prefix):
-            for meta in batch:
-                yield meta["path"]
+        try:
+            for batch in obstore.list(self.store, prefix=prefix):
+                for meta in batch:
+                    yield meta["path"]
+        except BaseError as err:
+            raise self.unavailable(err) from err
 
     def delete_all(self, prefix: str | None = None, keep: str | None = None) -> None:
         """Delete every object under the folder-like ``prefix`` (all by default) but those
         under ``keep``; in batches, as stores delete up to 1000 keys at once."""
         import obstore
+        from obstore.exceptions import BaseError
 
         keys = [k for k in self.list_keys(prefix) if keep is None or not k.startswith(keep)]
-        for start in range(0, len(keys), 1000):
-            obstore.delete(self.store, keys[start:start + 1000])
+        try:
+            for start in range(0, len(keys), 1000):
+                obstore.delete(self.store, keys[start:start + 1000])
+        except BaseError as err:
+            raise self.unavailable(err) from err
 
     def is_empty(self) -> bool:
         return next(self.list_keys(), None) is None
@@ -141,3 +156,8 @@ class ObjectLocation:
 
 class Conflict(Exception):
     """A conditional write lost: the object changed since it was read."""
+
+
+class StoreUnavailable(OutputError):
+    """The object store failed (unreachable endpoint, missing bucket, credentials): one
+    line naming the URL, and a heartbeat tries again."""

@@ -78,7 +78,7 @@ def read_chunks_done(target: Any) -> np.ndarray | None:
 
 def open_finished(out: str | Path) -> tuple[Any, dict[str, Any]]:
     """The Zarr group (read-only) and run record of a *complete* output, local or in object
-    storage: what exports, reports, comparisons and quicklooks read. A one-line
+    storage: what exports, reports and comparisons read (quicklooks read any store). A one-line
     :class:`InputError` naming ``out`` for anything else: no output there ("no tilerun
     output"), an unfinished run's store ("unfinished"), corrupt metadata, or a Zarr store
     tilerun did not write ("not one tilerun wrote")."""

@@ -168,20 +168,21 @@ class ZarrSink(ZarrStoreSink):
     def finalize(
         self, summary: dict[str, Any], extras: Callable[[str | Path], None] | None = None
     ) -> None:
-        """Mark complete, add ``extras`` (e.g. viewer pyramids) to the staging store, publish.
+        """Add ``extras`` (e.g. viewer pyramids) to the staging store, mark it complete,
+        publish.
 
         The lock is held until the store is published (a second run must not take the
         staging folder over between the two), and given up whatever happens: a failed pyramid
-        step must not leave it held for the rest of the process (the store stays unfinished
-        and resumable).
+        step must not leave it held for the rest of the process, nor a store that says
+        ``complete`` (it stays unfinished and resumable).
         """
         try:
+            self.check_lease()
             shutil.rmtree(self.staging / CARRY, ignore_errors=True)  # only resume needed them
-            group = zarr.open_group(self.staging, mode="r+")
-            attrs = dict(group.attrs[RECORD])  # type: ignore[arg-type]
-            group.attrs[RECORD] = {**attrs, **summary, "complete": True}
-            if extras is not None:  # the staging store is complete, but not yet published
+            self.update_record(summary)
+            if extras is not None:
                 extras(self.staging)
+            self.update_record({"complete": True})
             with warnings.catch_warnings():
                 # Consolidated metadata is a Zarr v3 extension; xarray opens faster with it.
                 warnings.filterwarnings("ignore", message="Consolidated metadata",

@@ -120,6 +120,19 @@ class ZarrStoreSink(Sink):
         z = self.layout.chunk
         self._array(DONE)[window.y // z, window.x // z] = 1
 
+    def update_record(self, update: dict[str, Any]) -> None:
+        """Merge ``update`` into the run's record (one write of the root metadata)."""
+        group = zarr.open_group(self.target(), mode="r+")
+        attrs = dict(group.attrs[RECORD])  # type: ignore[arg-type]
+        group.attrs[RECORD] = {**attrs, **update}
+
+    def check_lease(self) -> None:
+        """Refuse to publish after another run took the lock over (our lease went stale)."""
+        lock = getattr(self, "lock", None)
+        if lock is not None and lock.lost:
+            raise OutputError(self.name, "another run took its lock over while it wrote (its "
+                              "lease went stale); run again with --resume")
+
     def abort(self) -> None:
         """The run failed: give up the lock; the staging store stays, for ``--resume``."""
         self.release()
