@@ -14,8 +14,9 @@ from typing import Any
 import numpy as np
 
 from tilerun.errors import InputError, OutputError
+from tilerun.sinks.codes import LABEL_FILL
 
-NODATA_LABEL = 255  # the labels' nodata value (tilerun.sinks.layout.LABEL_FILL)
+NODATA_LABEL = LABEL_FILL
 
 
 def label_confusion(a: str | Path, b: str | Path) -> np.ndarray:

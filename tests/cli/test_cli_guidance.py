@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -325,7 +326,10 @@ def test_dry_run_resume_counts_the_chunks_an_unfinished_store_holds(files: dict[
     with pytest.raises(KeyboardInterrupt):
         tilerun.run(files["scene"], files["package"], out, options, on_chunk=stop)
     partial = out.with_name(out.name + ".partial")
-    before = sorted(p.name for p in partial.rglob("*"))
+    before: list[str] = []
+    while before != (now := sorted(p.name for p in partial.rglob("*"))):  # tasks in flight
+        before = now  # finish in the background after the interrupt: wait until none writes
+        time.sleep(0.3)
     dry = predict_cli(files, out, "--dry-run", "--json", "--resume", "--tile", "32",
                       "--chunk", "32", "--backend", "torch")
     assert dry.exit_code == 0, (dry.output, dry.exception)

@@ -75,6 +75,14 @@ def _keys(client, prefix: str) -> list[str]:  # type: ignore[no-untyped-def]
     return [item["Key"] for page in pages for item in page.get("Contents", [])]
 
 
+def _settle(client, prefix: str) -> None:  # type: ignore[no-untyped-def]
+    """Wait until nothing more is written under ``prefix``."""
+    before: list[str] = []
+    while before != (now := _keys(client, prefix)):
+        before = now
+        time.sleep(0.3)
+
+
 def _record(client, name: str) -> dict:  # type: ignore[no-untyped-def]
     body = client.get_object(Bucket="out", Key=f"{name}/zarr.json")["Body"].read()
     return json.loads(body)["attributes"]["tilerun"]
@@ -128,6 +136,7 @@ def test_an_interrupted_store_reads_as_unfinished_and_resumes(s3, job, tmp_path)
     with pytest.raises(KeyboardInterrupt):
         tilerun.run(job["scene"], job["model"], url, tilerun.PredictOptions(**OPTIONS),
                     on_chunk=stop_after_five)
+    _settle(s3, "stop.zarr/")  # tasks in flight finish in the background after the interrupt
     assert _record(s3, "stop.zarr")["complete"] is False
     assert output_store(url).completed() is None
     assert ObjectLock(ObjectLocation(url)).holder() is None  # given up on the way out

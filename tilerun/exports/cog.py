@@ -31,11 +31,10 @@ from tilerun.errors import InputError, OptionError, OutputError, first_line
 from tilerun.exports.reader import EXPORTABLE, LABEL_NODATA, FinishedOutput
 from tilerun.exports.target import ExportTarget, remove_with_sidecars
 from tilerun.geometry import Window
+from tilerun.sinks.codes import PROBABILITY_FILL, PROBABILITY_SCALE
 
 #: overview resampling per variable (GDAL names)
 OVERVIEW_RESAMPLING = {"labels": "MODE", "probabilities": "AVERAGE", "logits": "AVERAGE"}
-PROBABILITY_FILL = 255
-PROBABILITY_SCALE = 254
 DEFAULT_BLOCKSIZE = 512
 COMPRESSIONS = ("DEFLATE", "ZSTD", "LZW", "NONE")
 

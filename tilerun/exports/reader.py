@@ -25,15 +25,14 @@ from typing import Any
 
 import numpy as np
 
-from tilerun.engine.labels import labels_from_logits
 from tilerun.errors import InputError
 from tilerun.geometry import Window
 from tilerun.quicklook import PALETTE
 from tilerun.sinks import store as output_stores
-from tilerun.sinks.layout import PROBABILITY_FILL, PROBABILITY_SCALE
+from tilerun.sinks.codes import LABEL_FILL
 from tilerun.sinks.objects import object_url
 
-LABEL_NODATA = 255
+LABEL_NODATA = LABEL_FILL
 Affine6 = tuple[float, float, float, float, float, float]
 IDENTITY: Affine6 = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 #: the variables an export can read, in the order ``--variable`` lists them
@@ -97,17 +96,7 @@ class FinishedOutput:
         """uint8 labels in ``window``, :data:`LABEL_NODATA` where nodata: the ``labels``
         variable, else the argmax of the logits (``logit > 0`` for one class), else of the
         probability codes (``p > 0.5`` for one class), as the run would have labelled."""
-        if self.has("labels"):
-            return self.read("labels", window).astype(np.uint8, copy=False)
-        if self.has("logits"):
-            logits = self.read("logits", window).astype(np.float32, copy=False)
-            valid = np.logical_not(np.isnan(logits).any(axis=0))
-            return labels_from_logits(logits, np.asarray(valid), LABEL_NODATA)
-        codes = self.read("probabilities", window).astype(np.float32)
-        valid = np.asarray(codes[0] != PROBABILITY_FILL)
-        if codes.shape[0] == 1:  # one class: its probability against ½, as a logit against 0
-            codes -= PROBABILITY_SCALE / 2
-        return labels_from_logits(codes, valid, LABEL_NODATA)
+        return output_stores.read_labels(self.group, *window.slices())
 
 
 def open_finished(store: str | Path) -> FinishedOutput:

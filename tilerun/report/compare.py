@@ -25,10 +25,9 @@ from tilerun.errors import InputError
 from tilerun.report.outputs import label_values
 from tilerun.report.record import finite
 from tilerun.report.stored import open_output
-from tilerun.sinks.store import run_record
+from tilerun.sinks.store import read_labels, run_record
 
 #: codes of the uint8 probabilities: p = code / 254, 255 = nodata
-PROBABILITY_FILL = 255
 HALF_CODE = 127
 
 
@@ -64,23 +63,8 @@ class _Output:
         return self.group[name] if name in set(self.group.array_keys()) else None
 
     def labels(self, ys: slice, xs: slice) -> np.ndarray:
-        """Labels of a block, 255 where nodata."""
-        labels = self.array("labels")
-        if labels is not None:
-            return np.asarray(labels[ys, xs])
-        logits = self.array("logits")
-        if logits is not None:
-            z = np.asarray(logits[:, ys, xs], np.float32)
-            nodata = np.isnan(z).any(axis=0)
-            out = (np.nan_to_num(z[0]) > 0) if z.shape[0] == 1 else \
-                np.nan_to_num(z, nan=-np.inf).argmax(axis=0)
-        else:
-            codes = np.asarray(self.array("probabilities")[:, ys, xs])
-            nodata = (codes == PROBABILITY_FILL).any(axis=0)
-            out = codes[0] > HALF_CODE if codes.shape[0] == 1 else codes.argmax(axis=0)
-        result = out.astype(np.uint8)
-        result[nodata] = NODATA_LABEL
-        return result
+        """Labels of a block, 255 where nodata (see :func:`tilerun.sinks.store.read_labels`)."""
+        return read_labels(self.group, ys, xs)
 
 
 def compare_outputs(a: str | Path, b: str | Path) -> OutputComparison:

@@ -20,9 +20,7 @@ import numpy as np
 
 from tilerun.quicklook import decimation_step
 from tilerun.report.outputs import sigmoid_entropy, softmax_entropy
-
-PROBABILITY_SCALE = 254
-PROBABILITY_FILL = 255
+from tilerun.sinks.codes import PROBABILITY_FILL, PROBABILITY_SCALE
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ import numpy as np
 
 from tilerun.engine.labels import labels_from_logits
 from tilerun.report.lattice import STRIDE, lattice
+from tilerun.sinks.codes import LABEL_FILL
 
 ENTROPY_BINS = 20
 #: softmax: ``max_c p_c`` below this is of low confidence
@@ -42,7 +43,7 @@ LOW_CONFIDENCE = 0.5
 #: sigmoid: a class probability within ``(0.25, 0.75)`` is of low confidence
 LOW_CONFIDENCE_SIGMOID = 0.25
 #: label value of nodata pixels (the labels' Zarr fill value, :data:`tilerun.sinks.LABEL_FILL`)
-NODATA_LABEL = 255
+NODATA_LABEL = LABEL_FILL
 #: bytes of float32 scratch per block of rows
 BLOCK_BYTES = 1 << 18
 

@@ -15,13 +15,9 @@ import numpy as np
 import xarray as xr
 
 from tilerun.errors import OutputError
+from tilerun.sinks.codes import LABEL_FILL, PROBABILITY_FILL, PROBABILITY_SCALE
 from tilerun.sources import GeoRef
 
-LABEL_FILL = 255
-#: Probabilities are stored as ``round(p * PROBABILITY_SCALE)`` in uint8 (0 … 254) ...
-PROBABILITY_SCALE = 254
-#: ... and this code marks nodata (the CF ``_FillValue``: decoded as NaN).
-PROBABILITY_FILL = 255
 OUTPUT_VARIABLES = ("logits", "labels", "probabilities")
 LOGIT_DTYPES = ("float32", "float16")
 #: Model activations that define probabilities (the spec's third choice, ``none``, does not).

@@ -28,7 +28,9 @@ from typing import Any
 import numpy as np
 import zarr
 
+from tilerun.engine.labels import labels_from_logits
 from tilerun.errors import InputError, first_line
+from tilerun.sinks.codes import LABEL_FILL, PROBABILITY_FILL, PROBABILITY_SCALE
 from tilerun.sinks.lock import ObjectLock, RunLock
 from tilerun.sinks.objects import ObjectLocation, object_url
 
@@ -96,6 +98,23 @@ def open_finished(out: str | Path) -> tuple[Any, dict[str, Any]]:
         return zarr.open_group(located, mode="r"), record
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise InputError(out, f"its Zarr metadata cannot be read ({first_line(err)})") from err
+
+
+def read_labels(group: Any, rows: slice, cols: slice) -> np.ndarray:
+    """uint8 labels of an output's window, :data:`~tilerun.sinks.codes.LABEL_FILL` where
+    nodata: its ``labels``, else the argmax of its logits (``logit > 0`` for one class), else
+    of its probability codes (``p > ½`` for one class), as the run labels."""
+    names = set(group.array_keys())
+    if "labels" in names:
+        return np.asarray(group["labels"][rows, cols]).astype(np.uint8, copy=False)
+    if "logits" in names:
+        logits = np.asarray(group["logits"][:, rows, cols], np.float32)
+        return labels_from_logits(logits, np.asarray(~np.isnan(logits).any(axis=0)), LABEL_FILL)
+    codes = np.asarray(group["probabilities"][:, rows, cols], np.float32)
+    valid = codes[0] != PROBABILITY_FILL
+    if codes.shape[0] == 1:  # one class: its probability against ½, as a logit against 0
+        codes -= PROBABILITY_SCALE / 2
+    return labels_from_logits(codes, valid, LABEL_FILL)
 
 
 def output_store(out: str | Path) -> OutputStore | ObjectOutputStore:
