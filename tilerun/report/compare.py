@@ -27,9 +27,6 @@ from tilerun.report.record import finite
 from tilerun.report.stored import open_output
 from tilerun.sinks.store import read_labels, run_record
 
-#: codes of the uint8 probabilities: p = code / 254, 255 = nodata
-HALF_CODE = 127
-
 
 @dataclass(frozen=True)
 class OutputComparison:
