@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +98,28 @@ def scene_and_package(root: Path) -> dict[str, Path]:
     save_package(build_unet("unet", in_channels=3, classes=2, base=4, depth=2), package,
                  mean=(127.5,) * 3, std=(64.0,) * 3)
     return {"scene": scene, "package": package}
+
+
+def interrupt_after(chunks: int) -> Callable[[object], None]:
+    """An ``on_chunk`` callback that interrupts a run after ``chunks`` chunks, as Ctrl-C."""
+    seen: list[object] = []
+
+    def stop(result: object) -> None:
+        seen.append(result)
+        if len(seen) == chunks:
+            raise KeyboardInterrupt
+
+    return stop
+
+
+def settle(listing: Callable[[], list[str]], pause: float = 0.3) -> list[str]:
+    """Wait until ``listing()`` stops changing, and return it: after an interrupt, chunk tasks
+    already running finish (and write) in the background."""
+    before: list[str] = []
+    while before != (now := listing()):
+        before = now
+        time.sleep(pause)
+    return now
 
 
 def predict_cli(files: dict[str, Path], out: Path, *extra: str) -> Any:

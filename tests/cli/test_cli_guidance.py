@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -21,9 +20,14 @@ from tilerun.cli import main
 from tilerun.cli.progress import rate_text
 
 try:  # `python -m pytest` puts the checkout on sys.path; plain `pytest` puts tests/ there
-    from tests.conftest import predict_cli, scene_and_package
+    from tests.conftest import interrupt_after, predict_cli, scene_and_package, settle
 except ImportError:  # pragma: no cover
-    from conftest import predict_cli, scene_and_package  # type: ignore[no-redef]
+    from conftest import (  # type: ignore[no-redef]
+        interrupt_after,
+        predict_cli,
+        scene_and_package,
+        settle,
+    )
 
 #: What printing help must not import (seconds of start-up between them).
 HEAVY = ("torch", "xarray", "zarr", "dask", "rasterio", "openslide", "onnxruntime", "openvino")
@@ -316,20 +320,11 @@ def test_dry_run_resume_counts_the_chunks_an_unfinished_store_holds(files: dict[
 
     out = tmp_path / "o.zarr"
     options = tilerun.PredictOptions(tile=32, chunk=32, backend="torch")
-    seen: list[object] = []
-
-    def stop(result: object) -> None:
-        seen.append(result)
-        if len(seen) == 3:
-            raise KeyboardInterrupt
-
     with pytest.raises(KeyboardInterrupt):
-        tilerun.run(files["scene"], files["package"], out, options, on_chunk=stop)
+        tilerun.run(files["scene"], files["package"], out, options,
+                    on_chunk=interrupt_after(3))
     partial = out.with_name(out.name + ".partial")
-    before: list[str] = []
-    while before != (now := sorted(p.name for p in partial.rglob("*"))):  # tasks in flight
-        before = now  # finish in the background after the interrupt: wait until none writes
-        time.sleep(0.3)
+    before = settle(lambda: sorted(p.name for p in partial.rglob("*")))
     dry = predict_cli(files, out, "--dry-run", "--json", "--resume", "--tile", "32",
                       "--chunk", "32", "--backend", "torch")
     assert dry.exit_code == 0, (dry.output, dry.exception)

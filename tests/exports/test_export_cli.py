@@ -104,6 +104,6 @@ def test_a_failure_mid_export_leaves_nothing(store, tmp_path, monkeypatch):
         yield from ()
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("tilerun.exports.vectors.regions", broken)
+    monkeypatch.setattr("tilerun.exports.polygons.regions", broken)
     refused(run(store, tmp_path / "a.gpkg"), tmp_path / "a.gpkg", "No space left on device")
     assert list(tmp_path.iterdir()) == []

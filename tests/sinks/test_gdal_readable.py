@@ -9,6 +9,7 @@ import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 import zarr
 from click.testing import CliRunner
+from conftest import interrupt_after, settle
 
 import tilerun
 from tilerun.cli import main
@@ -81,16 +82,12 @@ def test_a_v2_run_resumes(outputs, tmp_path):
     # the fixture's model has other random weights: compare with a fresh run of this one
     tilerun.run(outputs / "scene.tif", model, tmp_path / "ref.zarr",
                 tilerun.PredictOptions(**OPTIONS, zarr_format=2))
-    seen: list[object] = []
-
-    def stop(result: object) -> None:
-        seen.append(result)
-        if len(seen) == 4:
-            raise KeyboardInterrupt
-
     with pytest.raises(KeyboardInterrupt):
         tilerun.run(outputs / "scene.tif", model, out,
-                    tilerun.PredictOptions(**OPTIONS, zarr_format=2), on_chunk=stop)
+                    tilerun.PredictOptions(**OPTIONS, zarr_format=2),
+                    on_chunk=interrupt_after(4))
+    partial = out.with_name(out.name + ".partial")
+    settle(lambda: sorted(str(p) for p in partial.rglob("*")))
     summary = tilerun.run(outputs / "scene.tif", model, out,
                           tilerun.PredictOptions(**OPTIONS, zarr_format=2, resume=True))
     assert summary.chunks_resumed >= 4 and summary.chunks_resumed + summary.chunks == 9

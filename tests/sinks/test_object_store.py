@@ -23,6 +23,7 @@ import torch
 import xarray as xr
 import zarr
 from click.testing import CliRunner
+from conftest import interrupt_after, settle
 from moto_s3 import moto_server, s3_client, s3_environment
 
 import tilerun
@@ -75,14 +76,6 @@ def _keys(client, prefix: str) -> list[str]:  # type: ignore[no-untyped-def]
     return [item["Key"] for page in pages for item in page.get("Contents", [])]
 
 
-def _settle(client, prefix: str) -> None:  # type: ignore[no-untyped-def]
-    """Wait until nothing more is written under ``prefix``."""
-    before: list[str] = []
-    while before != (now := _keys(client, prefix)):
-        before = now
-        time.sleep(0.3)
-
-
 def _record(client, name: str) -> dict:  # type: ignore[no-untyped-def]
     body = client.get_object(Bucket="out", Key=f"{name}/zarr.json")["Body"].read()
     return json.loads(body)["attributes"]["tilerun"]
@@ -128,15 +121,10 @@ def test_a_run_writes_the_store_in_place_and_flags_it_complete_last(s3, job, mon
 def test_an_interrupted_store_reads_as_unfinished_and_resumes(s3, job, tmp_path):
     url = "s3://out/stop.zarr"
 
-    def stop_after_five(result, seen=[]):  # noqa: B006  (counts calls)
-        seen.append(result)
-        if len(seen) == 5:
-            raise KeyboardInterrupt
-
     with pytest.raises(KeyboardInterrupt):
         tilerun.run(job["scene"], job["model"], url, tilerun.PredictOptions(**OPTIONS),
-                    on_chunk=stop_after_five)
-    _settle(s3, "stop.zarr/")  # tasks in flight finish in the background after the interrupt
+                    on_chunk=interrupt_after(5))
+    settle(lambda: _keys(s3, "stop.zarr/"))
     assert _record(s3, "stop.zarr")["complete"] is False
     assert output_store(url).completed() is None
     assert ObjectLock(ObjectLocation(url)).holder() is None  # given up on the way out
@@ -312,6 +300,8 @@ def test_exports_reports_and_comparisons_read_the_bucket(s3, job, tmp_path, monk
     monkeypatch.chdir(tmp_path)
     report = CliRunner().invoke(main, ["report", url])
     assert report.exit_code == 0, report.output
+    look = CliRunner().invoke(main, ["quicklook", url, str(tmp_path / "look.png")])
+    assert look.exit_code == 0 and (tmp_path / "look.png").read_bytes()[:4] == b"\x89PNG"
     page = (tmp_path / "read.report.html").read_text()  # a bucket's page lands here
     assert page.count("data:image/png;base64,") == 2  # its quicklook and entropy map
     compared = CliRunner().invoke(main, ["compare", url, str(job["reference"]), "--json"])

@@ -10,7 +10,7 @@ from tilerun.cli.errors import exits_cleanly
 
 
 @click.command("quicklook")
-@click.argument("store", type=click.Path(path_type=Path))
+@click.argument("store")
 @click.argument("output", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
     "--max-size", default=1024, show_default=True, help="Longest edge of the PNG in pixels."
@@ -19,7 +19,7 @@ from tilerun.cli.errors import exits_cleanly
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
 @exits_cleanly
 def quicklook_command(
-    store: Path, output: Path, max_size: int, colours: str | None, overwrite: bool
+    store: str, output: Path, max_size: int, colours: str | None, overwrite: bool
 ) -> None:
     """Write a PNG quicklook of STORE's class labels (or the argmax of its logits)."""
     from tilerun.quicklook import write_quicklook

@@ -32,6 +32,7 @@ from tilerun.exports.reader import EXPORTABLE, LABEL_NODATA, FinishedOutput
 from tilerun.exports.target import ExportTarget, remove_with_sidecars
 from tilerun.geometry import Window
 from tilerun.sinks.codes import PROBABILITY_FILL, PROBABILITY_SCALE
+from tilerun.sinks.ngff_metadata import rgba_colour
 
 #: overview resampling per variable (GDAL names)
 OVERVIEW_RESAMPLING = {"labels": "MODE", "probabilities": "AVERAGE", "logits": "AVERAGE"}
@@ -197,7 +198,6 @@ def _colormap(output: FinishedOutput) -> dict[int, tuple[int, int, int, int]]:
     """Label value → RGBA: the class colours, nodata transparent."""
     colours: dict[int, tuple[int, int, int, int]] = {}
     for value, colour in enumerate(output.class_colours):
-        text = colour.removeprefix("#")
-        colours[value] = (int(text[0:2], 16), int(text[2:4], 16), int(text[4:6], 16), 255)
+        colours[value] = (*rgba_colour(colour)[:3], 255)
     colours[LABEL_NODATA] = (0, 0, 0, 0)
     return colours

@@ -260,3 +260,20 @@ def to_frame(polygons: Any, frame: Affine6) -> Any:
         return np.stack([a * x + b * y + c, d * x + e * y + f], axis=1)
 
     return shapely.orient_polygons(shapely.transform(polygons, affine), exterior_cw=False)
+
+
+#: regions per batch written (bounds what is held before a write)
+BATCH_FEATURES = 4096
+
+
+def region_batches(output: FinishedOutput,
+                   progress: Callable[[int], None] | None = None) -> Iterator[list[Region]]:
+    """:func:`regions` in lists of at most :data:`BATCH_FEATURES`, as they are finished."""
+    batch: list[Region] = []
+    for region in regions(output, progress):
+        batch.append(region)
+        if len(batch) == BATCH_FEATURES:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

@@ -31,10 +31,10 @@ from typing import Any
 import numpy as np
 
 from tilerun.errors import InputError, OptionError
-from tilerun.exports.polygons import Region, regions, to_frame
+from tilerun.exports.polygons import Region, region_batches, to_frame
 from tilerun.exports.reader import Affine6, FinishedOutput
 from tilerun.exports.target import ExportTarget
-from tilerun.exports.vectors import BATCH_FEATURES
+from tilerun.sinks.ngff_metadata import rgba_colour
 
 OBJECT_TYPES = ("annotation", "detection")
 ORIGINS = ("slide", "bounds")
@@ -79,24 +79,13 @@ def write_qupath(
     features = 0
     with target.writing() as temporary, _open_text(temporary) as out:
         out.write('{"type": "FeatureCollection", "features": [\n')
-        for batch in _batches(regions(output, progress)):
+        for batch in region_batches(output, progress):
             for text in _features(output, batch, frame, mpp0, options.object_type):
                 out.write(",\n" if features else "")
                 out.write(text)
                 features += 1
         out.write("\n]}\n")
     return QupathSummary(features, options.object_type, frame)
-
-
-def _batches(found: Iterator[Region]) -> Iterator[list[Region]]:
-    batch: list[Region] = []
-    for region in found:
-        batch.append(region)
-        if len(batch) == BATCH_FEATURES:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 def _open_text(path: Path) -> Any:
@@ -152,5 +141,4 @@ def _features(output: FinishedOutput, batch: list[Region], frame: Affine6,
 
 
 def _rgb(colour: str) -> list[int]:
-    text = colour.removeprefix("#")
-    return [int(text[i : i + 2], 16) for i in (0, 2, 4)]
+    return list(rgba_colour(colour)[:3])

@@ -113,7 +113,7 @@ def open_finished(store: str | Path) -> FinishedOutput:
     height, width = (int(n) for n in spatial.shape[-2:])
     chunks = (int(spatial.chunks[-2]), int(spatial.chunks[-1]))
     crs_wkt, frame = _frame(group, record, path)
-    names = _class_names(group, record)
+    names = output_stores.class_names(group, record)
     return FinishedOutput(path, group, record, height, width, chunks, crs_wkt, frame, names,
                           _colours(record, len(names)))
 
@@ -144,33 +144,6 @@ def _affine(values: Any, path: str | Path, what: str) -> Affine6:
     if not all(math.isfinite(v) for v in (a, b, c, d, e, f)) or a * e - b * d == 0:
         raise InputError(path, f"{what} {values!r} is not an invertible affine")
     return a, b, c, d, e, f
-
-
-def _class_names(group: Any, record: dict[str, Any]) -> tuple[str, ...]:
-    """One name per label value: the record's class names (the model's, spaces kept), else
-    the labels' CF ``flag_meanings``, else ``class k``; a one-class model's labels 0 and 1
-    are ``not X`` and ``X``."""
-    arrays = set(group.array_keys())
-    classes = None
-    for name in ("logits", "probabilities"):
-        if name in arrays:
-            classes = int(group[name].shape[0])
-    names = record.get("class_names")
-    names = [str(n) for n in names] if isinstance(names, list | tuple) and names else None
-    meanings = []
-    if "labels" in arrays:
-        meanings = str(group["labels"].attrs.get("flag_meanings", "")).split()
-    if classes is None:
-        classes = len(names) if names else (len(meanings) or 1)
-        if classes == 2 and meanings[:1] == [f"not_{meanings[-1]}"]:
-            classes = 1
-    if names is None or len(names) != classes:
-        names = [m.replace("_", " ") for m in meanings] if meanings else None
-        if classes == 1 and names is not None and len(names) == 2:
-            names = names[1:]
-    if names is None or len(names) != classes:
-        names = [f"class {k}" for k in range(classes)]
-    return (f"not {names[0]}", names[0]) if classes == 1 else tuple(names)
 
 
 def _colours(record: dict[str, Any], values: int) -> tuple[str, ...]:

@@ -29,12 +29,11 @@ from typing import Any
 import numpy as np
 
 from tilerun.errors import OptionError, OutputError, TilerunError, first_line
-from tilerun.exports.polygons import Region, regions, to_frame
+from tilerun.exports.polygons import Region, region_batches, to_frame
 from tilerun.exports.reader import FinishedOutput
 from tilerun.exports.target import ExportTarget
 
 #: features per record batch (and per GeoParquet row group)
-BATCH_FEATURES = 4096
 #: GDAL driver per vector format
 OGR_DRIVERS = {"gpkg": "GPKG", "fgb": "FlatGeobuf", "geojson": "GeoJSON"}
 VECTOR_FORMATS = (*OGR_DRIVERS, "geoparquet")
@@ -104,13 +103,7 @@ def schema() -> Any:
 
 
 def _batches(output: FinishedOutput, progress: Callable[[int], None] | None) -> Iterator[Any]:
-    batch: list[Region] = []
-    for region in regions(output, progress):
-        batch.append(region)
-        if len(batch) == BATCH_FEATURES:
-            yield _record_batch(output, batch)
-            batch = []
-    if batch:
+    for batch in region_batches(output, progress):
         yield _record_batch(output, batch)
 
 

@@ -25,7 +25,7 @@ from tilerun.errors import InputError
 from tilerun.report.outputs import label_values
 from tilerun.report.record import finite
 from tilerun.report.stored import open_output
-from tilerun.sinks.store import read_labels, run_record
+from tilerun.sinks.store import class_names, read_labels, run_record
 
 
 @dataclass(frozen=True)
@@ -152,7 +152,6 @@ def _georef(output: _Output) -> tuple[Any, Any] | None:
 
 
 def _class_names(output: _Output, n: int) -> tuple[str, ...]:
-    names = run_record(output.group).get("class_names") or ()
-    if len(names) == n:
-        return tuple(str(v) for v in names)
-    return tuple(str(k) for k in range(n))
+    """The names of label values ``0 … n-1`` (see :func:`tilerun.sinks.store.class_names`)."""
+    names = class_names(output.group, run_record(output.group))
+    return names if len(names) == n else tuple(f"class {k}" for k in range(n))

@@ -106,7 +106,7 @@ class RunReport:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: tuples as lists, non-finite floats as None."""
-        return _plain(asdict(self))
+        return plain(asdict(self))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunReport:
@@ -130,13 +130,16 @@ def _get(data: Any, key: str) -> Any:
     return data.get(key) if isinstance(data, dict) else None
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
+    """``value`` with every non-finite float (NaN, ±inf) replaced by None and tuples by lists,
+    recursively: Python's ``json`` would write ``NaN``/``Infinity``, which JSON parsers (and
+    Zarr's attribute encoder) refuse."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
+        return [plain(v) for v in value]
     return value
 
 

@@ -117,6 +117,33 @@ def read_labels(group: Any, rows: slice, cols: slice) -> np.ndarray:
     return labels_from_logits(codes, valid, LABEL_FILL)
 
 
+def class_names(group: Any, record: dict[str, Any]) -> tuple[str, ...]:
+    """One name per label value: the record's class names (the model's, spaces kept), else
+    the labels' CF ``flag_meanings``, else ``class k``; a one-class model's labels 0 and 1
+    are ``not X`` and ``X``."""
+    arrays = set(group.array_keys())
+    classes = None
+    for name in ("logits", "probabilities"):
+        if name in arrays:
+            classes = int(group[name].shape[0])
+    names = record.get("class_names")
+    names = [str(n) for n in names] if isinstance(names, list | tuple) and names else None
+    meanings = []
+    if "labels" in arrays:
+        meanings = str(group["labels"].attrs.get("flag_meanings", "")).split()
+    if classes is None:
+        classes = len(names) if names else (len(meanings) or 1)
+        if classes == 2 and meanings[:1] == [f"not_{meanings[-1]}"]:
+            classes = 1
+    if names is None or len(names) != classes:
+        names = [m.replace("_", " ") for m in meanings] if meanings else None
+        if classes == 1 and names is not None and len(names) == 2:
+            names = names[1:]
+    if names is None or len(names) != classes:
+        names = [f"class {k}" for k in range(classes)]
+    return (f"not {names[0]}", names[0]) if classes == 1 else tuple(names)
+
+
 def output_store(out: str | Path) -> OutputStore | ObjectOutputStore:
     """The store reader for an output path or object-store URL."""
     url = object_url(out)
