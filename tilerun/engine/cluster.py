@@ -35,12 +35,14 @@ def client_for(options: PredictOptions, client: Any = None) -> Iterator[Any]:
         return
     workers = options.workers or DEFAULT_WORKERS
     threads = options.threads or 1
-    # silence_logs: the workers' own warnings (e.g. tasks cancelled by Ctrl-C) are noise to a
-    # user of tilerun; errors still show.
+    # silence_logs: the workers' own log lines are noise to a user of tilerun — warnings when
+    # Ctrl-C cancels tasks, and errors too: a worker fetching a result from a peer that has
+    # just shut down logs a traceback at ERROR. Task failures reach the client, which raises
+    # them (a dead worker as KilledWorker), and tilerun reports those itself.
     blocked = _block_ctrl_c()
     try:
         cluster = LocalCluster(n_workers=workers, threads_per_worker=threads, processes=True,
-                               dashboard_address=None, silence_logs=logging.ERROR)
+                               dashboard_address=None, silence_logs=logging.CRITICAL)
     except BaseException:
         _unblock(blocked)
         raise
