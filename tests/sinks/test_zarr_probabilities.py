@@ -36,7 +36,8 @@ def test_xarray_decodes_codes_to_probabilities_and_nan(tmp_path):
     meta = json.loads((tmp_path / "o.zarr" / "probabilities" / "zarr.json").read_text())
     assert meta["data_type"] == "uint8"
     assert meta["chunk_grid"]["configuration"]["chunk_shape"] == [2, 4, 4]
-    assert meta["codecs"][-1]["name"] == "blosc"  # output_codec(), like the other variables
+    # output_codecs(), like the other variables: Blosc, then Zarr's crc32c checksum
+    assert [c["name"] for c in meta["codecs"][-2:]] == ["blosc", "crc32c"]
     attrs = meta["attributes"]
     assert attrs["scale_factor"] == 1 / PROBABILITY_SCALE
     assert attrs["add_offset"] == 0

@@ -16,9 +16,11 @@ from typing import Any
 from tilerun import __version__
 from tilerun.engine.graph import Job
 from tilerun.engine.options import PredictOptions
+from tilerun.engine.plan import ChunkPlan
 from tilerun.errors import OptionError
 from tilerun.models import ModelHandle
 from tilerun.sinks import OutputLayout, Sink
+from tilerun.sinks.job_record import fingerprint, model_digest, plain
 
 DEFAULT_TILE = 256
 DEFAULT_OVERLAP = 0.25
@@ -60,48 +62,57 @@ def slide_options(options: PredictOptions, model: ModelHandle) -> dict[str, Any]
     return {k: v for k, v in given.items() if v is not None}
 
 
-def run_attributes(job: Job, model: ModelHandle, options: PredictOptions) -> dict[str, Any]:
-    """What the output records about how it was made (the ``tilerun`` root attribute)."""
-    grid, spec = job.plan.grid, model.spec
+def run_attributes(
+    source: Any, plan: ChunkPlan, classes: int, model: ModelHandle, options: PredictOptions,
+    input_digest: str | None = None,
+) -> dict[str, Any]:
+    """What the output records about how it was made (the ``tilerun`` root attribute),
+    with the job it did and the job's fingerprint (see :mod:`tilerun.sinks.job_record`)."""
+    grid, spec = plan.grid, model.spec
     attrs: dict[str, Any] = {
         "version": __version__,
-        "input": job.source.name,
+        "input": source.name,
         "model": model.name,
         "tile": grid.input_tile,
         "overlap_px": grid.overlap,
         "border_px": grid.border,
-        "blend": job.plan.blend.name,
-        "sigma": job.plan.blend.sigma,
-        "chunk": job.plan.chunk,
-        "bands": list(options.bands or range(1, job.source.shape[0] + 1)),
+        "blend": plan.blend.name,
+        "sigma": plan.blend.sigma,
+        "chunk": plan.chunk,
+        "bands": list(options.bands or range(1, source.shape[0] + 1)),
         "class_names": list(spec.class_names) if spec.class_names else None,
         "class_colours": list(spec.class_colours) if spec.class_colours else None,
         "activation": spec.activation,
         "precision": options.precision,
         "zarr_format": options.zarr_format,
         "tta": options.tta,
-        "pixel_size": list(job.source.pixel_size() or ()) or None,
-        "slide": job.source.metadata(),
+        "pixel_size": list(source.pixel_size() or ()) or None,
+        "slide": source.metadata(),
     }
-    attrs["fingerprint"] = fingerprint(attrs, job, options)
+    job = job_record(attrs, source, plan, classes, model, options, input_digest)
+    attrs["job"] = plain(job)
+    attrs["fingerprint"] = fingerprint(job)
     return attrs
 
 
-def fingerprint(attrs: dict[str, Any], job: Job, options: PredictOptions) -> str:
-    """What must match for ``--resume`` to continue a store: input, model, options, layout."""
-    parts = {
-        **attrs,
-        "input_stat": _stat(job.source.name),
-        "model_stat": _stat(attrs["model"]),
-        "shape": list(job.source.shape),
-        "classes": job.classes,
+def job_record(
+    attrs: dict[str, Any], source: Any, plan: ChunkPlan, classes: int, model: ModelHandle,
+    options: PredictOptions, input_digest: str | None,
+) -> dict[str, Any]:
+    """Everything that changes a value of the output: what ``--resume`` compares. The input
+    and model by content (their size and time stamp only where there is no digest)."""
+    skip = json.dumps(sorted(plan.skip))
+    return {
+        **{k: v for k, v in attrs.items() if k != "version"},
+        "input_digest": input_digest,
+        "input_stat": None if input_digest else _stat(source.name),
+        "model_digest": model_digest(model),
+        "shape": list(source.shape),
+        "classes": classes,
         "output": list(options.output),
         "dtype": options.dtype,
-        "skip": sorted(job.plan.skip),
-        "version": None,
+        "skip": hashlib.sha256(skip.encode()).hexdigest()[:16] if plan.skip else None,
     }
-    text = json.dumps(parts, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _stat(name: str) -> list[float] | None:

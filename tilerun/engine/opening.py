@@ -59,11 +59,14 @@ class Opened:
 
 
 def open_checked(
-    source: Any, model: Any, out: str | Path, options: PredictOptions, sink: Sink | None = None
+    source: Any, model: Any, out: str | Path, options: PredictOptions, sink: Sink | None = None,
+    check_sink: bool = True,
 ) -> Opened:
-    """Open and check destination, model and input; probe the model (see the module doc)."""
+    """Open and check destination (unless ``check_sink`` is False: to identify the job of a
+    complete output), model and input; probe the model (see the module doc)."""
     sink = sink if sink is not None else sink_for(out, overwrite=options.overwrite)
-    sink.check()
+    if check_sink:
+        sink.check()
     handle = as_model(model, allow_pickle=options.allow_pickle, mean=options.mean, std=options.std)
     src = open_source(source, options.bands, **slide_options(options, handle))
     if (options.mpp is not None or options.level is not None) and not src.is_slide:

@@ -37,6 +37,7 @@ from tilerun.errors import OutputError, first_line
 from tilerun.models import ModelHandle
 from tilerun.report.collect import finish_report
 from tilerun.sinks import Sink, completed_output
+from tilerun.sinks.job_record import differences, input_digest, start_input_digest
 from tilerun.sinks.store import open_target
 
 
@@ -91,6 +92,7 @@ def prepare(
     store at ``out``): every check runs before the sink creates anything."""
     opened = open_checked(source, model, out, options, sink)
     runner, sink = opened.runner, opened.sink
+    digest = start_input_digest(opened.source)  # read while the backend is chosen
     runner.select(opened.example, options.batch_size)
     layout = output_layout(options, opened.source, opened.model.spec, opened.classes, sink)
     variables = layout.variables
@@ -107,9 +109,29 @@ def prepare(
         logits="logits" in variables,
         probabilities=layout.probability_activation if "probabilities" in variables else None,
     )
-    sink.open(layout, opened.source.georef, run_attributes(job, opened.model, options),
-              options.resume)
+    attrs = run_attributes(opened.source, job.plan, opened.classes, opened.model, options,
+                           digest.result())
+    sink.open(layout, opened.source.georef, attrs, options.resume)
     return job
+
+
+def _same_job(
+    source: Any, model: Any, out: str | Path, options: PredictOptions, sink: Sink | None,
+    finished: dict[str, Any],
+) -> bool:
+    """Whether the complete output at ``out`` (its record ``finished``) is this job's, by
+    fingerprint: a ``--resume`` on it has nothing to do. Another job's is refused with what
+    differs, unless ``--overwrite`` asks to compute it again (False)."""
+    opened = open_checked(source, model, out, options, sink, check_sink=False)
+    attrs = run_attributes(opened.source, opened.chunk_plan(options), opened.classes,
+                           opened.model, options, input_digest(opened.source))
+    if attrs["fingerprint"] == finished.get("fingerprint"):
+        return True
+    if options.overwrite:
+        return False
+    raise OutputError(out, f"is complete, but made by a different job "
+                      f"({differences(finished, attrs)}); pass --overwrite with --resume to "
+                      "compute it again, or choose another output")
 
 
 def run(
@@ -131,7 +153,7 @@ def run(
     """
     options = options or PredictOptions()
     finished = completed_output(out) if options.resume else None
-    if finished is not None:
+    if finished is not None and _same_job(source, model, out, options, sink, finished):
         return _finished_summary(out, finished)
     tune_allocator()
     job = prepare(source, model, out, options, sink)

@@ -147,6 +147,19 @@ def output_codec(zarr_format: int = 3) -> Any:
     return BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")
 
 
+def output_codecs(zarr_format: int = 3) -> tuple[Any, ...]:
+    """The byte codecs of every output variable: :func:`output_codec`, then, in Zarr v3, Zarr's
+    ``crc32c`` checksum, which every v3 reader checks before decompressing a chunk (a damaged
+    chunk is then an error, not garbage; see :mod:`tilerun.sinks.integrity`). Zarr v2 has no
+    standard checksum codec its GDAL readers know: its chunks are checked against tilerun's own
+    record only."""
+    if zarr_format == 2:
+        return (output_codec(2),)
+    from zarr.codecs import Crc32cCodec
+
+    return output_codec(3), Crc32cCodec()
+
+
 def encoding(layout: OutputLayout) -> dict[str, dict[str, Any]]:
     """Per-variable Zarr encoding.
 
@@ -158,7 +171,7 @@ def encoding(layout: OutputLayout) -> dict[str, dict[str, Any]]:
     """
     k, z = layout.classes, layout.chunk
     encoding: dict[str, dict[str, Any]] = {}
-    codec = (output_codec(layout.zarr_format),)
+    codec = output_codecs(layout.zarr_format)
     label_fill = "fill_value" if layout.zarr_format == 3 else "_FillValue"
     if "logits" in layout.variables:
         encoding["logits"] = {"chunks": (k, z, z), "_FillValue": np.nan, "compressors": codec}

@@ -74,6 +74,13 @@ class Lease(ABC):
         #: set when a renewal found another run's lease in place: this run must not publish
         self.lost = False
 
+    def holds(self, token: str) -> bool:
+        """Whether the lease stored now carries ``token``: what a writer checks before each
+        chunk and before publishing (a heartbeat alone notices a lost lease only seconds
+        later)."""
+        found = self._read()
+        return found is not None and found.record.get("token") == token
+
     def holder(self) -> dict[str, object] | None:
         """The live holder's record, or None when unlocked or stale."""
         found = self._read()

@@ -31,6 +31,7 @@ import zarr
 from obstore.exceptions import BaseError as StoreError
 
 from tilerun.errors import OutputError, OutputExistsError, first_line
+from tilerun.sinks.job_record import differences
 from tilerun.sinks.lock import LEASE_KEY, LOCK_NAME, ObjectLock
 from tilerun.sinks.objects import ObjectLocation
 from tilerun.sinks.store import CARRY, GROUP_DOCUMENTS, run_record
@@ -81,25 +82,31 @@ class ObjectStoreSink(ZarrStoreSink):
         """Lock, then keep (``resume``, same run) or clear what is there, then write the
         skeleton; see the module docstring."""
         self.check()
-        self.lock = ObjectLock(self.location)
+        lock = ObjectLock(self.location)
         try:
-            self.lock.acquire(self.name)
+            lock.acquire(self.name)
         except StoreError as err:
             raise _store_error(self.name, err) from err
+        self.took(lock)
         try:
             self.check()  # again: a run may have just finished
             record = self._existing()
             if record is not None and not record.get("complete") and resume:
                 if record.get("fingerprint") == attrs["fingerprint"]:
+                    self.verify_kept()
                     return
-                raise OutputError(self.name, "was written by a different run (input, model "
-                                  "or options differ); drop --resume to start afresh")
+                raise OutputError(self.name, f"was written by a different run "
+                                  f"({differences(record, attrs)}); drop --resume to start "
+                                  "afresh")
             if record is not None:
                 self._clear()
             self._write_skeleton(georef, attrs)
         except BaseException:
             self.release()
             raise
+
+    def lease(self) -> ObjectLock:
+        return ObjectLock(self.location)
 
     def _clear(self) -> None:
         """Delete the old store, all but our lease."""
@@ -127,7 +134,7 @@ class ObjectStoreSink(ZarrStoreSink):
         """Drop the carry objects, record the summary, add ``extras`` (viewer pyramids, given
         the store's URL), consolidate, then write ``complete: true`` last."""
         try:
-            self.check_lease()
+            self.check_publishable()
             self.location.delete_all(CARRY)
             if extras is not None:
                 self.update_record({**summary, "complete": False})
@@ -137,6 +144,7 @@ class ObjectStoreSink(ZarrStoreSink):
                                         category=UserWarning)
                 warnings.filterwarnings("ignore", message=f"Object at {LOCK_NAME} is not")
                 zarr.consolidate_metadata(self.target())
+            self.check_lock()  # the token, once more, right before the flag
             self.update_record({**summary, "complete": True})
         finally:
             self.release()

@@ -47,7 +47,8 @@ from typing import Any
 import numpy as np
 import zarr
 
-from tilerun.errors import OutputError, OutputExistsError
+from tilerun.errors import OutputError, OutputExistsError, TilerunWarning
+from tilerun.sinks.job_record import differences
 from tilerun.sinks.lock import LOCK_NAME, RunLock
 from tilerun.sinks.store import (
     CARRY,
@@ -55,9 +56,14 @@ from tilerun.sinks.store import (
     OutputStore,
     is_zarr_store,
     output_store,
+    run_record,
 )
 from tilerun.sinks.zarr_writer import ZarrStoreSink, carry_name
 from tilerun.sources import GeoRef
+
+
+#: where a publication moves the output it replaces, until the new one is in place
+REPLACED_SUFFIX = ".replaced"
 
 
 def completed_output(path: str | Path) -> dict[str, Any] | None:
@@ -68,7 +74,9 @@ def completed_output(path: str | Path) -> dict[str, Any] | None:
 
 def check_output_path(path: Path, overwrite: bool) -> None:
     """Refuse an existing output unless ``overwrite``; never replace something that is not Zarr;
-    refuse a folder no output can be written in, before any work."""
+    refuse a path inside another Zarr store and a folder no output can be written in, before
+    any work."""
+    _check_not_inside_a_store(path)
     if not path.exists():
         parent = path.parent
         if not parent.exists():
@@ -93,6 +101,7 @@ class ZarrSink(ZarrStoreSink):
         self.staging = OutputStore(self.path).staging
 
     def check(self) -> None:
+        recover_swap(self.path)
         check_output_path(self.path, self.overwrite)
 
     def create(self, georef: GeoRef | None, attrs: dict[str, Any], resume: bool = False) -> None:
@@ -110,11 +119,13 @@ class ZarrSink(ZarrStoreSink):
             raise OutputError(self.staging, "exists and is not a Zarr store; remove it first")
         fresh = not self.staging.exists()
         _make_folder(self.staging)
-        self.lock = RunLock(self.staging)
-        self.lock.acquire(self.path)
+        lock = RunLock(self.staging)
+        lock.acquire(self.path)
+        self.took(lock)
         try:
             check_output_path(self.path, self.overwrite)  # again: a run may have just finished
             if not fresh and self._keep_unfinished(attrs, resume):
+                self.verify_kept()
                 return
             self._write_skeleton(georef, attrs)
         except BaseException:
@@ -130,10 +141,7 @@ class ZarrSink(ZarrStoreSink):
                 not (self.staging / LOCK_NAME).is_file():
             raise OutputError(self.staging, "exists and is not a Zarr store; remove it first")
         if resume and is_zarr_store(self.staging):
-            if self._same_run(attrs):
-                return True
-            raise OutputError(self.staging, "was written by a different run (input, model "
-                              "or options differ); drop --resume to start afresh")
+            return self._same_run(attrs)
         for entry in self.staging.iterdir():
             if entry.name != LOCK_NAME:
                 shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
@@ -144,10 +152,17 @@ class ZarrSink(ZarrStoreSink):
             stored = zarr.open_group(self.target(), mode="r").attrs.get(RECORD, {})
         except (OSError, ValueError, KeyError):
             return False
-        return isinstance(stored, dict) and stored.get("fingerprint") == attrs["fingerprint"]
+        stored = stored if isinstance(stored, dict) else {}
+        if stored.get("fingerprint") == attrs["fingerprint"]:
+            return True
+        raise OutputError(self.staging, f"was written by a different run "
+                          f"({differences(stored, attrs)}); drop --resume to start afresh")
 
     def target(self) -> Any:
         return self.staging
+
+    def lease(self) -> RunLock:
+        return RunLock(self.staging)
 
     def keep_carry(
         self, source: tuple[int, int], target: tuple[int, int], data: np.ndarray
@@ -177,7 +192,7 @@ class ZarrSink(ZarrStoreSink):
         ``complete`` (it stays unfinished and resumable).
         """
         try:
-            self.check_lease()
+            self.check_publishable()
             shutil.rmtree(self.staging / CARRY, ignore_errors=True)  # only resume needed them
             self.update_record(summary)
             if extras is not None:
@@ -189,6 +204,7 @@ class ZarrSink(ZarrStoreSink):
                                         category=UserWarning)
                 warnings.filterwarnings("ignore", message=f"Object at {LOCK_NAME} is not")
                 zarr.consolidate_metadata(self.staging)
+            self.check_lock()  # the token, once more, right before the switch
             self._publish()
         finally:
             self.release()
@@ -196,12 +212,53 @@ class ZarrSink(ZarrStoreSink):
 
     def _publish(self) -> None:
         """Rename the staging store to the output; an output it replaces goes only after."""
-        old = self.path.with_name(self.path.name + ".replaced")
+        old = self.path.with_name(self.path.name + REPLACED_SUFFIX)
         if self.path.exists():
             self.path.rename(old)
         self.staging.rename(self.path)
         if old.exists():
             shutil.rmtree(old)
+
+
+def _check_not_inside_a_store(path: Path) -> None:
+    """Refuse an output inside a Zarr hierarchy (``host.zarr/labels``): writing or replacing
+    it would change another store (an array of a finished output, say) behind its back."""
+    for parent in path.absolute().parents:
+        if is_zarr_store(parent):
+            raise OutputError(path, f"is inside the Zarr store {parent}; an output must not "
+                              "replace part of another store: choose a path outside it")
+
+
+def recover_swap(path: Path) -> None:
+    """Finish, or undo, the switch to a new output that a kill interrupted (its old output
+    left at ``<out>.replaced``), so that a later publication does not fail on it; with a note.
+
+    Left alone while a live run holds the staging store (it may be switching right now).
+    """
+    old = path.with_name(path.name + REPLACED_SUFFIX)
+    staging = OutputStore(path).staging
+    if not old.exists() or RunLock(staging).holder() is not None:
+        return
+    if path.exists():  # the new output is in place: the old one only awaited deletion
+        shutil.rmtree(old)
+        note = f"removed {old}, the previous output a killed run had replaced"
+    elif _complete(staging):  # killed between the two renames: finish the switch
+        staging.rename(path)
+        (path / LOCK_NAME).unlink(missing_ok=True)
+        shutil.rmtree(old)
+        note = f"finished publishing {path}, whose switch from {old} a kill interrupted"
+    else:  # no new output to switch to: put the old one back
+        old.rename(path)
+        note = f"restored {path} from {old}, left by a kill while it was being replaced"
+    warnings.warn(note, TilerunWarning, stacklevel=2)
+
+
+def _complete(staging: Path) -> bool:
+    try:
+        return bool(is_zarr_store(staging) and
+                    run_record(zarr.open_group(staging, mode="r")).get("complete"))
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
 
 
 def _check_writable(path: Path, folder: Path) -> None:

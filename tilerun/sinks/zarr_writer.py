@@ -17,11 +17,12 @@ from typing import Any
 import numpy as np
 import zarr
 
-from tilerun.errors import OutputError
+from tilerun.errors import OutputError, TilerunWarning
 from tilerun.geometry import Window
+from tilerun.sinks import integrity
 from tilerun.sinks.base import Sink
 from tilerun.sinks.layout import OutputLayout, encoding, skeleton
-from tilerun.sinks.lock import LOCK_NAME
+from tilerun.sinks.lock import LOCK_NAME, Lease
 from tilerun.sinks.store import DONE, RECORD, RECORDS, read_chunks_done
 from tilerun.sources import GeoRef
 
@@ -34,6 +35,12 @@ class ZarrStoreSink(Sink):
         self.overwrite = overwrite
         self._layout: OutputLayout | None = None
         self._arrays: dict[str, Any] | None = None
+        #: this run's lock token (checked before every chunk write, also in worker processes)
+        self.token: str | None = None
+        #: the chunks kept from an earlier run (resume), verified, with their writers' ids
+        self.kept: dict[tuple[int, int], int] = {}
+        #: the kept chunks that failed verification and are written again (for a note)
+        self.redone: list[integrity.BadChunk] = []
 
     @property
     def layout(self) -> OutputLayout:
@@ -55,6 +62,15 @@ class ZarrStoreSink(Sink):
     def target(self) -> Any:
         """Where Zarr writes: a folder, or an object store."""
 
+    @abstractmethod
+    def lease(self) -> Lease:
+        """A handle on the store's lock (not taken): to check who holds it."""
+
+    def took(self, lock: Lease) -> None:
+        """Record the lock this run took: its token marks every chunk it writes."""
+        self.lock = lock
+        self.token = lock.token
+
     def _write_skeleton(self, georef: GeoRef | None, attrs: dict[str, Any]) -> None:
         dataset = skeleton(self.layout, georef)
         dataset.attrs.update({RECORD: {**attrs, "complete": False}})
@@ -74,6 +90,7 @@ class ZarrStoreSink(Sink):
                 fill_value=0, attributes={"description": "1 once the output chunk is written"},
                 dimension_names=("chunk_y", "chunk_x") if v3 else None,
             )
+            integrity.create_sums(records, self.layout.chunk_grid, self.layout.variables, v3)
         except OSError as err:
             raise OutputError(self.name, f"cannot write the store ({err.strerror or err})") \
                 from err
@@ -94,7 +111,7 @@ class ZarrStoreSink(Sink):
             group = zarr.open_group(self.target(), mode="r+")
             self._arrays = {
                 v: group[v].with_config({"write_empty_chunks": True})  # type: ignore[union-attr]
-                for v in (*self.layout.variables, DONE)
+                for v in (*self.layout.variables, DONE, integrity.SUMS)
             }
         return self._arrays[name]
 
@@ -107,18 +124,69 @@ class ZarrStoreSink(Sink):
         missing = [v for v in self.layout.variables if v not in outputs]
         if missing:
             raise ValueError(f"no data for output variable(s) {missing} at {window}")
+        self.check_lock()
         ys, xs = window.slices()
+        stored = {}
         for name in self.layout.variables:
             data = outputs[name]
             if name == "logits":
                 data = data.astype(self.layout.logits_dtype, copy=False)
+            stored[name] = data
             target = self._array(name)
             if data.ndim == 3:
                 target[:, ys, xs] = data
             else:
                 target[ys, xs] = data
         z = self.layout.chunk
-        self._array(DONE)[window.y // z, window.x // z] = 1
+        index = window.y // z, window.x // z
+        writer = integrity.writer_id(self.token) if self.token else 0
+        self._array(integrity.SUMS)[index] = integrity.row(writer, stored, self.layout.variables)
+        self._array(DONE)[index] = 1
+
+    def check_lock(self) -> None:
+        """Stop the run when its lock is no longer its own (removed by a clean-up script, or
+        taken over by another run): it must not write into, or publish, a store it no longer
+        owns."""
+        if self.token is None:
+            return
+        if not self.lease().holds(self.token):
+            raise LockLost(self.name, "lost its lock while writing (the lock was removed, or "
+                           "another run took it over); stopped, nothing published: make sure "
+                           "no other run writes here, then run again with --resume")
+
+    def verify_kept(self) -> None:
+        """Resume: read back every chunk marked done, check it against its checksum, and mark
+        the bad ones not done, so that they are written again (see
+        :mod:`tilerun.sinks.integrity`). Keeps the good ones' writers for the publish check."""
+        done = self.done()
+        indices = [(int(i), int(j)) for i, j in np.argwhere(done)]
+        sums = integrity.read_sums(self.target())
+        bad = integrity.verify(self.target(), indices, self.layout.chunk, sums)
+        redo = sorted({b.index for b in bad})
+        if redo:
+            marks = self._array(DONE)
+            for index in redo:
+                marks[index] = 0
+            self.redone = bad
+            warnings.warn(f"{self.name}: {len(redo)} chunk(s) kept from the interrupted run "
+                          f"failed verification and are written again: "
+                          f"{integrity.describe(bad)}", TilerunWarning, stacklevel=2)
+        rows = sums[0] if sums is not None else None
+        self.kept = {ij: int(rows[ij][0]) for ij in indices if ij not in set(redo)} \
+            if rows is not None else {}
+        self._arrays = None
+
+    def check_publishable(self) -> None:
+        """Before the store is made complete: the lock is still ours, every chunk is written
+        and checksummed, and each was written by this run or kept (verified) from an earlier
+        one."""
+        self.check_lease()
+        self.check_lock()
+        sums = integrity.read_sums(self.target())
+        writer = integrity.writer_id(self.token) if self.token else 0
+        why = integrity.unpublishable(self.done(), sums[0] if sums else None, writer, self.kept)
+        if why is not None:
+            raise OutputError(self.name, f"not published: {why}; run again with --resume")
 
     def update_record(self, update: dict[str, Any]) -> None:
         """Merge ``update`` into the run's record (one write of the root metadata)."""
@@ -144,7 +212,11 @@ class ZarrStoreSink(Sink):
             lock.release()
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_arrays": None, "lock": None}
+        return {**self.__dict__, "_arrays": None, "lock": None, "kept": {}, "redone": []}
+
+
+class LockLost(OutputError):
+    """The run's lock is gone or another run's: it stops and publishes nothing."""
 
 
 def carry_name(source: tuple[int, int], target: tuple[int, int]) -> str:

@@ -76,6 +76,9 @@ class ArraySource(Source):
     def nodata(self) -> float | None:
         return self._nodata
 
+    def in_memory(self) -> np.ndarray | None:
+        return self._array if isinstance(self._array, np.ndarray) else None
+
     def read(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
         block = self._array[:, window.y : window.bottom, window.x : window.right]
         if isinstance(block, da.Array):

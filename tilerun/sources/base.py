@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import dask.array as da
@@ -99,6 +100,15 @@ class Source(ABC):
     def thumbnail(self, max_size: int) -> np.ndarray | None:
         """RGB ``(3, h, w)`` with ``max(h, w) ≤ max_size`` for tissue detection, or None when
         the source offers none (tissue is then not detected)."""
+        return None
+
+    def content_files(self) -> tuple[Path, ...] | None:
+        """The local files whose bytes make the pixels (a run records their digest, so that
+        ``--resume`` notices a rewritten input); None when they are not local files."""
+        return None
+
+    def in_memory(self) -> np.ndarray | None:
+        """The pixels, when they are an in-memory array (digested instead of files)."""
         return None
 
     @abstractmethod

@@ -138,6 +138,19 @@ class GeoTIFFSource(Source):
     def nodata(self) -> float | None:
         return self._nodata
 
+    def content_files(self) -> tuple[Path, ...] | None:
+        """The files GDAL reads for this raster: the file, a VRT's sources, overviews and
+        side-car files (``dataset.files``); None for a URL."""
+        if self.remote:
+            return None
+        try:
+            with self._env(), quiet_readers(), rasterio.open(self.path) as ds:
+                listed = [Path(f) for f in ds.files]
+        except RasterioError:
+            listed = []
+        files = [Path(self.path)] + [f for f in listed if f != Path(self.path)]
+        return tuple(f for f in files if f.is_file())
+
     def _dataset(self) -> Any:
         ds = getattr(self._local, "dataset", None)
         if ds is None:

@@ -171,6 +171,14 @@ class SlideSource(Source):
         """``(µm per output pixel, "um")``, or None when the slide's mpp is unknown."""
         return (self.mpp, "um") if self.mpp is not None else None
 
+    def content_files(self) -> tuple[Path, ...]:
+        """The slide's file, and the files of a folder beside it of the same name (MIRAX
+        ``.mrxs`` keeps its pixels there)."""
+        beside = self.path.with_suffix("")
+        mirax = self.path.suffix.lower() == ".mrxs" and beside.is_dir()
+        extra = sorted(p for p in beside.rglob("*") if p.is_file()) if mirax else []
+        return (self.path, *extra)
+
     def metadata(self) -> dict[str, Any]:
         """What the sink stores about the slide and the grid (JSON-serialisable)."""
         return {

@@ -1,0 +1,131 @@
+"""The job an output records, and how two jobs are compared: what ``--resume`` trusts.
+
+An output's ``tilerun`` record holds ``job``: everything that changes a value it holds — the
+input's and the model's *content* digests, the options, the layout — and ``fingerprint``, a
+hash of it. ``--resume`` keeps an unfinished store's chunks, or answers "nothing to do" for a
+complete one, only when the fingerprints match; otherwise it refuses with what differs
+(:func:`differences`).
+
+The input is identified by its content, not its size and time stamp: ``cp -p``, ``rsync`` and
+re-downloads rewrite a file and restore both. :func:`files_digest` reads the input's files (a
+GeoTIFF's, and a VRT's sources, as GDAL lists them; a slide's) once and takes their CRC-32C
+(hardware-accelerated, ~3 GB/s); a run computes it in a background thread while the model's
+backend is chosen, so it costs little of the run's wall time (see ``bench_integrity.py``). An
+in-memory numpy array is digested the same way; a dask array or a remote input has no digest
+(its size, time stamp or URL stand in).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import google_crc32c
+import numpy as np
+
+#: read size for file digests
+BLOCK = 8 << 20
+#: how a difference is named in a refusal
+LABELS = {"input_digest": "the input's content", "model_digest": "the model's weights or spec",
+          "input_stat": "the input's size or time stamp", "model_stat": "the model file",
+          "input": "the input", "model": "the model"}
+
+
+def files_digest(paths: Sequence[Path]) -> str | None:
+    """CRC-32C over the files' bytes and sizes, in order (``crc32c:…``); None when one cannot be
+    read (the run then fails on it with its own message)."""
+    crc = 0
+    try:
+        for path in paths:
+            with open(path, "rb") as file:
+                size = 0
+                while block := file.read(BLOCK):
+                    crc = google_crc32c.extend(crc, block)
+                    size += len(block)
+            crc = google_crc32c.extend(crc, f"|{size}|".encode())
+    except OSError:
+        return None
+    return f"crc32c:{crc:08x}:{len(paths)}"
+
+
+def array_digest(array: np.ndarray) -> str:
+    """The same digest of an in-memory array (its bytes, shape and type)."""
+    view = np.ascontiguousarray(array).view()
+    view.flags.writeable = False
+    crc = google_crc32c.value(view)  # type: ignore[arg-type]
+    crc = google_crc32c.extend(crc, f"|{array.shape}|{array.dtype}|".encode())
+    return f"crc32c:{crc:08x}:array"
+
+
+def input_digest(source: Any) -> str | None:
+    """The content digest of a source: its files, or its in-memory array; None if it has
+    neither (a dask array, a remote URL)."""
+    files = source.content_files()
+    if files:
+        return files_digest(files)
+    array = source.in_memory()
+    return array_digest(array) if array is not None else None
+
+
+def start_input_digest(source: Any) -> concurrent.futures.Future[str | None]:
+    """:func:`input_digest` in a background thread (file reads and CRC release the GIL)."""
+    pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="tilerun-digest")
+    future = pool.submit(input_digest, source)
+    pool.shutdown(wait=False)
+    return future
+
+
+def model_digest(model: Any) -> str:
+    """The model's weights (its file, else its parameters and buffers) and its spec (the
+    normalisation and everything else the run takes from it)."""
+    path = Path(model.name)
+    if path.is_file():
+        weights = files_digest([path]) or "unreadable"
+    else:
+        import torch
+
+        crc = 0
+        for name, tensor in model.module.state_dict().items():
+            raw = tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()
+            raw.flags.writeable = False
+            crc = google_crc32c.extend(crc, name.encode())
+            crc = google_crc32c.extend(crc, raw)  # type: ignore[arg-type]
+        weights = f"crc32c:{crc:08x}:module"
+    spec = hashlib.sha256(repr(model.spec).encode()).hexdigest()[:8]
+    return f"{weights}/spec:{spec}"
+
+
+def fingerprint(job: Mapping[str, Any]) -> str:
+    """A short hash of the job record."""
+    text = json.dumps(job, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def plain(job: Mapping[str, Any]) -> dict[str, Any]:
+    """The job as stored (JSON types: tuples become lists), to compare with a stored one."""
+    return dict(json.loads(json.dumps(job, sort_keys=True, default=str)))
+
+
+def differences(stored: Mapping[str, Any], current: Mapping[str, Any], shown: int = 3) -> str:
+    """What differs between a stored record's job and the current one, in a few words: e.g.
+    ``the input's content differs (crc32c:1a… then, crc32c:9f… now)``."""
+    before, now = stored.get("job"), current.get("job")
+    if not isinstance(before, dict) or not isinstance(now, dict):
+        return "input, model or options differ"
+    now = plain(now)
+    keys = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+    if not keys:
+        return "its tilerun version's record differs"
+    parts = [f"{LABELS.get(k, k)} differs ({_short(before.get(k))} then, {_short(now.get(k))} "
+             "now)" for k in keys[:shown]]
+    more = f" and {len(keys) - shown} more" if len(keys) > shown else ""
+    return "; ".join(parts) + more
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, default=str) if not isinstance(value, str) else value
+    return text if len(text) <= 40 else text[:37] + "…"
