@@ -33,11 +33,11 @@ from tilerun.engine.memory import fewer_gc_passes, tune_allocator
 from tilerun.engine.opening import open_checked
 from tilerun.engine.options import PredictOptions
 from tilerun.engine.partial import ChunkResult
-from tilerun.errors import OutputError, first_line
+from tilerun.errors import InputError, OutputError, first_line
 from tilerun.models import ModelHandle
 from tilerun.report.collect import finish_report
-from tilerun.sinks import Sink, completed_output
-from tilerun.sinks.job_record import differences, input_digest, start_input_digest
+from tilerun.sinks import Sink, completed_output, object_url
+from tilerun.sinks.job_record import differences, input_digest, same_job, start_input_digest
 from tilerun.sinks.store import open_target
 
 
@@ -125,7 +125,7 @@ def _same_job(
     opened = open_checked(source, model, out, options, sink, check_sink=False)
     attrs = run_attributes(opened.source, opened.chunk_plan(options), opened.classes,
                            opened.model, options, input_digest(opened.source))
-    if attrs["fingerprint"] == finished.get("fingerprint"):
+    if same_job(finished, attrs):
         return True
     if options.overwrite:
         return False
@@ -164,7 +164,7 @@ def run(
         if on_start is not None:
             on_start(len(writes))
         start = time.perf_counter()
-        with fewer_gc_passes(), _output_failures(out):
+        with fewer_gc_passes(), _output_failures(out), _input_failures(out, job.sink):
             results = _execute(graph, writes, options, on_chunk, client)
         seconds = time.perf_counter() - start
     except BaseException:
@@ -217,6 +217,24 @@ def _output_failures(out: str | Path) -> Iterator[None]:
     except StoreError as err:  # object storage: unreachable, throttled, credentials expired
         raise OutputError(out, f"the object store failed while writing ({first_line(err)}); "
                           "the chunks written so far are kept: run again with --resume") from err
+
+
+@contextlib.contextmanager
+def _input_failures(out: str | Path, sink: Sink) -> Iterator[None]:
+    """An input that fails to read mid-run (a VRT's missing source, a truncated file): say,
+    on the same line, what was written and how to continue."""
+    try:
+        yield
+    except InputError as err:
+        where = f"{out}.partial" if object_url(out) is None else str(out)
+        try:
+            written = len(sink.completed())
+        except (OSError, ValueError, KeyError, StoreError):
+            written = 0
+        kept = (f"the {written} chunk(s) written before it are kept in {where}" if written
+                else f"no chunk was written yet ({where} is unfinished)")
+        raise type(err)(err.subject, f"{err.problem}; {kept}: fix or restore the input's "
+                        "files, then run the same command with --resume") from err
 
 
 def _finished_summary(out: str | Path, attrs: dict[str, Any]) -> RunSummary:

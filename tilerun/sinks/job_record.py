@@ -27,6 +27,8 @@ from typing import Any
 import google_crc32c
 import numpy as np
 
+#: the job record's key of the input's content digest
+INPUT_DIGEST = "input_digest"
 #: read size for file digests
 BLOCK = 8 << 20
 #: how a difference is named in a refusal
@@ -35,34 +37,40 @@ LABELS = {"input_digest": "the input's content", "model_digest": "the model's we
           "input": "the input", "model": "the model"}
 
 
-def files_digest(paths: Sequence[Path]) -> str | None:
-    """CRC-32C over the files' bytes and sizes, in order (``crc32c:…``); None when one cannot be
-    read (the run then fails on it with its own message)."""
-    crc = 0
-    try:
-        for path in paths:
-            with open(path, "rb") as file:
-                size = 0
-                while block := file.read(BLOCK):
-                    crc = google_crc32c.extend(crc, block)
-                    size += len(block)
-            crc = google_crc32c.extend(crc, f"|{size}|".encode())
-    except OSError:
-        return None
-    return f"crc32c:{crc:08x}:{len(paths)}"
+def file_digest(path: Path) -> str:
+    """CRC-32C of a file's bytes, with its size (``crc32c:…:size``)."""
+    crc, size = 0, 0
+    with open(path, "rb") as file:
+        while block := file.read(BLOCK):
+            crc = google_crc32c.extend(crc, block)
+            size += len(block)
+    return f"crc32c:{crc:08x}:{size}"
 
 
-def array_digest(array: np.ndarray) -> str:
+def files_digest(paths: Sequence[Path]) -> dict[str, str]:
+    """:func:`file_digest` of each file that can be read, by path (a missing VRT source is left
+    out: whatever reads it fails, so no chunk holds its pixels, and it may be restored before
+    ``--resume``)."""
+    digests = {}
+    for path in paths:
+        try:
+            digests[str(path)] = file_digest(path)
+        except OSError:
+            continue
+    return digests
+
+
+def array_digest(array: np.ndarray) -> dict[str, str]:
     """The same digest of an in-memory array (its bytes, shape and type)."""
     view = np.ascontiguousarray(array).view()
     view.flags.writeable = False
     crc = google_crc32c.value(view)  # type: ignore[arg-type]
     crc = google_crc32c.extend(crc, f"|{array.shape}|{array.dtype}|".encode())
-    return f"crc32c:{crc:08x}:array"
+    return {"<array>": f"crc32c:{crc:08x}:{array.nbytes}"}
 
 
-def input_digest(source: Any) -> str | None:
-    """The content digest of a source: its files, or its in-memory array; None if it has
+def input_digest(source: Any) -> dict[str, str] | None:
+    """The content digest of a source: its files', or its in-memory array's; None if it has
     neither (a dask array, a remote URL)."""
     files = source.content_files()
     if files:
@@ -71,7 +79,7 @@ def input_digest(source: Any) -> str | None:
     return array_digest(array) if array is not None else None
 
 
-def start_input_digest(source: Any) -> concurrent.futures.Future[str | None]:
+def start_input_digest(source: Any) -> concurrent.futures.Future[dict[str, str] | None]:
     """:func:`input_digest` in a background thread (file reads and CRC release the GIL)."""
     pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="tilerun-digest")
     future = pool.submit(input_digest, source)
@@ -79,12 +87,30 @@ def start_input_digest(source: Any) -> concurrent.futures.Future[str | None]:
     return future
 
 
+def inputs_match(before: Any, now: Any) -> bool:
+    """Whether the input digested ``now`` is the one digested ``before``: every file read
+    then is unchanged (a file missing then may have appeared)."""
+    if not isinstance(before, dict) or not isinstance(now, dict):
+        return before == now
+    return all(now.get(name) == digest for name, digest in before.items())
+
+
+def same_job(stored: Mapping[str, Any], attrs: Mapping[str, Any]) -> bool:
+    """Whether the record ``stored`` is of the job whose attributes are ``attrs``: the same
+    fingerprint (options, model, layout) and the same input content."""
+    before, now = stored.get("job"), attrs.get("job")
+    if stored.get("fingerprint") != attrs.get("fingerprint") or not isinstance(before, dict) \
+            or not isinstance(now, dict):
+        return False
+    return inputs_match(before.get(INPUT_DIGEST), now.get(INPUT_DIGEST))
+
+
 def model_digest(model: Any) -> str:
     """The model's weights (its file, else its parameters and buffers) and its spec (the
     normalisation and everything else the run takes from it)."""
     path = Path(model.name)
     if path.is_file():
-        weights = files_digest([path]) or "unreadable"
+        weights = file_digest(path)
     else:
         import torch
 
@@ -100,8 +126,10 @@ def model_digest(model: Any) -> str:
 
 
 def fingerprint(job: Mapping[str, Any]) -> str:
-    """A short hash of the job record."""
-    text = json.dumps(job, sort_keys=True, default=str)
+    """A short hash of the job record but the input's digest (compared by
+    :func:`inputs_match`)."""
+    rest = {k: v for k, v in job.items() if k != INPUT_DIGEST}
+    text = json.dumps(rest, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -118,12 +146,23 @@ def differences(stored: Mapping[str, Any], current: Mapping[str, Any], shown: in
         return "input, model or options differ"
     now = plain(now)
     keys = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+    if INPUT_DIGEST in keys and inputs_match(before.get(INPUT_DIGEST), now.get(INPUT_DIGEST)):
+        keys.remove(INPUT_DIGEST)
     if not keys:
         return "its tilerun version's record differs"
-    parts = [f"{LABELS.get(k, k)} differs ({_short(before.get(k))} then, {_short(now.get(k))} "
-             "now)" for k in keys[:shown]]
+    parts = [_difference(k, before.get(k), now.get(k)) for k in keys[:shown]]
     more = f" and {len(keys) - shown} more" if len(keys) > shown else ""
     return "; ".join(parts) + more
+
+
+def _difference(key: str, before: Any, now: Any) -> str:
+    if key == INPUT_DIGEST and isinstance(before, dict) and isinstance(now, dict):
+        changed = [Path(n).name for n, d in before.items() if now.get(n) != d]
+        gone = [Path(n).name for n in before if n not in now]
+        what = ", ".join(f"{n} is gone" if n in gone else f"{n} was rewritten"
+                         for n in changed[:2])
+        return f"the input's content differs ({what}; size and time stamp are not trusted)"
+    return f"{LABELS.get(key, key)} differs ({_short(before)} then, {_short(now)} now)"
 
 
 def _short(value: Any) -> str:

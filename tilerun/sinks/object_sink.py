@@ -31,7 +31,7 @@ import zarr
 from obstore.exceptions import BaseError as StoreError
 
 from tilerun.errors import OutputError, OutputExistsError, first_line
-from tilerun.sinks.job_record import differences
+from tilerun.sinks.job_record import differences, same_job
 from tilerun.sinks.lock import LEASE_KEY, LOCK_NAME, ObjectLock
 from tilerun.sinks.objects import ObjectLocation
 from tilerun.sinks.store import CARRY, GROUP_DOCUMENTS, run_record
@@ -92,7 +92,7 @@ class ObjectStoreSink(ZarrStoreSink):
             self.check()  # again: a run may have just finished
             record = self._existing()
             if record is not None and not record.get("complete") and resume:
-                if record.get("fingerprint") == attrs["fingerprint"]:
+                if same_job(record, attrs):
                     self.verify_kept()
                     return
                 raise OutputError(self.name, f"was written by a different run "

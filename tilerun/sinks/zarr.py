@@ -48,7 +48,7 @@ import numpy as np
 import zarr
 
 from tilerun.errors import OutputError, OutputExistsError, TilerunWarning
-from tilerun.sinks.job_record import differences
+from tilerun.sinks.job_record import differences, same_job
 from tilerun.sinks.lock import LOCK_NAME, RunLock
 from tilerun.sinks.store import (
     CARRY,
@@ -153,7 +153,7 @@ class ZarrSink(ZarrStoreSink):
         except (OSError, ValueError, KeyError):
             return False
         stored = stored if isinstance(stored, dict) else {}
-        if stored.get("fingerprint") == attrs["fingerprint"]:
+        if same_job(stored, attrs):
             return True
         raise OutputError(self.staging, f"was written by a different run "
                           f"({differences(stored, attrs)}); drop --resume to start afresh")

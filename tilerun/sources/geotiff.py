@@ -30,7 +30,7 @@ from tilerun.geometry import Window
 from tilerun.sources.bands import select_bands
 from tilerun.sources.base import GeoRef, Source
 from tilerun.sources.guards import check_tiff_complete, quiet_readers, require_regular_file
-from tilerun.sources.remote import remote_options, remote_problem, remote_url
+from tilerun.sources.remote import gdal_detail, remote_options, remote_problem, remote_url
 
 #: GDAL's block cache per process (MB). GDAL's default (5 % of RAM) would let memory grow with
 #: the size of the image read; tilerun reads each window about once, so a small cache suffices.
@@ -167,7 +167,7 @@ class GeoTIFFSource(Source):
                 pixels = ds.read(self.bands, window=rio_window)
                 masks = ds.read_masks(self.bands, window=rio_window)
         except RasterioError as err:
-            problem = remote_problem(err) if self.remote else str(err)
+            problem = remote_problem(err) if self.remote else gdal_detail(err)
             raise InputError(self.name, f"failed to read {window}: {problem}") from err
         valid = masks > 0
         if pixels.dtype.kind == "f":

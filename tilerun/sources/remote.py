@@ -92,6 +92,12 @@ def remote_problem(err: BaseException) -> str:
     return f"cannot be read remotely ({detail})"
 
 
+def gdal_detail(err: BaseException) -> str:
+    """GDAL's most specific message for a failed read, on one line (a local VRT whose source
+    is missing says which file, where rasterio says "See previous exception")."""
+    return _gdal_detail(err)
+
+
 def _gdal_detail(err: BaseException) -> str:
     """GDAL's most specific message, on one line. A failed read surfaces as rasterio's "Read
     failed. See previous exception for details."; the cause is the last error in its chain."""
