@@ -19,8 +19,11 @@ SHOWN = ("input", "model", "tile", "overlap_px", "blend", "chunk", "tiles_run", 
 @click.argument("store")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the state and the run's whole record as one JSON object.")
+@click.option("--verify", is_flag=True,
+              help="Read every written chunk and check it against its checksum; name the bad "
+                   "ones (exit 2).")
 @exits_cleanly
-def info_command(store: str, as_json: bool) -> None:
+def info_command(store: str, as_json: bool, verify: bool) -> None:
     """Say whether STORE (or its unfinished STORE.partial) is complete, and how far it got."""
     from tilerun.sinks.store import output_store
 
@@ -28,6 +31,7 @@ def info_command(store: str, as_json: bool) -> None:
     path = output.located()
     attrs = output.record(path)
     done = output.chunks_done(path)
+    verified = _verify(store, path, done) if verify else None
     total = done.size if done is not None else 0
     written = int(done.sum()) if done is not None else 0
     complete = bool(attrs.get("complete")) and not output.is_staging(path)
@@ -38,11 +42,14 @@ def info_command(store: str, as_json: bool) -> None:
         state_info: dict[str, Any] = {
             "store": str(store), "path": str(where), "state": state, "complete": complete,
             "chunks": total, "chunks_written": written, "holder": holder, "record": attrs,
+            "verified": verified,
         }  # fmt: skip
         click.echo(json_line(state_info))
         return
     if complete:
         click.echo(f"{store}: complete ({total} chunks)")
+    if verified is not None:
+        click.echo(f"  verified       {verified} chunk(s) match their checksums")
     else:
         running = f"running (pid {holder['pid']} on {holder['host']})" if holder else state
         click.echo(f"{where}: incomplete, {running}: {written}/{total} chunks written "
@@ -50,3 +57,19 @@ def info_command(store: str, as_json: bool) -> None:
     for key in SHOWN:
         if attrs.get(key) is not None:
             click.echo(f"  {key:<14} {attrs[key]}")
+
+
+def _verify(store: str, target: Any, done: Any) -> int:
+    """Check every written chunk; one error line naming the bad ones (exit 2)."""
+    from tilerun.errors import InputError
+    from tilerun.sinks.integrity import describe, verify_store
+
+    try:
+        checked, bad = verify_store(target, done)
+    except ValueError as err:
+        raise InputError(store, str(err)) from err
+    if bad:
+        chunks = len({b.index for b in bad})
+        raise InputError(store, f"{chunks} of {checked} chunk(s) fail verification: "
+                         f"{describe(bad)}; recompute with `tilerun predict … --overwrite`")
+    return checked

@@ -154,3 +154,16 @@ def describe(bad: list[BadChunk], shown: int = 4) -> str:
     names = ", ".join(str(b) for b in bad[:shown])
     more = f" and {len(bad) - shown} more" if len(bad) > shown else ""
     return f"{names}{more}"
+
+
+def verify_store(target: Any, done: np.ndarray | None) -> tuple[int, list[BadChunk]]:
+    """Check every chunk of the store ``target`` marked in ``done`` (its ``chunks_done``)
+    against its row: how many were checked, and the bad ones. ``ValueError`` for a store with
+    no rows (written by a tilerun before checksums)."""
+    sums = read_sums(target)
+    if sums is None or done is None:
+        raise ValueError("it has no chunk checksums to check (written by an older tilerun)")
+    group = zarr.open_group(target, mode="r")
+    chunk = int(group[sums[1][0]].chunks[-1])
+    indices = [(int(i), int(j)) for i, j in np.argwhere(done)]
+    return len(indices), verify(target, indices, chunk, sums)

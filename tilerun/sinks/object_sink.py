@@ -7,15 +7,16 @@ computed it. Object stores cannot rename, so the local sink's "stage, then renam
 1. take the lease ``tilerun.lock`` (created only if absent; see :class:`ObjectLock`) before
    anything else is written, so of two runs started together the second is refused;
 2. write the store's metadata with ``complete: false`` in its ``tilerun`` record;
-3. write each chunk's data, then its ``tilerun/chunks_done`` record;
+3. write each chunk's data, then its checksums (:mod:`tilerun.sinks.integrity`), then its
+   ``tilerun/chunks_done`` record, each after checking the lease is still this run's;
 4. delete the resume carry objects, consolidate the metadata, and write ``complete: true``
    **last** — the one write that makes the store finished.
 
 A reader (``tilerun info``, :func:`~tilerun.sinks.store.output_store`, ``--resume``) always tells
 an unfinished store from a finished one. ``--resume`` continues an unfinished store of the
-same run; without it an unfinished store is started afresh. ``--overwrite`` must delete the
-old output before the new one is written (there is no rename to swap them): the old store
-is gone once the run starts, and the new one says ``complete: false`` until it is done.
+same run; without it an unfinished store is started afresh. ``--overwrite`` of an existing
+output writes the new store beside it (``<url>.partial``) and switches only once that one is
+complete (see :mod:`tilerun.sinks.object_swap`): a failed run leaves the old output as it was.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from obstore.exceptions import BaseError as StoreError
 from tilerun.errors import OutputError, OutputExistsError, first_line
 from tilerun.sinks.job_record import differences, same_job
 from tilerun.sinks.lock import LEASE_KEY, LOCK_NAME, ObjectLock
+from tilerun.sinks.object_swap import recover, staging_url, switch
 from tilerun.sinks.objects import ObjectLocation
 from tilerun.sinks.store import CARRY, GROUP_DOCUMENTS, run_record
 from tilerun.sinks.zarr_writer import ZarrStoreSink, carry_name
@@ -44,22 +46,26 @@ class ObjectStoreSink(ZarrStoreSink):
 
     def __init__(self, url: str, overwrite: bool = False) -> None:
         super().__init__(url, overwrite)
-        self.location = ObjectLocation(url)
+        #: the output's URL, and where the store is written: there, or (replacing an output)
+        #: beside it, see :mod:`tilerun.sinks.object_swap`
+        self.final = ObjectLocation(url)
+        self.location = self.final
 
     def target(self) -> Any:
         return self.location.zarr_store()
 
-    def _existing(self) -> dict[str, Any] | None:
-        """The record of the store at the URL (``{}`` if it is not tilerun's), None if there is
-        no store; refuses a prefix holding other objects."""
+    def _existing(self, where: ObjectLocation | None = None) -> dict[str, Any] | None:
+        """The record of the store at the URL (or ``where``; ``{}`` if it is not tilerun's),
+        None if there is no store; refuses a prefix holding other objects."""
+        location = where or self.final
         try:
-            if not any(self.location.get(name) is not None for name in GROUP_DOCUMENTS):
-                stray = [k for k in self.location.list_keys() if k != LEASE_KEY]
+            if not any(location.get(name) is not None for name in GROUP_DOCUMENTS):
+                stray = [k for k in location.list_keys() if k != LEASE_KEY]
                 if stray:
-                    raise OutputError(self.name, f"holds objects that are not a Zarr store "
+                    raise OutputError(location.url, f"holds objects that are not a Zarr store "
                                       f"(e.g. {stray[0]}); refusing to write there")
                 return None
-            return run_record(zarr.open_group(self.location.zarr_store(True), mode="r"))
+            return run_record(zarr.open_group(location.zarr_store(True), mode="r"))
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise OutputError(self.name, f"cannot read it ({first_line(err)})") from err
         except StoreError as err:
@@ -68,7 +74,12 @@ class ObjectStoreSink(ZarrStoreSink):
     def check(self) -> None:
         """Refuse an unreachable bucket, a complete output or a Zarr store tilerun did not
         write without ``--overwrite``, and a prefix holding something else — before any work.
-        (An unfinished tilerun store is resumed or restarted, as a local ``.partial`` is.)"""
+        (An unfinished tilerun store is resumed or restarted, as a local ``.partial`` is.)
+        A replacement a kill cut short is finished first."""
+        try:
+            recover(self.name)
+        except StoreError as err:
+            raise _store_error(self.name, err) from err
         record = self._existing()
         if record is None or self.overwrite:
             return
@@ -80,8 +91,14 @@ class ObjectStoreSink(ZarrStoreSink):
 
     def create(self, georef: GeoRef | None, attrs: dict[str, Any], resume: bool = False) -> None:
         """Lock, then keep (``resume``, same run) or clear what is there, then write the
-        skeleton; see the module docstring."""
+        skeleton; see the module docstring. An output to replace is kept until the new one is
+        complete: the new one is written beside it."""
         self.check()
+        old = self._existing() if self.overwrite else None
+        beside = staging_url(self.name) if old is not None and (
+            not old or old.get("complete")) else None
+        if beside is not None:
+            self.location = ObjectLocation(beside)
         lock = ObjectLock(self.location)
         try:
             lock.acquire(self.name)
@@ -90,7 +107,7 @@ class ObjectStoreSink(ZarrStoreSink):
         self.took(lock)
         try:
             self.check()  # again: a run may have just finished
-            record = self._existing()
+            record = self._existing(self.location)
             if record is not None and not record.get("complete") and resume:
                 if same_job(record, attrs):
                     self.verify_kept()
@@ -138,7 +155,7 @@ class ObjectStoreSink(ZarrStoreSink):
             self.location.delete_all(CARRY)
             if extras is not None:
                 self.update_record({**summary, "complete": False})
-                extras(self.name)  # the URL, which the NGFF writers take
+                extras(self.location.url)  # the URL, which the NGFF writers take
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message="Consolidated metadata",
                                         category=UserWarning)
@@ -146,6 +163,8 @@ class ObjectStoreSink(ZarrStoreSink):
                 zarr.consolidate_metadata(self.target())
             self.check_lock()  # the token, once more, right before the flag
             self.update_record({**summary, "complete": True})
+            if self.location is not self.final:
+                switch(self.final, self.location)
         finally:
             self.release()
 
