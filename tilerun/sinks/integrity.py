@@ -30,6 +30,8 @@ import google_crc32c
 import numpy as np
 import zarr
 
+from tilerun.errors import first_line
+
 SUMS = "tilerun/chunk_sums"
 #: set in every recorded value, so that 0 (Zarr's fill value) means "nothing recorded"
 PRESENT = np.uint64(1 << 32)
@@ -119,11 +121,17 @@ def verify(target: Any, indices: Iterable[tuple[int, int]], chunk: int,
             try:
                 data = _stored(group, name, ys, xs)
             except DECODE_ERRORS as err:
-                bad.append(BadChunk((i, j), name, f"unreadable: {type(err).__name__}"))
+                bad.append(BadChunk((i, j), name, _unreadable(err)))
                 continue
             if checksum(data) != int(rows[i, j, k]):
                 bad.append(BadChunk((i, j), name, "checksum mismatch"))
     return bad
+
+
+def _unreadable(err: Exception) -> str:
+    if "checksum" in str(err).lower():
+        return "damaged: its stored CRC-32C does not match"
+    return f"unreadable: {first_line(err)[:60]}"
 
 
 def unpublishable(done: np.ndarray, rows: np.ndarray | None, writer: int,

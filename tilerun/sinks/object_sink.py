@@ -26,6 +26,7 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 import zarr
@@ -77,6 +78,7 @@ class ObjectStoreSink(ZarrStoreSink):
         (An unfinished tilerun store is resumed or restarted, as a local ``.partial`` is.)
         A replacement a kill cut short is finished first."""
         try:
+            self._check_not_inside_a_store()
             recover(self.name)
         except StoreError as err:
             raise _store_error(self.name, err) from err
@@ -88,6 +90,18 @@ class ObjectStoreSink(ZarrStoreSink):
                                     "--overwrite to replace it")
         if record.get("complete"):
             raise OutputExistsError(self.name, "already exists; pass --overwrite to replace it")
+
+    def _check_not_inside_a_store(self) -> None:
+        """Refuse a URL inside another Zarr hierarchy (``s3://b/host.zarr/labels``)."""
+        parts = urlsplit(self.name)
+        folders = [p for p in parts.path.split("/") if p]
+        for depth in range(len(folders) - 1, 0 if not parts.netloc else -1, -1):
+            parent = f"{parts.scheme}://{parts.netloc}/{'/'.join(folders[:depth])}".rstrip("/")
+            location = ObjectLocation(parent)
+            if any(location.get(name) is not None for name in GROUP_DOCUMENTS):
+                raise OutputError(self.name, f"is inside the Zarr store {parent}; an output "
+                                  "must not replace part of another store: choose a URL "
+                                  "outside it")
 
     def create(self, georef: GeoRef | None, attrs: dict[str, Any], resume: bool = False) -> None:
         """Lock, then keep (``resume``, same run) or clear what is there, then write the

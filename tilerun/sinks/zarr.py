@@ -50,6 +50,7 @@ import zarr
 from tilerun.errors import OutputError, OutputExistsError, TilerunWarning
 from tilerun.sinks.job_record import differences, same_job
 from tilerun.sinks.lock import LOCK_NAME, RunLock
+from tilerun.sinks.objects import object_url
 from tilerun.sinks.store import (
     CARRY,
     RECORD,
@@ -68,7 +69,15 @@ REPLACED_SUFFIX = ".replaced"
 
 def completed_output(path: str | Path) -> dict[str, Any] | None:
     """The record of a complete output (local or object storage), else None: see
-    :meth:`OutputStore.completed`."""
+    :meth:`OutputStore.completed`. A replacement a kill cut short is finished (or undone)
+    first."""
+    url = object_url(path)
+    if url is None:
+        recover_swap(Path(path))
+    else:
+        from tilerun.sinks.object_swap import recover
+
+        recover(url)
     return output_store(path).completed()
 
 
