@@ -48,13 +48,16 @@ def file_digest(path: Path) -> str:
 
 
 def files_digest(paths: Sequence[Path]) -> dict[str, str]:
-    """:func:`file_digest` of each file that can be read, by path (a missing VRT source is left
-    out: whatever reads it fails, so no chunk holds its pixels, and it may be restored before
-    ``--resume``)."""
+    """:func:`file_digest` of each file that can be read, by its path relative to the first
+    one's folder (a missing VRT source is left out: whatever reads it fails, so no chunk holds
+    its pixels, and it may be restored before ``--resume``)."""
     digests = {}
+    folder = Path(paths[0]).absolute().parent if paths else Path()
     for path in paths:
+        absolute = Path(path).absolute()
+        name = absolute.relative_to(folder) if absolute.is_relative_to(folder) else absolute
         try:
-            digests[str(path)] = file_digest(path)
+            digests[str(name)] = file_digest(path)
         except OSError:
             continue
     return digests
