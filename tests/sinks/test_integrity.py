@@ -3,6 +3,7 @@ publishing and by ``tilerun info --verify``; a changed input never mixed into a 
 that lost its lock publishes nothing. Each case through the CLI, in a folder and in (moto's) S3.
 """
 
+# ruff: noqa: F811  (the shared fixtures are imported by name, then taken as arguments)
 from __future__ import annotations
 
 import subprocess

@@ -1,6 +1,7 @@
 """A failure never costs the user what they already had, and ``--resume`` never answers for
 another job: each case through the CLI, in a folder and in (moto's) S3 where it applies."""
 
+# ruff: noqa: F811  (the shared fixtures are imported by name, then taken as arguments)
 from __future__ import annotations
 
 import shutil
@@ -95,7 +96,7 @@ def test_a_failed_overwrite_keeps_the_old_output_and_says_how_to_resume(files, p
     bottom = tmp_path / "bottom.tif"
     saved = bottom.read_bytes()
     bottom.unlink()  # a VRT source gone: reads fail part-way through the run
-    where = out if object_url(out) else f"{out}.partial"
+    where = f"{out}.partial"  # beside the old output, in a folder and in a bucket alike
     line = one_error_line(predict(mosaic, out, "--overwrite"), "bottom.tif",
                           f"chunk(s) written before it are kept in {where}", "--resume")
     assert "nothing written" not in line

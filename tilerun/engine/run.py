@@ -36,7 +36,7 @@ from tilerun.engine.partial import ChunkResult
 from tilerun.errors import InputError, OutputError, first_line
 from tilerun.models import ModelHandle
 from tilerun.report.collect import finish_report
-from tilerun.sinks import Sink, completed_output, object_url
+from tilerun.sinks import Sink, completed_output
 from tilerun.sinks.job_record import differences, input_digest, same_job, start_input_digest
 from tilerun.sinks.store import open_target
 
@@ -164,7 +164,7 @@ def run(
         if on_start is not None:
             on_start(len(writes))
         start = time.perf_counter()
-        with fewer_gc_passes(), _output_failures(out), _input_failures(out, job.sink):
+        with fewer_gc_passes(), _output_failures(out), _input_failures(job.sink):
             results = _execute(graph, writes, options, on_chunk, client)
         seconds = time.perf_counter() - start
     except BaseException:
@@ -220,13 +220,13 @@ def _output_failures(out: str | Path) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _input_failures(out: str | Path, sink: Sink) -> Iterator[None]:
+def _input_failures(sink: Sink) -> Iterator[None]:
     """An input that fails to read mid-run (a VRT's missing source, a truncated file): say,
     on the same line, what was written and how to continue."""
     try:
         yield
     except InputError as err:
-        where = f"{out}.partial" if object_url(out) is None else str(out)
+        where = sink.unfinished()
         try:
             written = len(sink.completed())
         except (OSError, ValueError, KeyError, StoreError):

@@ -80,6 +80,10 @@ class Sink(ABC):
         """What :meth:`keep_carry` kept for this pair, or None."""
         return None
 
+    def unfinished(self) -> str:
+        """Where an interrupted run's chunks are kept, for ``--resume`` (for messages)."""
+        return self.name
+
     def completed(self) -> frozenset[tuple[int, int]]:
         """Chunk indices already written by an earlier, interrupted run (resume)."""
         return frozenset()

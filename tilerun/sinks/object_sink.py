@@ -139,6 +139,9 @@ class ObjectStoreSink(ZarrStoreSink):
     def lease(self) -> ObjectLock:
         return ObjectLock(self.location)
 
+    def unfinished(self) -> str:
+        return self.location.url
+
     def _clear(self) -> None:
         """Delete the old store, all but our lease."""
         self.location.delete_all(keep=LOCK_NAME + "/")

@@ -62,7 +62,6 @@ from tilerun.sinks.store import (
 from tilerun.sinks.zarr_writer import ZarrStoreSink, carry_name
 from tilerun.sources import GeoRef
 
-
 #: where a publication moves the output it replaces, until the new one is in place
 REPLACED_SUFFIX = ".replaced"
 
@@ -172,6 +171,9 @@ class ZarrSink(ZarrStoreSink):
 
     def lease(self) -> RunLock:
         return RunLock(self.staging)
+
+    def unfinished(self) -> str:
+        return str(self.staging)
 
     def keep_carry(
         self, source: tuple[int, int], target: tuple[int, int], data: np.ndarray
