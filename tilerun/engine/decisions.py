@@ -64,7 +64,7 @@ def slide_options(options: PredictOptions, model: ModelHandle) -> dict[str, Any]
 
 def run_attributes(
     source: Any, plan: ChunkPlan, classes: int, model: ModelHandle, options: PredictOptions,
-    input_digest: str | None = None,
+    input_digest: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """What the output records about how it was made (the ``tilerun`` root attribute),
     with the job it did and the job's fingerprint (see :mod:`tilerun.sinks.job_record`)."""
@@ -97,7 +97,7 @@ def run_attributes(
 
 def job_record(
     attrs: dict[str, Any], source: Any, plan: ChunkPlan, classes: int, model: ModelHandle,
-    options: PredictOptions, input_digest: str | None,
+    options: PredictOptions, input_digest: dict[str, str] | None,
 ) -> dict[str, Any]:
     """Everything that changes a value of the output: what ``--resume`` compares. The input
     and model by content (their size and time stamp only where there is no digest)."""

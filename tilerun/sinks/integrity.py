@@ -45,7 +45,7 @@ def checksum(data: np.ndarray) -> int:
     array."""
     view = np.ascontiguousarray(data).view()
     view.flags.writeable = False  # the C extension takes read-only buffers only
-    return int(PRESENT) | google_crc32c.value(view)  # type: ignore[arg-type]
+    return int(PRESENT) | google_crc32c.value(view)
 
 
 def writer_id(token: str) -> int:
@@ -172,6 +172,6 @@ def verify_store(target: Any, done: np.ndarray | None) -> tuple[int, list[BadChu
     if sums is None or done is None:
         raise ValueError("it has no chunk checksums to check (written by an older tilerun)")
     group = zarr.open_group(target, mode="r")
-    chunk = int(group[sums[1][0]].chunks[-1])
+    chunk = int(group[sums[1][0]].chunks[-1])  # type: ignore[union-attr]
     indices = [(int(i), int(j)) for i, j in np.argwhere(done)]
     return len(indices), verify(target, indices, chunk, sums)

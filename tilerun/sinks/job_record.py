@@ -67,7 +67,7 @@ def array_digest(array: np.ndarray) -> dict[str, str]:
     """The same digest of an in-memory array (its bytes, shape and type)."""
     view = np.ascontiguousarray(array).view()
     view.flags.writeable = False
-    crc = google_crc32c.value(view)  # type: ignore[arg-type]
+    crc = google_crc32c.value(view)
     crc = google_crc32c.extend(crc, f"|{array.shape}|{array.dtype}|".encode())
     return {"<array>": f"crc32c:{crc:08x}:{array.nbytes}"}
 
@@ -122,7 +122,7 @@ def model_digest(model: Any) -> str:
             raw = tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()
             raw.flags.writeable = False
             crc = google_crc32c.extend(crc, name.encode())
-            crc = google_crc32c.extend(crc, raw)  # type: ignore[arg-type]
+            crc = google_crc32c.extend(crc, raw)
         weights = f"crc32c:{crc:08x}:module"
     spec = hashlib.sha256(repr(model.spec).encode()).hexdigest()[:8]
     return f"{weights}/spec:{spec}"
