@@ -151,3 +151,18 @@ def test_a_run_whose_lock_is_deleted_stops_and_the_next_run_publishes_alone(file
     clean = files["root"] / f"clean-{time.time_ns()}.zarr"
     tilerun.run(big, files["package"], clean, tilerun.PredictOptions(**{**OPTIONS, "tile": 64}))
     np.testing.assert_allclose(logits(out), logits(clean), atol=1e-6)
+
+
+def test_a_rewritten_object_input_is_refused_by_resume(files, place):
+    from tilerun.sinks.objects import ObjectLocation
+
+    out = place("remote-input.zarr")
+    if not object_url(out):
+        pytest.skip("an input in object storage is known by its e-tag (the S3 case)")
+    folder = ObjectLocation(out.rsplit("/", 1)[0] + "/in")
+    folder.put("scene.tif", files["scene"].read_bytes())
+    remote = {**files, "scene": f"{folder.url}/scene.tif"}
+    _interrupted(remote, out)  # type: ignore[arg-type]
+    folder.put("scene.tif", files["twin"].read_bytes())  # the same size, a new e-tag
+    one_error_line(predict(remote, out, "--resume"),  # type: ignore[arg-type]
+                   "the input's content differs", "scene.tif was rewritten")

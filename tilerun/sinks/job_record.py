@@ -11,8 +11,9 @@ re-downloads rewrite a file and restore both. :func:`files_digest` reads the inp
 GeoTIFF's, and a VRT's sources, as GDAL lists them; a slide's) once and takes their CRC-32C
 (hardware-accelerated, ~3 GB/s); a run computes it in a background thread while the model's
 backend is chosen, so it costs little of the run's wall time (see ``bench_integrity.py``). An
-in-memory numpy array is digested the same way; a dask array or a remote input has no digest
-(its size, time stamp or URL stand in).
+in-memory numpy array is digested the same way; a remote input (``s3://…``, ``https://…``) is
+identified by its e-tag, size and version id as its store reports them; a dask array has no
+digest (its name stands in).
 """
 
 from __future__ import annotations
@@ -72,12 +73,31 @@ def array_digest(array: np.ndarray) -> dict[str, str]:
     return {"<array>": f"crc32c:{crc:08x}:{array.nbytes}"}
 
 
+def object_version(url: str) -> dict[str, str] | None:
+    """A remote input's identity from its store: e-tag, size and version id (``s3://``,
+    ``gs://``, ``az://``, ``http(s)://``); None when the store says nothing (no credentials for
+    a listing, a server without ``HEAD``)."""
+    import obstore
+    from obstore.exceptions import BaseError
+    from obstore.store import from_url
+
+    head, _, name = url.rpartition("/")
+    try:
+        meta = obstore.head(from_url(head), name)
+    except (BaseError, OSError, ValueError, RuntimeError):
+        return None
+    return {url: f"etag:{meta.get('e_tag')}:{meta.get('size')}:{meta.get('version')}"}
+
+
 def input_digest(source: Any) -> dict[str, str] | None:
-    """The content digest of a source: its files', or its in-memory array's; None if it has
-    neither (a dask array, a remote URL)."""
+    """The content digest of a source: its files', its in-memory array's, or a remote object's
+    e-tag and version; None if it has none (a dask array, a GDAL ``/vsi…/`` path)."""
     files = source.content_files()
     if files:
         return files_digest(files)
+    url = getattr(source, "path", None) if getattr(source, "remote", False) else None
+    if isinstance(url, str) and "://" in url:
+        return object_version(url)
     array = source.in_memory()
     return array_digest(array) if array is not None else None
 
