@@ -26,7 +26,7 @@ import zarr
 
 from tilerun.errors import TilerunWarning
 from tilerun.sinks.lock import LOCK_NAME, ObjectLock
-from tilerun.sinks.objects import ObjectLocation
+from tilerun.sinks.objects import ObjectLocation, StoreUnavailable
 from tilerun.sinks.store import GROUP_DOCUMENTS, RECORD, STAGING_SUFFIX, run_record
 
 #: root documents, copied last (Zarr v2 keeps the attributes and consolidated metadata apart)
@@ -86,8 +86,11 @@ def recover(url: str) -> None:
     if staged is None:
         return
     staging = ObjectLocation(staged)
-    if not _complete(staging) or ObjectLock(staging).holder() is not None:
-        return
+    try:
+        if not _complete(staging) or ObjectLock(staging).holder() is not None:
+            return
+    except StoreUnavailable as err:  # named by the output the user gave
+        raise StoreUnavailable(url, err.problem) from err
     switch(ObjectLocation(url), staging)
     staging.delete_all()
     warnings.warn(f"{url}: finished replacing it by {staged}, a complete run whose switch was "
