@@ -166,3 +166,22 @@ def test_a_rewritten_object_input_is_refused_by_resume(files, place):
     folder.put("scene.tif", files["twin"].read_bytes())  # the same size, a new e-tag
     one_error_line(predict(remote, out, "--resume"),  # type: ignore[arg-type]
                    "the input's content differs", "scene.tif was rewritten")
+
+
+def test_publication_needs_every_chunk_written_checksummed_and_ours():
+    from tilerun.sinks.integrity import PRESENT, unpublishable
+
+    ours, theirs, kept_by = int(PRESENT) | 7, int(PRESENT) | 9, int(PRESENT) | 5
+    rows = np.zeros((2, 2, 2), np.uint64)
+    rows[..., 0], rows[..., 1] = ours, int(PRESENT) | 123
+    rows[0, 0, 0] = kept_by
+    done = np.ones((2, 2), bool)
+    assert unpublishable(done, rows, ours, {(0, 0): kept_by}) is None
+    assert "were written by another run" in str(unpublishable(done, rows, ours, {}))
+    rows[1, 1, 0] = theirs  # a run that lost its lock wrote a chunk meanwhile
+    assert "(1, 1)" in str(unpublishable(done, rows, ours, {(0, 0): kept_by}))
+    rows[1, 1] = (ours, 0)
+    assert unpublishable(done, rows, ours, {(0, 0): kept_by}) == "1 chunk(s) have no checksum"
+    done[0, 1] = False
+    assert unpublishable(done, rows, ours, {}) == "1 chunk(s) are not recorded as written"
+    assert "no chunk checksums" in str(unpublishable(np.ones((2, 2), bool), None, ours, {}))
