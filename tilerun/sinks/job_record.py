@@ -89,10 +89,11 @@ def object_version(url: str) -> dict[str, str] | None:
     return {url: f"etag:{meta.get('e_tag')}:{meta.get('size')}:{meta.get('version')}"}
 
 
-def input_digest(source: Any) -> dict[str, str] | None:
-    """The content digest of a source: its files', its in-memory array's, or a remote object's
-    e-tag and version; None if it has none (a dask array, a GDAL ``/vsi…/`` path)."""
-    files = source.content_files()
+def input_digest(source: Any, files: Sequence[Path] | None = None) -> dict[str, str] | None:
+    """The content digest of a source: its files' (``files``, else it lists them), its
+    in-memory array's, or a remote object's e-tag and version; None if it has none (a dask
+    array, a GDAL ``/vsi…/`` path)."""
+    files = source.content_files() if files is None else files
     if files:
         return files_digest(files)
     url = getattr(source, "path", None) if getattr(source, "remote", False) else None
@@ -103,9 +104,12 @@ def input_digest(source: Any) -> dict[str, str] | None:
 
 
 def start_input_digest(source: Any) -> concurrent.futures.Future[dict[str, str] | None]:
-    """:func:`input_digest` in a background thread (file reads and CRC release the GIL)."""
+    """:func:`input_digest` in a background thread (file reads and CRC release the GIL). The
+    files are listed here, in the calling thread: listing opens the input, and the readers'
+    warnings are silenced process-wide while it does (see ``quiet_readers``)."""
+    files = source.content_files()
     pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="tilerun-digest")
-    future = pool.submit(input_digest, source)
+    future = pool.submit(input_digest, source, files or ())
     pool.shutdown(wait=False)
     return future
 
