@@ -291,7 +291,8 @@ def _echo_already_complete(out: str | Path, as_json: bool) -> None:
     if as_json:
         click.echo(json_line({"output": str(out), "already_complete": True}))
     else:
-        click.echo(f"plan: {out} is already complete; --resume would do nothing")
+        click.echo(f"plan: {out} is already complete; --resume does nothing if it is the same "
+                   "job (the run checks; another job's is refused)")
 
 
 def _written(plan: RunPlan) -> str:

@@ -4,9 +4,12 @@ An output ``OUT.zarr`` is a Zarr v3 group. While a run writes it, it lives at
 ``OUT.zarr.partial`` (:data:`STAGING_SUFFIX`) and is renamed to ``OUT.zarr`` when complete,
 so nothing partial ever sits at the requested path. Inside:
 
-* the root attribute :data:`RECORD` (``tilerun``): the run's options, model, fingerprint and,
-  once finished, its summary and ``complete: true``;
+* the root attribute :data:`RECORD` (``tilerun``): the run's options, model, its ``job`` (what
+  ``--resume`` compares, see :mod:`tilerun.sinks.job_record`) and fingerprint and, once
+  finished, its summary and ``complete: true``;
 * ``tilerun/chunks_done`` (:data:`DONE`): one uint8 per output chunk, 1 once written;
+* ``tilerun/chunk_sums``: per chunk, its writer's id and a CRC-32C of each variable's data,
+  written before its ``chunks_done`` mark (see :mod:`tilerun.sinks.integrity`);
 * ``tilerun.carry/`` (:data:`CARRY`, outside the Zarr hierarchy): partial sums finished chunks
   send to unfinished ones, for ``--resume``; removed on completion;
 * ``tilerun.lock`` (:data:`~tilerun.sinks.lock.LOCK_NAME`): the single writer's lock.
