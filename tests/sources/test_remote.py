@@ -216,7 +216,8 @@ def assert_one_error_line(result: Result, *names: str) -> str:
 def test_cli_reads_a_url(server, files, model, tmp_path):
     package = tmp_path / "m.safetensors"
     tilerun.save_package(model, package, mean=MEAN, std=STD)
-    args = ("--model", package, "--tile", 64, "--chunk", 64, "--backend", "torch", "--quiet")
+    args = ("--model", package, "--tile", 64, "--chunk", 64, "--backend", "torch", "--quiet",
+            "--threads", 1)  # compared bit for bit: see OPTIONS
     local = invoke("predict", files / "scene.tif", "-o", tmp_path / "local.zarr", *args)
     remote = invoke("predict", server.url("scene.tif"), "-o", tmp_path / "remote.zarr", *args)
     assert local.exit_code == 0 and remote.exit_code == 0, (local.output, remote.output)
