@@ -7,6 +7,7 @@ engine, torch, Dask and the readers are imported when a run starts.
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,7 +19,7 @@ from tilerun.cli.errors import exits_cleanly
 from tilerun.cli.jsonout import json_line
 from tilerun.cli.progress import progress_bar
 from tilerun.engine.options import BACKENDS, PRECISIONS, PYRAMIDS, TTA_MODES, PredictOptions
-from tilerun.errors import OptionError
+from tilerun.errors import OptionError, printable
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -232,10 +233,13 @@ def _model(model: str | None, input: Path, opts: PredictOptions) -> tuple[Path |
     from tilerun.models.default import default_model
     from tilerun.sources import open_source
 
-    # Level 0 of a slide opens without mpp metadata, and is enough to say it is a slide.
-    source = open_source(input, opts.bands, level=0)
-    handle, trained = default_model(source.shape[0])
-    check_default_model(source, handle, opts.pixel_size_tolerance)
+    # Level 0 of a slide opens without mpp metadata, and is enough to say it is a slide. The
+    # run opens and checks the input again and warns then: warnings here would come twice.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        source = open_source(input, opts.bands, level=0)
+        handle, trained = default_model(source.shape[0])
+        check_default_model(source, handle, opts.pixel_size_tolerance)
     return handle, trained
 
 
@@ -261,13 +265,13 @@ def _run_with_progress(
 def summary_line(s: RunSummary) -> str:
     """The one-line summary of a run (plain text: it is never wrapped, whatever the width)."""
     if s.already_complete:
-        return f"done {s.output} is already complete ({s.chunks} chunks); nothing to do"
+        return f"done {printable(s.output)} is already complete ({s.chunks} chunks); nothing to do"
     skipped = (f", {s.tiles_skipped} skipped without tissue ({s.skipped_fraction:.0%})"
                if s.tiles_skipped else "")
     return (
         f"done {s.tiles_run} tiles ({s.recompute_ratio:.2f}× the minimum{skipped}) in "
         f"{s.chunks} chunks on {s.device} ({s.backend}), {s.seconds:.1f} s, "
-        f"{s.pixels_per_second / 1e6:.2f} Mpx/s → {s.output}"
+        f"{s.pixels_per_second / 1e6:.2f} Mpx/s → {printable(s.output)}"
     )
 
 
