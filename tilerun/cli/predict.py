@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import warnings
 from dataclasses import asdict
+from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,24 +38,32 @@ DEFAULT = PredictOptions()
 
 
 def _int_list(name: str, text: str | None) -> tuple[int, ...] | None:
+    """Comma-separated integers; an empty item (``1,,2``) is a typo, not a band to drop."""
     if text is None:
         return None
+    items = [v.strip() for v in text.split(",")]
+    if "" in items:
+        raise OptionError(name, f"empty item in {text!r}; give comma-separated integers, "
+                          "e.g. 3,2,1")
     try:
-        return tuple(int(v) for v in text.split(",") if v.strip())
+        return tuple(int(v) for v in items)
     except ValueError:
         raise OptionError(name, f"expected comma-separated integers, got {text!r}") from None
 
 
 def _overlap(text: str) -> float | int:
-    """``0.25`` is a fraction of the tile; ``64`` is pixels. ``float`` also parses ``nan``,
-    ``inf`` and negatives, which mean nothing here (and ``int(nan)`` would raise)."""
+    """``0.25`` (or ``1/4``) is a fraction of the tile; ``64`` is pixels. Fraction parses
+    neither ``nan`` nor ``inf``; negatives mean nothing here."""
     try:
-        value = float(text)
-    except ValueError:
-        raise OptionError("--overlap", f"expected a fraction or pixels, got {text!r}") from None
-    if not 0 <= value < float("inf"):
+        value = Fraction(text.strip())
+    except (ValueError, ZeroDivisionError):
+        raise OptionError("--overlap", f"expected a fraction (0.25 or 1/4) or pixels (64), got "
+                          f"{text!r}") from None
+    if value < 0:
         raise OptionError("--overlap", f"must be a fraction in [0, 1) or pixels ≥ 0, got {text!r}")
-    return value if value < 1 or "." in text else int(value)
+    if value < 1 or "." in text or "/" in text:
+        return float(value)
+    return int(value)
 
 
 @click.command("predict")
