@@ -33,6 +33,7 @@ from tilerun.engine.memory import fewer_gc_passes, tune_allocator
 from tilerun.engine.opening import open_checked
 from tilerun.engine.options import PredictOptions
 from tilerun.engine.partial import ChunkResult
+from tilerun.engine.workers import fit_workers
 from tilerun.errors import OutputError, first_line
 from tilerun.models import ModelHandle
 from tilerun.report.collect import finish_report
@@ -133,6 +134,7 @@ def run(
     finished = completed_output(out) if options.resume else None
     if finished is not None:
         return _finished_summary(out, finished)
+    options = fit_workers(options) if client is None else options
     tune_allocator()
     job = prepare(source, model, out, options, sink)
     job = with_stats(job)
