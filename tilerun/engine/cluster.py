@@ -92,7 +92,7 @@ def connect(address: str) -> Iterator[Any]:
 
     try:
         client = Client(address, timeout=CONNECT_TIMEOUT_S)
-    except Exception as err:  # noqa: BLE001 — whatever breaks the handshake: one line
+    except Exception as err:
         # A peer that is no scheduler answers with bytes distributed misreads (a frame length
         # of exabytes: MemoryError), so any failure here means "no scheduler at that address".
         raise _unreachable(address, err) from None

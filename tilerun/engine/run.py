@@ -34,11 +34,12 @@ from tilerun.engine.opening import open_checked
 from tilerun.engine.options import PredictOptions
 from tilerun.engine.partial import ChunkResult
 from tilerun.engine.workers import fit_workers
-from tilerun.errors import OutputError, first_line
+from tilerun.errors import OutputError
 from tilerun.models import ModelHandle
 from tilerun.report.collect import finish_report
 from tilerun.sinks import Sink, completed_output
 from tilerun.sinks.store import open_target
+from tilerun.sinks.store_problems import store_problem
 
 
 @dataclass(frozen=True)
@@ -195,7 +196,8 @@ def _output_failures(out: str | Path) -> Iterator[None]:
                           f"{out}.partial is kept (an existing output is untouched): make room, "
                           "then run again with --resume") from err
     except StoreError as err:  # object storage: unreachable, throttled, credentials expired
-        raise OutputError(out, f"the object store failed while writing ({first_line(err)}); "
+        problem = store_problem(err, str(out))
+        raise OutputError(out, f"the object store failed while writing ({problem}); "
                           "the chunks written so far are kept: run again with --resume") from err
 
 

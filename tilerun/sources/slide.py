@@ -34,8 +34,8 @@ import numpy as np
 from tilerun.errors import InputError, OptionError, TilerunWarning
 from tilerun.geometry import Window
 from tilerun.sources.bands import select_bands
-from tilerun.sources.guards import require_existing
 from tilerun.sources.base import Source
+from tilerun.sources.guards import require_existing
 from tilerun.sources.slide_format import (
     GEOTIFF_TAGS,
     SlideError,
