@@ -12,6 +12,7 @@ asked for, and then only by the finished export (``os.replace``, atomic on one f
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import uuid
 from collections.abc import Iterator
@@ -70,7 +71,7 @@ class ExportTarget:
         except OSError as err:
             raise OutputError(self.path, write_problem(err, self.path.parent)) from err
         except OutputError as err:  # a writer's own message: unless the disk filled up
-            full = disk_full(self.path.parent)
+            full = disk_full(self.path.parent) or _enospc_behind(err)
             if full is None:
                 raise
             raise OutputError(self.path, f"{full}; nothing was written: make room, then "
@@ -90,6 +91,19 @@ class ExportTarget:
         except InputError as err:
             raise OutputError(self.path, f"the written file is incomplete ({err.problem})") \
                 from None
+
+
+def _enospc_behind(err: BaseException) -> str | None:
+    """"the disk is full" when an error down ``err``'s chain is ENOSPC (a writer that wrapped
+    it in its own words)."""
+    cause: BaseException | None = err
+    for _ in range(10):
+        if cause is None:
+            return None
+        if isinstance(cause, OSError) and cause.errno == errno.ENOSPC:
+            return "the disk is full"
+        cause = cause.__cause__ or cause.__context__
+    return None
 
 
 def remove_with_sidecars(path: Path) -> None:
