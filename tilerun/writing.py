@@ -47,7 +47,8 @@ def write_problem(err: OSError, folder: Path) -> str:
     """One line for a failed write: a full disk, a quota or a read-only file system named as
     such, with nothing left under the target's name."""
     if err.errno == errno.ENOSPC or (err.errno is None and disk_full(folder)):
-        return f"{disk_full(folder) or 'the disk is full'}; nothing was written"
+        full = disk_full(folder) or f"the disk is full ({err.strerror or 'no space left'})"
+        return f"{full}; nothing was written"
     if err.errno == errno.EDQUOT:
         return "the disk quota is exceeded; nothing was written"
     if err.errno == errno.EROFS:

@@ -57,13 +57,23 @@ def _overlap(text: str) -> float | int:
     try:
         value = Fraction(text.strip())
     except (ValueError, ZeroDivisionError):
-        raise OptionError("--overlap", f"expected a fraction (0.25 or 1/4) or pixels (64), got "
-                          f"{text!r}") from None
+        value = Fraction(-1) if _is_float(text) else None  # nan, inf: numbers, but no overlap
+        if value is None:
+            raise OptionError("--overlap", f"expected a fraction (0.25 or 1/4) or pixels (64), "
+                              f"got {text!r}") from None
     if value < 0:
         raise OptionError("--overlap", f"must be a fraction in [0, 1) or pixels ≥ 0, got {text!r}")
     if value < 1 or "." in text or "/" in text:
         return float(value)
     return int(value)
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 @click.command("predict")
@@ -85,7 +95,7 @@ def _overlap(text: str) -> float | int:
 @click.option("--tile", type=int,
               help="Model input tile edge in pixels [default: the model's, else 256].")
 @click.option("--overlap",
-              help="Overlap between tiles: a fraction of the tile (0.25) or pixels (64) "
+              help="Overlap between tiles: a fraction of the tile (0.25 or 1/4) or pixels (64) "
                    "[default: the model's, else 0.25].")
 @click.option("--blend", type=click.Choice(BLEND_MODES), default=DEFAULT.blend, show_default=True)
 @click.option("--sigma", default=DEFAULT.sigma, show_default=True,

@@ -101,7 +101,7 @@ def _enospc_behind(err: BaseException) -> str | None:
         if cause is None:
             return None
         if isinstance(cause, OSError) and cause.errno == errno.ENOSPC:
-            return "the disk is full"
+            return f"the disk is full ({cause.strerror or 'no space left'})"
         cause = cause.__cause__ or cause.__context__
     return None
 
