@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import shutil
 import socket
@@ -108,12 +109,15 @@ def test_a_scheduler_address_that_is_no_address_is_one_line(files, tmp_path):
 
 def test_more_workers_than_cores_are_capped_with_the_figures(files, tmp_path):
     out = tmp_path / "o.zarr"
-    result = predict(files, files["scene"], out, "--workers", 64, "--dry-run", "--json")
-    (line,) = warnings_of(result)
     cores = len(os.sched_getaffinity(0))
-    assert line.startswith("warning: --workers 64 is more than this machine can run")
-    assert f"{cores} CPU core(s)" in line and "per worker" in line and "available" in line
-    assert f"using {min(cores, 64)} worker(s)" in line
+    asked = cores + 64
+    result = predict(files, files["scene"], out, "--workers", asked, "--dry-run", "--json")
+    (line,) = warnings_of(result)
+    assert line.startswith(f"warning: --workers {asked} is more than this machine can run")
+    assert f"({cores} CPU core(s), " in line and "available, at least 512 MiB per worker" in line
+    used = int(line.rsplit("using ", 1)[1].split()[0])
+    assert 1 <= used <= cores
+    assert json.loads(result.stdout)["memory"]["processes"] == used
     nothing_written(out)
 
 
