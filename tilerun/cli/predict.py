@@ -57,10 +57,10 @@ def _overlap(text: str) -> float | int:
     try:
         value = Fraction(text.strip())
     except (ValueError, ZeroDivisionError):
-        value = Fraction(-1) if _is_float(text) else None  # nan, inf: numbers, but no overlap
-        if value is None:
+        if not _is_float(text):
             raise OptionError("--overlap", f"expected a fraction (0.25 or 1/4) or pixels (64), "
                               f"got {text!r}") from None
+        value = Fraction(-1)  # nan, inf: numbers, but no overlap (refused just below)
     if value < 0:
         raise OptionError("--overlap", f"must be a fraction in [0, 1) or pixels ≥ 0, got {text!r}")
     if value < 1 or "." in text or "/" in text:
