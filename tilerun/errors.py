@@ -14,13 +14,22 @@ def first_line(err: BaseException) -> str:
     return text.splitlines()[0] if text else type(err).__name__
 
 
+def printable(text: object) -> str:
+    """``text`` with control characters escaped (``new\\nline.tif``), as one line: a file
+    name may hold a newline or a tab, which would break a one-line message in two."""
+    value = str(text)
+    if value.isprintable():
+        return value
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in value)
+
+
 class TilerunError(Exception):
     """Root of every error tilerun raises on purpose."""
 
     def __init__(self, subject: object, problem: str) -> None:
         self.subject = str(subject)
         self.problem = problem
-        super().__init__(f"{self.subject}: {problem}")
+        super().__init__(f"{printable(self.subject)}: {printable(problem)}")
 
 
 class InputError(TilerunError):

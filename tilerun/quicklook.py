@@ -14,6 +14,7 @@ The PNG is written by a tiny encoder (:func:`encode_png`: numpy + zlib, no imagi
 
 from __future__ import annotations
 
+import contextlib
 import math
 import struct
 import zlib
@@ -27,6 +28,7 @@ import numpy as np
 from tilerun.errors import InputError, OptionError, OutputError, OutputExistsError, TilerunError
 from tilerun.sinks.objects import object_url
 from tilerun.sinks.store import open_target, run_record
+from tilerun.writing import unwritable, write_problem
 
 #: Fallback class colours (Tableau 10, then 10 lighter variants).
 PALETTE = (
@@ -78,6 +80,11 @@ def write_quicklook(
         raise OutputError(png, "is a folder, not a PNG file")
     if not png.parent.exists():
         raise OutputError(png, f"parent folder {png.parent} does not exist")
+    if not png.parent.is_dir():
+        raise OutputError(png, f"its parent {png.parent} is a file, not a folder")
+    problem = unwritable(png.parent)
+    if problem:
+        raise OutputError(png, problem)
     group = _open_store(store)
     labels, nodata, variable, step, classes = _read_labels(group, store, max_size)
     names = _class_names(group, classes)
@@ -253,5 +260,6 @@ def _write_atomically(path: Path, data: bytes) -> None:
         partial.write_bytes(data)
         partial.replace(path)
     except OSError as err:
-        partial.unlink(missing_ok=True)
-        raise OutputError(path, f"cannot write ({err.strerror or err})") from err
+        with contextlib.suppress(OSError):  # it may not exist, or not be removable either
+            partial.unlink(missing_ok=True)
+        raise OutputError(path, write_problem(err, path.parent)) from err

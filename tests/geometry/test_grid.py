@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from tilerun.errors import OptionError
+from tilerun.errors import OptionError, TilerunWarning
 from tilerun.geometry import TileGrid, Window, make_grid, reflect_index
 
 MULTIPLES = (1, 2, 16, 32)
@@ -314,11 +315,29 @@ def test_fraction_outside_unit_interval_raises_property(overlap: float) -> None:
 
 @FAST
 @given(st.sampled_from((2, 16, 32)), st.integers(2, 32), st.data())
-def test_pixel_overlap_not_multiple_raises(m: int, k: int, data: st.DataObject) -> None:
+def test_pixel_overlap_not_multiple_is_rounded_with_a_warning(
+    m: int, k: int, data: st.DataObject
+) -> None:
+    """The README: overlaps are rounded to a multiple of the downsampling factor; pixels that
+    change say so."""
     tile = m * k
     overlap = data.draw(st.integers(1, tile - 1).filter(lambda o: o % m != 0))
-    with pytest.raises(OptionError):
-        make_grid(100, 100, tile, overlap, multiple=m)
+    rounded = m * round(overlap / m)
+    assume(rounded < tile)
+    with pytest.warns(TilerunWarning, match=f"--overlap {overlap} px rounded to {rounded} px"):
+        grid = make_grid(100, 100, tile, overlap, multiple=m)
+    assert grid.overlap == rounded
+    assert abs(grid.overlap - overlap) <= m / 2
+
+
+def test_a_fraction_that_rounds_to_no_overlap_warns() -> None:
+    with pytest.warns(TilerunWarning, match="rounded to 0 px .* the tiles do not overlap"):
+        grid = make_grid(100, 100, 64, 1 / 255, multiple=4)
+    assert grid.overlap == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert make_grid(100, 100, 64, 0.0, multiple=4).overlap == 0  # asked for: no warning
+        assert make_grid(100, 100, 64, 0.25, multiple=4).overlap == 16
 
 
 def test_negative_pixel_overlap_raises() -> None:

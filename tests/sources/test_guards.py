@@ -107,3 +107,20 @@ def test_an_ordinary_raster_opens_without_any_warning(tmp_path: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         GeoTIFFSource(path)
+
+
+def test_links_that_lead_nowhere_say_why(tmp_path):
+    from tilerun.sources.guards import require_existing
+
+    (tmp_path / "a.tif").symlink_to(tmp_path / "b.tif")
+    (tmp_path / "b.tif").symlink_to(tmp_path / "a.tif")
+    with pytest.raises(InputError, match=r"a\.tif: is a symbolic link loop"):
+        require_existing(tmp_path / "a.tif", "a.tif")
+    (tmp_path / "c.tif").symlink_to("gone.tif")
+    with pytest.raises(InputError, match=r"c\.tif: is a symbolic link to gone\.tif, which "
+                       r"does not exist"):
+        require_existing(tmp_path / "c.tif", "c.tif")
+    with pytest.raises(InputError, match=r"d\.tif: no such file"):
+        require_existing(tmp_path / "d.tif", "d.tif")
+    (tmp_path / "e.tif").touch()
+    require_existing(tmp_path / "e.tif", "e.tif")

@@ -7,7 +7,9 @@ engine, torch, Dask and the readers are imported when a run starts.
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import asdict
+from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +20,7 @@ from tilerun.cli.errors import exits_cleanly
 from tilerun.cli.jsonout import json_line
 from tilerun.cli.progress import progress_bar
 from tilerun.engine.options import BACKENDS, PRECISIONS, PYRAMIDS, TTA_MODES, PredictOptions
-from tilerun.errors import OptionError
+from tilerun.errors import OptionError, printable
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -36,24 +38,42 @@ DEFAULT = PredictOptions()
 
 
 def _int_list(name: str, text: str | None) -> tuple[int, ...] | None:
+    """Comma-separated integers; an empty item (``1,,2``) is a typo, not a band to drop."""
     if text is None:
         return None
+    items = [v.strip() for v in text.split(",")]
+    if "" in items:
+        raise OptionError(name, f"empty item in {text!r}; give comma-separated integers, "
+                          "e.g. 3,2,1")
     try:
-        return tuple(int(v) for v in text.split(",") if v.strip())
+        return tuple(int(v) for v in items)
     except ValueError:
         raise OptionError(name, f"expected comma-separated integers, got {text!r}") from None
 
 
 def _overlap(text: str) -> float | int:
-    """``0.25`` is a fraction of the tile; ``64`` is pixels. ``float`` also parses ``nan``,
-    ``inf`` and negatives, which mean nothing here (and ``int(nan)`` would raise)."""
+    """``0.25`` (or ``1/4``) is a fraction of the tile; ``64`` is pixels. Fraction parses
+    neither ``nan`` nor ``inf``; negatives mean nothing here."""
     try:
-        value = float(text)
-    except ValueError:
-        raise OptionError("--overlap", f"expected a fraction or pixels, got {text!r}") from None
-    if not 0 <= value < float("inf"):
+        value = Fraction(text.strip())
+    except (ValueError, ZeroDivisionError):
+        if not _is_float(text):
+            raise OptionError("--overlap", f"expected a fraction (0.25 or 1/4) or pixels (64), "
+                              f"got {text!r}") from None
+        value = Fraction(-1)  # nan, inf: numbers, but no overlap (refused just below)
+    if value < 0:
         raise OptionError("--overlap", f"must be a fraction in [0, 1) or pixels ≥ 0, got {text!r}")
-    return value if value < 1 or "." in text else int(value)
+    if value < 1 or "." in text or "/" in text:
+        return float(value)
+    return int(value)
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 @click.command("predict")
@@ -75,7 +95,7 @@ def _overlap(text: str) -> float | int:
 @click.option("--tile", type=int,
               help="Model input tile edge in pixels [default: the model's, else 256].")
 @click.option("--overlap",
-              help="Overlap between tiles: a fraction of the tile (0.25) or pixels (64) "
+              help="Overlap between tiles: a fraction of the tile (0.25 or 1/4) or pixels (64) "
                    "[default: the model's, else 0.25].")
 @click.option("--blend", type=click.Choice(BLEND_MODES), default=DEFAULT.blend, show_default=True)
 @click.option("--sigma", default=DEFAULT.sigma, show_default=True,
@@ -232,10 +252,13 @@ def _model(model: str | None, input: Path, opts: PredictOptions) -> tuple[Path |
     from tilerun.models.default import default_model
     from tilerun.sources import open_source
 
-    # Level 0 of a slide opens without mpp metadata, and is enough to say it is a slide.
-    source = open_source(input, opts.bands, level=0)
-    handle, trained = default_model(source.shape[0])
-    check_default_model(source, handle, opts.pixel_size_tolerance)
+    # Level 0 of a slide opens without mpp metadata, and is enough to say it is a slide. The
+    # run opens and checks the input again and warns then: warnings here would come twice.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        source = open_source(input, opts.bands, level=0)
+        handle, trained = default_model(source.shape[0])
+        check_default_model(source, handle, opts.pixel_size_tolerance)
     return handle, trained
 
 
@@ -261,13 +284,13 @@ def _run_with_progress(
 def summary_line(s: RunSummary) -> str:
     """The one-line summary of a run (plain text: it is never wrapped, whatever the width)."""
     if s.already_complete:
-        return f"done {s.output} is already complete ({s.chunks} chunks); nothing to do"
+        return f"done {printable(s.output)} is already complete ({s.chunks} chunks); nothing to do"
     skipped = (f", {s.tiles_skipped} skipped without tissue ({s.skipped_fraction:.0%})"
                if s.tiles_skipped else "")
     return (
         f"done {s.tiles_run} tiles ({s.recompute_ratio:.2f}× the minimum{skipped}) in "
         f"{s.chunks} chunks on {s.device} ({s.backend}), {s.seconds:.1f} s, "
-        f"{s.pixels_per_second / 1e6:.2f} Mpx/s → {s.output}"
+        f"{s.pixels_per_second / 1e6:.2f} Mpx/s → {printable(s.output)}"
     )
 
 

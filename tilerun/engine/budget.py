@@ -45,6 +45,8 @@ from tilerun.sources import Source
 #: ``⌈T/Z⌉ + 1`` chunks per axis, so the graph grows with ``(T/Z)²``; at this ratio a write
 #: waits on at most 9 × 9 tile tasks, and the default 256 px tile allows chunks from 32 px.
 MAX_CHUNK_SPAN = 8
+#: The batch size a user who did not choose one has (not blamed for a batch too large).
+DEFAULT_BATCH_SIZE = PredictOptions().batch_size
 #: The largest buffer numcodecs' compressors take, so the largest stored chunk (bytes).
 MAX_CHUNK_BYTES = 2**31 - 1
 
@@ -58,6 +60,8 @@ class MemoryEstimate:
     per_chunk: int
     chunks: int
     processes: int
+    #: the image's height and width, when known (to say that a chunk is larger than it)
+    image: tuple[int, int] | None = None
 
     @property
     def device(self) -> int:
@@ -120,6 +124,7 @@ def estimate_memory(grid: TileGrid, options: PredictOptions, source: Source,
         + 4 * classes * options.chunk**2,
         chunks=min(threads * processes, n_chunks),
         processes=processes,
+        image=(grid.height, grid.width),
     )
 
 
@@ -131,10 +136,11 @@ def check_memory(estimate: MemoryEstimate, options: PredictOptions, tile: int,
         needs = [(estimate.host + estimate.device, ram, "this machine")]
     else:
         needs = [(estimate.device, gpu, f"the GPU ({device})"), (estimate.host, ram, "this host")]
-    subject = "--tile" if estimate.device >= estimate.host else "--chunk"
-    what = f"{tile} px tiles" if subject == "--tile" else f"{options.chunk} px chunks"
+    subject, what = _culprit(estimate, options, tile)
     for need, have, where in needs:
         if have is not None and need > have:
+            if subject == "--chunk":
+                _check_chunk_fits_image(estimate, options.chunk, have)
             raise OptionError(subject, (
                 f"{what} need at least {size_text(need)} of memory (model batches of "
                 f"{options.batch_size} tiles: {size_text(estimate.batch)}, staged chunks: "
@@ -142,6 +148,31 @@ def check_memory(estimate: MemoryEstimate, options: PredictOptions, tile: int,
                 f"{size_text(estimate.host)}); {where} has {size_text(have)} available; lower "
                 "--tile, --batch-size, --chunk or --threads"
             ))
+
+
+def _culprit(estimate: MemoryEstimate, options: PredictOptions, tile: int) -> tuple[str, str]:
+    """The option to blame for the largest term, and what it asked for: the batch size when
+    the model batches dominate and it was raised (else the tile), the chunk otherwise."""
+    if estimate.batch * estimate.processes >= max(estimate.staged * estimate.processes,
+                                                  estimate.host):
+        if options.batch_size > DEFAULT_BATCH_SIZE:
+            return "--batch-size", f"batches of {options.batch_size} tiles of {tile} px"
+        return "--tile", f"{tile} px tiles"
+    return "--chunk", f"{options.chunk} px chunks"
+
+
+def _check_chunk_fits_image(estimate: MemoryEstimate, chunk: int, have: int) -> None:
+    """A chunk larger than the image costs its whole edge squared (Zarr fills a whole chunk),
+    which the general message would report as a figure that seems to come from nowhere."""
+    if estimate.image is None or chunk <= max(estimate.image):
+        return
+    height, width = estimate.image
+    raise OptionError("--chunk", (
+        f"{chunk} px is larger than the image ({height} × {width} px), and Zarr holds each "
+        f"chunk whole in memory even where the image ends: {size_text(estimate.host)} for "
+        f"{estimate.chunks} chunk(s) in flight, {size_text(have)} available; use --chunk "
+        f"{max(height, width)} or less"
+    ))
 
 
 def available_memory() -> int | None:

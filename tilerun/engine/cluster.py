@@ -12,13 +12,19 @@ from __future__ import annotations
 import contextlib
 import logging
 import signal
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from tilerun.engine.options import DEFAULT_WORKERS, PredictOptions
+from tilerun.errors import OptionError, first_line
 
 log = logging.getLogger("tilerun")
+#: Seconds to wait for a Dask scheduler to answer (distributed's default is 30 s).
+CONNECT_TIMEOUT_S = 10
+#: The port of a scheduler address given without one (distributed's default).
+DEFAULT_SCHEDULER_PORT = 8786
 
 
 @contextlib.contextmanager
@@ -30,7 +36,7 @@ def client_for(options: PredictOptions, client: Any = None) -> Iterator[Any]:
         yield client
         return
     if "://" in options.scheduler:
-        with Client(options.scheduler) as connected:
+        with connect(options.scheduler) as connected:
             yield connected
         return
     workers = options.workers or DEFAULT_WORKERS
@@ -50,6 +56,63 @@ def client_for(options: PredictOptions, client: Any = None) -> Iterator[Any]:
         _unblock(blocked)  # a Ctrl-C pressed during start-up arrives here, with a cluster to close
         with Client(cluster) as local:
             yield local
+
+
+def check_scheduler(address: str) -> None:
+    """Refuse a scheduler address where no scheduler answers, before any work or output.
+
+    distributed retries a refused connection for its whole timeout (30 s by default) and then
+    raises with a long traceback; for ``tcp://`` a plain TCP connection says in a moment whether
+    anything listens, and a client then connects (within :data:`CONNECT_TIMEOUT_S`) to check
+    that it is a scheduler.
+    """
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    try:
+        scheme, location = parse_address(address)
+        host, port = parse_host_port(location, default_port=DEFAULT_SCHEDULER_PORT)
+    except ValueError as err:
+        raise OptionError("--scheduler", f"not a scheduler address: {address!r} ({err})") \
+            from None
+    if scheme == "tcp":
+        try:
+            with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S):
+                pass
+        except OSError as err:
+            raise _unreachable(address, err) from None
+    with connect(address):  # something listens: is it a scheduler? (before any output exists)
+        pass
+
+
+@contextlib.contextmanager
+def connect(address: str) -> Iterator[Any]:
+    """A client of the scheduler at ``address``, or one error line within
+    :data:`CONNECT_TIMEOUT_S` seconds when it cannot be reached."""
+    from distributed import Client
+
+    try:
+        client = Client(address, timeout=CONNECT_TIMEOUT_S)
+    except Exception as err:
+        # A peer that is no scheduler answers with bytes distributed misreads (a frame length
+        # of exabytes: MemoryError), so any failure here means "no scheduler at that address".
+        raise _unreachable(address, err) from None
+    with client:
+        yield client
+
+
+def _unreachable(address: str, err: BaseException) -> OptionError:
+    if isinstance(err, ConnectionRefusedError):
+        why = "connection refused: nothing listens there"
+    elif isinstance(err, (socket.timeout, TimeoutError)):
+        why = f"no answer within {CONNECT_TIMEOUT_S} s"
+    elif isinstance(err, socket.gaierror):
+        why = "unknown host"
+    elif isinstance(err, OSError):
+        why = first_line(err)
+    else:
+        why = f"something answers there, but not a Dask scheduler: {type(err).__name__}"
+    return OptionError("--scheduler", f"cannot reach the Dask scheduler at {address} ({why}); "
+                       "start it, or check the address")
 
 
 def _block_ctrl_c() -> bool:

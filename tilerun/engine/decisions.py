@@ -17,7 +17,7 @@ from tilerun import __version__
 from tilerun.engine.graph import Job
 from tilerun.engine.options import PredictOptions
 from tilerun.engine.plan import ChunkPlan
-from tilerun.errors import OptionError
+from tilerun.errors import OptionError, TilerunWarning
 from tilerun.models import ModelHandle
 from tilerun.sinks import OutputLayout, Sink
 from tilerun.sinks.job_record import fingerprint, model_digest, plain
@@ -47,6 +47,10 @@ def output_layout(
         variables = (*variables, "labels")
     if "probabilities" in pyramids and "logits" not in variables:
         variables = (*variables, "logits")  # the NGFF probability pyramid is made from logits
+    if options.dtype != "float32" and "logits" not in variables:
+        warnings.warn(f"--dtype {options.dtype} has no effect: it is the stored logits' type, "
+                      f"and --output {','.join(options.output)} writes no logits",
+                      TilerunWarning, stacklevel=2)
     _, height, width = source.shape
     return OutputLayout(height, width, classes, options.chunk, variables, options.dtype,
                         spec.class_names, activation=spec.activation,

@@ -27,6 +27,7 @@ from tilerun.engine.decisions import (
 )
 from tilerun.engine.opening import open_checked
 from tilerun.engine.options import PredictOptions
+from tilerun.engine.workers import fit_workers
 from tilerun.models import ModelHandle
 from tilerun.sinks import Sink
 from tilerun.sinks.store import OutputStore, output_store
@@ -122,7 +123,7 @@ def plan_run(
     :class:`~tilerun.errors.TilerunError`), except for a backend that ``auto`` would skip
     with a warning after trying it.
     """
-    options = options or PredictOptions()
+    options = fit_workers(options or PredictOptions())
     opened = open_checked(source, model, out, options, sink)
     src, grid, classes, handle = opened.source, opened.grid, opened.classes, opened.model
     bands, height, width = src.shape

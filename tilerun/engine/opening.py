@@ -17,6 +17,7 @@ import torch
 from tilerun.blending import Blend
 from tilerun.engine.budget import check_budget
 from tilerun.engine.checks import check_input
+from tilerun.engine.cluster import check_scheduler
 from tilerun.engine.decisions import (
     DEFAULT_OVERLAP,
     DEFAULT_TILE,
@@ -67,6 +68,8 @@ def open_checked(
     sink = sink if sink is not None else sink_for(out, overwrite=options.overwrite)
     if check_sink:
         sink.check()
+    if "://" in options.scheduler:
+        check_scheduler(options.scheduler)  # a wrong address: one line now, not after minutes
     handle = as_model(model, allow_pickle=options.allow_pickle, mean=options.mean, std=options.std)
     src = open_source(source, options.bands, **slide_options(options, handle))
     if (options.mpp is not None or options.level is not None) and not src.is_slide:

@@ -33,12 +33,14 @@ from tilerun.engine.memory import fewer_gc_passes, tune_allocator
 from tilerun.engine.opening import open_checked
 from tilerun.engine.options import PredictOptions
 from tilerun.engine.partial import ChunkResult
-from tilerun.errors import InputError, OutputError, first_line
+from tilerun.engine.workers import fit_workers
+from tilerun.errors import InputError, OutputError
 from tilerun.models import ModelHandle
 from tilerun.report.collect import finish_report
 from tilerun.sinks import Sink, completed_output
 from tilerun.sinks.job_record import differences, input_digest, same_job, start_input_digest
 from tilerun.sinks.store import open_target
+from tilerun.sinks.store_problems import store_problem
 
 
 @dataclass(frozen=True)
@@ -155,6 +157,7 @@ def run(
     finished = completed_output(out) if options.resume else None
     if finished is not None and _same_job(source, model, out, options, sink, finished):
         return _finished_summary(out, finished)
+    options = fit_workers(options) if client is None else options
     tune_allocator()
     job = prepare(source, model, out, options, sink)
     job = with_stats(job)
@@ -215,7 +218,8 @@ def _output_failures(out: str | Path) -> Iterator[None]:
                           f"{out}.partial is kept (an existing output is untouched): make room, "
                           "then run again with --resume") from err
     except StoreError as err:  # object storage: unreachable, throttled, credentials expired
-        raise OutputError(out, f"the object store failed while writing ({first_line(err)}); "
+        problem = store_problem(err, str(out))
+        raise OutputError(out, f"the object store failed while writing ({problem}); "
                           "the chunks written so far are kept: run again with --resume") from err
 
 

@@ -33,6 +33,7 @@ from tilerun.exports.target import ExportTarget, remove_with_sidecars
 from tilerun.geometry import Window
 from tilerun.sinks.codes import PROBABILITY_FILL, PROBABILITY_SCALE
 from tilerun.sinks.ngff_metadata import rgba_colour
+from tilerun.sources.guards import quiet_readers
 
 #: overview resampling per variable (GDAL names)
 OVERVIEW_RESAMPLING = {"labels": "MODE", "probabilities": "AVERAGE", "logits": "AVERAGE"}
@@ -103,7 +104,7 @@ def write_cog(output: FinishedOutput, target: ExportTarget, options: CogOptions)
                 if bands.dtype == "float32" and options.compress.upper() != "NONE":
                     creation["PREDICTOR"] = "YES"
                 rasterio.shutil.copy(str(staging), str(temporary), driver="COG", **creation)
-                with rasterio.open(temporary) as cog:
+                with quiet_readers(), rasterio.open(temporary) as cog:  # cut short: warnings
                     overviews = tuple(cog.overviews(1))
             except RasterioError as err:
                 raise OutputError(target.path, f"GDAL failed: {first_line(err)}") from err

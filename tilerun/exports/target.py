@@ -12,13 +12,15 @@ asked for, and then only by the finished export (``os.replace``, atomic on one f
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tilerun.errors import OutputError, OutputExistsError
+from tilerun.errors import InputError, OutputError, OutputExistsError
+from tilerun.writing import disk_full, unwritable, write_problem
 
 TEMPORARY_TAG = ".tilerun-"
 
@@ -42,8 +44,9 @@ class ExportTarget:
             raise OutputError(path, f"parent folder {parent} does not exist")
         if not parent.is_dir():
             raise OutputError(path, f"its parent {parent} is a file, not a folder")
-        if not os.access(parent, os.W_OK | os.X_OK):
-            raise OutputError(path, f"folder {parent} is not writable")
+        problem = unwritable(parent)
+        if problem:
+            raise OutputError(path, problem)
 
     def temporary(self, role: str = "") -> Path:
         """A fresh hidden name beside the target, with the target's extension."""
@@ -61,13 +64,46 @@ class ExportTarget:
             yield temporary
             if not temporary.is_file():
                 raise OutputError(self.path, "the export wrote nothing")
+            self._check_complete(temporary)
             if self.path.exists() and not self.overwrite:  # appeared while we were writing
                 raise OutputExistsError(self.path, "appeared during the export; not replaced")
             os.replace(temporary, self.path)
         except OSError as err:
-            raise OutputError(self.path, f"cannot write ({err.strerror or err})") from err
+            raise OutputError(self.path, write_problem(err, self.path.parent)) from err
+        except OutputError as err:  # a writer's own message: unless the disk filled up
+            full = disk_full(self.path.parent) or _enospc_behind(err)
+            if full is None:
+                raise
+            raise OutputError(self.path, f"{full}; nothing was written: make room, then "
+                              "export again") from err
         finally:
             remove_with_sidecars(temporary)
+
+    def _check_complete(self, temporary: Path) -> None:
+        """Refuse a TIFF whose header points past its end: GDAL reports a write that failed
+        (a full disk) as a log line only, and the file looks finished."""
+        from tilerun.sources.guards import check_tiff_complete
+
+        if temporary.suffix.lower() not in (".tif", ".tiff"):
+            return
+        try:
+            check_tiff_complete(temporary, str(self.path))
+        except InputError as err:
+            raise OutputError(self.path, f"the written file is incomplete ({err.problem})") \
+                from None
+
+
+def _enospc_behind(err: BaseException) -> str | None:
+    """"the disk is full" when an error down ``err``'s chain is ENOSPC (a writer that wrapped
+    it in its own words)."""
+    cause: BaseException | None = err
+    for _ in range(10):
+        if cause is None:
+            return None
+        if isinstance(cause, OSError) and cause.errno == errno.ENOSPC:
+            return f"the disk is full ({cause.strerror or 'no space left'})"
+        cause = cause.__cause__ or cause.__context__
+    return None
 
 
 def remove_with_sidecars(path: Path) -> None:

@@ -26,11 +26,12 @@ window grown by ``B`` on every side, ``T + 2B`` pixels, and everything else is u
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
-from tilerun.errors import OptionError
+from tilerun.errors import OptionError, TilerunWarning
 from tilerun.geometry.window import Window
 
 
@@ -121,16 +122,7 @@ def make_grid(
             f"{tile} is not a positive multiple of the model's downsampling factor {multiple}",
         )
     out_tile = tile - 2 * border
-    if isinstance(overlap, float):
-        if not 0.0 <= overlap < 1.0:
-            raise OptionError("--overlap", f"fraction {overlap} is outside [0, 1)")
-        pixels = multiple * round(overlap * out_tile / multiple)
-    else:
-        pixels = int(overlap)
-        if pixels % multiple:
-            raise OptionError(
-                "--overlap", f"{pixels} px is not a multiple of the downsampling factor {multiple}"
-            )
+    pixels = _overlap_pixels(overlap, out_tile, multiple)
     if not 0 <= pixels < out_tile:
         raise OptionError(
             "--overlap", f"{pixels} px must be ≥ 0 and smaller than the output tile {out_tile}"
@@ -140,6 +132,32 @@ def make_grid(
             "--overlap", f"stride {out_tile - pixels} is not a multiple of {multiple}"
         )
     return TileGrid(height=height, width=width, tile=out_tile, overlap=pixels, border=border)
+
+
+def _overlap_pixels(overlap: float | int, tile: int, multiple: int) -> int:
+    """The overlap in pixels, rounded to the nearest multiple of ``multiple`` (as the README
+    promises), with a warning where the rounding changes what was asked: pixels not on the
+    model's grid, or a small fraction that comes to no overlap at all."""
+    if isinstance(overlap, float):
+        if not 0.0 <= overlap < 1.0:
+            raise OptionError("--overlap", f"fraction {overlap} is outside [0, 1)")
+        pixels = multiple * round(overlap * tile / multiple)
+        if pixels == 0 < overlap:
+            warnings.warn(
+                f"--overlap {overlap:.3g} of the {tile} px tile is {overlap * tile:.2g} px, "
+                f"rounded to 0 px (a multiple of the model's downsampling factor {multiple}): "
+                "the tiles do not overlap",
+                TilerunWarning, stacklevel=3,
+            )
+        return pixels
+    pixels = multiple * round(int(overlap) / multiple)
+    if pixels != overlap:
+        warnings.warn(
+            f"--overlap {overlap} px rounded to {pixels} px (a multiple of the model's "
+            f"downsampling factor {multiple})",
+            TilerunWarning, stacklevel=3,
+        )
+    return pixels
 
 
 def reflect_index(index: np.ndarray, length: int) -> np.ndarray:

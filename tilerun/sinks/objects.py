@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from tilerun.errors import OutputError, first_line
+from tilerun.sinks.store_problems import store_problem
 
 #: URL schemes taken for object storage (``memory://`` lives in one process: for tests).
 SCHEMES = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "azure", "file", "memory"})
@@ -116,7 +117,8 @@ class ObjectLocation:
         return result.get("e_tag")
 
     def unavailable(self, err: Exception) -> StoreUnavailable:
-        return StoreUnavailable(self.url, f"the object store failed ({first_line(err)})")
+        problem = store_problem(err, self.url)
+        return StoreUnavailable(self.url, f"the object store failed: {problem}")
 
     def delete(self, key: str) -> None:
         import obstore

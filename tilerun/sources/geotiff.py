@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 import rasterio
-from rasterio.errors import RasterioError
+from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.transform import from_gcps
 from rasterio.windows import Window as RioWindow
 
@@ -29,12 +29,20 @@ from tilerun.errors import InputError, TilerunWarning, UnsupportedDtypeError
 from tilerun.geometry import Window
 from tilerun.sources.bands import select_bands
 from tilerun.sources.base import GeoRef, Source
-from tilerun.sources.guards import check_tiff_complete, quiet_readers, require_regular_file
+from tilerun.sources.guards import (
+    check_tiff_complete,
+    check_vrt_sources,
+    quiet_readers,
+    require_existing,
+    require_regular_file,
+)
 from tilerun.sources.remote import gdal_detail, remote_options, remote_problem, remote_url
 
 #: GDAL's block cache per process (MB). GDAL's default (5 % of RAM) would let memory grow with
 #: the size of the image read; tilerun reads each window about once, so a small cache suffices.
 GDAL_CACHE_MB = 64
+#: Held while a thread opens its own handle (see :meth:`GeoTIFFSource._dataset`).
+_OPENING = threading.Lock()
 
 
 def _numpy_dtype(name: str, gdal_type: str) -> np.dtype[Any]:
@@ -92,6 +100,8 @@ class GeoTIFFSource(Source):
                 self._nodata = ds.nodata
                 self._georef, note = _georef(ds)
                 dtypes = {ds.dtypes[b - 1] for b in self.bands}
+                if not self.remote:
+                    check_vrt_sources(ds, self.name)
         except RasterioError as err:
             raise self._open_error(err) from err
         if note:
@@ -104,8 +114,7 @@ class GeoTIFFSource(Source):
     def _check_local(self) -> None:
         """The local-file guards, before GDAL, whose reasons would be obscure. A URL skips them:
         it has no file mode to check, and a truncated object fails at its first read anyway."""
-        if not Path(self.path).exists():
-            raise InputError(self.name, "no such file")
+        require_existing(Path(self.path), self.name)
         require_regular_file(Path(self.path), self.name)
         check_tiff_complete(Path(self.path), self.name)
 
@@ -113,6 +122,8 @@ class GeoTIFFSource(Source):
         """One line for a file GDAL cannot open; for a URL, what went wrong on the network."""
         if self.remote:
             return InputError(self.name, remote_problem(err))
+        if Path(self.path).is_dir():
+            return InputError(self.name, "is a folder, not a raster file")
         return InputError(self.name, f"not a raster GDAL can read ({err})")
 
     def _env(self) -> rasterio.Env:
@@ -152,9 +163,13 @@ class GeoTIFFSource(Source):
         return tuple(f for f in files if f.is_file())
 
     def _dataset(self) -> Any:
+        """This thread's handle. Opening it again repeats what the first open told the user
+        already (rasterio's NotGeoreferencedWarning for a raster without georeferencing): the
+        opens are serialised so that silencing it (process-wide) cannot race another's."""
         ds = getattr(self._local, "dataset", None)
         if ds is None:
-            with self._env():
+            with _OPENING, warnings.catch_warnings(), self._env():
+                warnings.simplefilter("ignore", NotGeoreferencedWarning)
                 ds = rasterio.open(self.path)
             self._local.dataset = ds
         return ds

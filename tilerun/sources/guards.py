@@ -10,15 +10,17 @@ a missing block, leaving a half-written output behind.
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import logging
+import os
 import stat
 import struct
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import Any, BinaryIO, Literal
 
 import numpy as np
 
@@ -37,6 +39,24 @@ _SPECIAL_FILES = {
 }
 
 
+def require_existing(path: Path, name: str) -> None:
+    """Refuse a path that leads to nothing, saying why: a symbolic link loop or a link to a
+    missing file reads as "no such file" from ``Path.exists``, which sends a user looking for
+    a file that is there (the link is)."""
+    if path.exists():
+        return
+    try:
+        path.stat()
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise InputError(name, "is a symbolic link loop (following it leads back to "
+                             "itself); point it at the raster") from None
+    if path.is_symlink():
+        raise InputError(name, f"is a symbolic link to {os.readlink(path)}, which does not "
+                         "exist") from None
+    raise InputError(name, "no such file")
+
+
 def require_regular_file(path: Path, name: str) -> None:
     """Refuse FIFOs, sockets and device files: tilerun reads windows at random offsets, several
     threads at once, and opening a FIFO blocks until something writes to it (a hang).
@@ -50,6 +70,22 @@ def require_regular_file(path: Path, name: str) -> None:
     for test, kind in _SPECIAL_FILES.items():
         if test(mode):
             raise InputError(name, f"is not a regular file (it is {kind}); give a raster file")
+
+
+def check_vrt_sources(dataset: Any, name: str) -> None:
+    """Refuse a VRT whose source files are missing, naming the first one.
+
+    GDAL opens such a VRT without complaint and fails at the first read of a window with
+    "Read failed", mid-run, with the missing file's name lost in a log line.
+    """
+    if dataset.driver != "VRT":
+        return
+    for source in dataset.files[1:]:
+        if str(source).startswith("/vsi") or "://" in str(source):
+            continue
+        if not Path(source).exists():
+            raise InputError(name, f"its source file {source} does not exist (the VRT refers "
+                             "to it); restore it or fix the VRT's SourceFilename")
 
 
 @contextlib.contextmanager

@@ -70,6 +70,11 @@ def remote_options() -> dict[str, str]:
 
 #: GDAL's words for common failures → what to tell the user (first match wins).
 _PROBLEMS = (
+    # GDAL found no AWS credentials: "AWS_SECRET_ACCESS_KEY and AWS_NO_SIGN_REQUEST
+    # configuration options not defined, and ~/.aws/credentials not filled"
+    (re.compile(r"configuration options not defined|credentials not filled", re.I),
+     "no storage credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or "
+     "AWS_PROFILE), or AWS_NO_SIGN_REQUEST=YES for a public bucket"),
     (re.compile(r"response code:? *404|does not exist|not found|no such", re.I), "not found"),
     (re.compile(r"response code:? *40[13]|access denied|forbidden|credential|signature", re.I),
      "access denied (check the storage credentials in the environment)"),
@@ -88,6 +93,8 @@ def remote_problem(err: BaseException) -> str:
     code = re.search(r"response code:? *(\d{3})", detail, re.I)
     for pattern, problem in _PROBLEMS:
         if pattern.search(detail):
+            if problem.startswith("no storage credentials"):
+                return problem
             return f"{problem} (HTTP {code[1]})" if code else f"{problem} ({detail})"
     return f"cannot be read remotely ({detail})"
 

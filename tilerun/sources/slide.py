@@ -35,6 +35,7 @@ from tilerun.errors import InputError, OptionError, TilerunWarning
 from tilerun.geometry import Window
 from tilerun.sources.bands import select_bands
 from tilerun.sources.base import Source
+from tilerun.sources.guards import require_existing
 from tilerun.sources.slide_format import (
     GEOTIFF_TAGS,
     SlideError,
@@ -110,8 +111,7 @@ class SlideSource(Source):
             raise OptionError(
                 "--slide-mpp", f"must be a positive number of microns, not {slide_mpp!r}"
             )
-        if not self.path.exists():
-            raise InputError(self.name, "no such file")
+        require_existing(self.path, self.name)
         slide = open_handle(self.path, self.name)
         try:
             self._init_from(slide, mpp=mpp, level=level, slide_mpp=slide_mpp, bands=bands)
