@@ -95,15 +95,18 @@ def test_a_failed_overwrite_keeps_the_old_output_and_says_how_to_resume(files, p
     mosaic = {**files, "scene": _mosaic(tmp_path, files["twin"])}
     bottom = tmp_path / "bottom.tif"
     saved = bottom.read_bytes()
-    bottom.unlink()  # a VRT source gone: reads fail part-way through the run
+    bottom.write_bytes(saved[: len(saved) // 3])  # a VRT source cut short: reads fail mid-run
     where = f"{out}.partial"  # beside the old output, in a folder and in a bucket alike
-    line = one_error_line(predict(mosaic, out, "--overwrite"), "bottom.tif",
+    line = one_error_line(predict(mosaic, out, "--overwrite"), "mosaic.vrt", "failed to read",
                           f"chunk(s) written before it are kept in {where}", "--resume")
     assert "nothing written" not in line
     np.testing.assert_array_equal(logits(out), before)  # the old output, whole
     assert open_finished(out)[1]["complete"] is True
-    bottom.write_bytes(saved)  # restored: the run continues where it stopped
-    resumed = predict(mosaic, out, "--overwrite", "--resume")
+    bottom.write_bytes(saved)  # repaired: the input changed, so its chunks are not reused
+    refused = predict(mosaic, out, "--overwrite", "--resume")
+    one_error_line(refused, "different run", "bottom.tif was rewritten")
+    np.testing.assert_array_equal(logits(out), before)  # still the old output
+    resumed = predict(mosaic, out, "--overwrite")
     assert resumed.exit_code == 0, resumed.output
     np.testing.assert_allclose(logits(out), reference(files, "twin"), atol=1e-6)
     if object_url(out):

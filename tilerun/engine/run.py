@@ -237,8 +237,9 @@ def _input_failures(sink: Sink) -> Iterator[None]:
             written = 0
         kept = (f"the {written} chunk(s) written before it are kept in {where}" if written
                 else f"no chunk was written yet ({where} is unfinished)")
-        raise type(err)(err.subject, f"{err.problem}; {kept}: fix or restore the input's "
-                        "files, then run the same command with --resume") from err
+        raise type(err)(err.subject, f"{err.problem}; {kept}: after a passing failure run the "
+                        "same command with --resume (it refuses an input whose files changed); "
+                        "after fixing the input run it again without --resume") from err
 
 
 def _finished_summary(out: str | Path, attrs: dict[str, Any]) -> RunSummary:

@@ -36,7 +36,7 @@ from tilerun.errors import OutputError, OutputExistsError, first_line
 from tilerun.sinks.job_record import differences, same_job
 from tilerun.sinks.lock import LEASE_KEY, LOCK_NAME, ObjectLock
 from tilerun.sinks.object_swap import recover, staging_url, switch
-from tilerun.sinks.objects import ObjectLocation
+from tilerun.sinks.objects import ObjectLocation, StoreUnavailable
 from tilerun.sinks.store import CARRY, GROUP_DOCUMENTS, run_record
 from tilerun.sinks.zarr_writer import ZarrStoreSink, carry_name
 from tilerun.sources import GeoRef
@@ -98,7 +98,11 @@ class ObjectStoreSink(ZarrStoreSink):
         for depth in range(len(folders) - 1, 0 if not parts.netloc else -1, -1):
             parent = f"{parts.scheme}://{parts.netloc}/{'/'.join(folders[:depth])}".rstrip("/")
             location = ObjectLocation(parent)
-            if any(location.get(name) is not None for name in GROUP_DOCUMENTS):
+            try:
+                found = any(location.get(name) is not None for name in GROUP_DOCUMENTS)
+            except StoreUnavailable as err:  # named after the output, not the parent probed
+                raise StoreUnavailable(self.name, err.problem) from err
+            if found:
                 raise OutputError(self.name, f"is inside the Zarr store {parent}; an output "
                                   "must not replace part of another store: choose a URL "
                                   "outside it")
