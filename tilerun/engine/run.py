@@ -18,7 +18,6 @@ import dask
 import dask.threaded
 import xarray as xr
 from dask.callbacks import Callback
-from obstore.exceptions import BaseError as StoreError
 from torch import nn
 
 from tilerun.engine.cluster import client_for, run_on_cluster
@@ -34,6 +33,7 @@ from tilerun.engine.opening import open_checked
 from tilerun.engine.options import PredictOptions
 from tilerun.engine.partial import ChunkResult
 from tilerun.errors import OutputError, first_line
+from tilerun.extras import store_errors
 from tilerun.models import ModelHandle
 from tilerun.report.collect import finish_report
 from tilerun.sinks import Sink, completed_output
@@ -192,7 +192,7 @@ def _output_failures(out: str | Path) -> Iterator[None]:
         raise OutputError(out, f"{err.strerror or err} while writing; the unfinished store "
                           f"{out}.partial is kept (an existing output is untouched): make room, "
                           "then run again with --resume") from err
-    except StoreError as err:  # object storage: unreachable, throttled, credentials expired
+    except store_errors() as err:  # object storage: unreachable, throttled, credentials expired
         raise OutputError(out, f"the object store failed while writing ({first_line(err)}); "
                           "the chunks written so far are kept: run again with --resume") from err
 

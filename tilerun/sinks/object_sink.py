@@ -28,9 +28,9 @@ from typing import Any
 
 import numpy as np
 import zarr
-from obstore.exceptions import BaseError as StoreError
 
 from tilerun.errors import OutputError, OutputExistsError, first_line
+from tilerun.extras import store_errors
 from tilerun.sinks.lock import LEASE_KEY, LOCK_NAME, ObjectLock
 from tilerun.sinks.objects import ObjectLocation
 from tilerun.sinks.store import CARRY, GROUP_DOCUMENTS, run_record
@@ -61,7 +61,7 @@ class ObjectStoreSink(ZarrStoreSink):
             return run_record(zarr.open_group(self.location.zarr_store(True), mode="r"))
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise OutputError(self.name, f"cannot read it ({first_line(err)})") from err
-        except StoreError as err:
+        except store_errors() as err:
             raise _store_error(self.name, err) from err
 
     def check(self) -> None:
@@ -84,7 +84,7 @@ class ObjectStoreSink(ZarrStoreSink):
         self.lock = ObjectLock(self.location)
         try:
             self.lock.acquire(self.name)
-        except StoreError as err:
+        except store_errors() as err:
             raise _store_error(self.name, err) from err
         try:
             self.check()  # again: a run may have just finished
@@ -142,6 +142,6 @@ class ObjectStoreSink(ZarrStoreSink):
             self.release()
 
 
-def _store_error(name: str, err: StoreError) -> OutputError:
+def _store_error(name: str, err: BaseException) -> OutputError:
     """An object-store failure (unreachable endpoint, missing bucket, credentials) in one line."""
     return OutputError(name, f"the object store refused or failed ({first_line(err)})")
