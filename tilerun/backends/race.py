@@ -48,6 +48,15 @@ def race(candidates: dict[str, Compiled], x: torch.Tensor) -> dict[str, float]:
     return {name: seconds_per_batch(compiled, x) for name, compiled in candidates.items()}
 
 
+def choice_note(wanted: str, candidates: tuple[str, ...], racing: bool) -> str:
+    """A word on how the backend is being chosen, for the progress bar and the summary."""
+    if wanted != "auto":
+        return f"{wanted}, asked for"
+    if racing and len(candidates) > 1:
+        return f"first run here: checking and racing {', '.join(candidates)}"
+    return f"cached choice: {candidates[0]}" if candidates else "none installed"
+
+
 def _cpu() -> str:
     """The CPU's model name (``/proc/cpuinfo`` on Linux), for keying remembered choices."""
     try:

@@ -40,11 +40,12 @@ from tilerun.backends.base import (
 )
 from tilerun.backends.names import CHOICES
 from tilerun.backends.onnx_backends import OnnxRuntimeBackend, OpenVinoBackend
-from tilerun.backends.race import full_batch, race, remember, remembered
+from tilerun.backends.race import choice_note, full_batch, race, remember, remembered
 from tilerun.backends.torch_backends import CompileBackend, EagerBackend, autocast
 from tilerun.errors import OptionError, first_line
 from tilerun.models import ModelHandle
 from tilerun.models.onnx_runtime import OnnxModule
+from tilerun.phases import note
 
 _ALL: tuple[Backend, ...] = (EagerBackend(), CompileBackend(), OnnxRuntimeBackend(),
                              OpenVinoBackend())
@@ -101,6 +102,7 @@ def select_backend(
     """
     start = time.perf_counter()
     candidates, racing = _candidates(model, target, wanted)
+    note("backend", choice_note(wanted, candidates, racing))
     passed: dict[str, tuple[Compiled, float]] = {}
     for name in candidates:
         try:

@@ -31,6 +31,7 @@ from tilerun.engine.skipping import resolve_tissue, skipped_tiles
 from tilerun.errors import OptionError
 from tilerun.geometry import TileGrid, make_grid
 from tilerun.models import ModelHandle, as_model
+from tilerun.phases import phase
 from tilerun.sinks import Sink, sink_for
 from tilerun.sources import open_source
 
@@ -62,13 +63,14 @@ def open_checked(
     source: Any, model: Any, out: str | Path, options: PredictOptions, sink: Sink | None = None
 ) -> Opened:
     """Open and check destination, model and input; probe the model (see the module doc)."""
-    sink = sink if sink is not None else sink_for(out, overwrite=options.overwrite)
-    sink.check()
-    handle = as_model(model, allow_pickle=options.allow_pickle, mean=options.mean, std=options.std)
-    src = open_source(source, options.bands, **slide_options(options, handle))
-    if (options.mpp is not None or options.level is not None) and not src.is_slide:
-        raise OptionError(src.name, "--mpp and --level apply to whole-slide images only")
-    check_input(src, handle, options.pixel_size_tolerance)
+    with phase("opening"):
+        sink = sink if sink is not None else sink_for(out, overwrite=options.overwrite)
+        sink.check()
+    with phase("model"):
+        handle = as_model(model, allow_pickle=options.allow_pickle, mean=options.mean,
+                          std=options.std)
+    with phase("opening"):
+        src = _opened_source(source, options, handle)
     bands, height, width = src.shape
     spec = handle.spec
     tile = first(options.tile, spec.tile, DEFAULT_TILE)
@@ -77,9 +79,19 @@ def open_checked(
     blend = Blend(options.blend, options.sigma)
     device = resolve_device(options.device)
     check_budget(grid, options, src, spec, device)  # before the probe runs a whole tile
-    runner = TileRunner(handle, device, options.precision, options.tta, options.device,
-                        options.backend)
-    normalize = Normalizer.for_model(handle, bands, src.dtype)
-    example = normalize.example(PROBE_TILES, grid.input_tile)
-    classes = runner.probe(bands, grid.input_tile, example)
+    with phase("model"):
+        runner = TileRunner(handle, device, options.precision, options.tta, options.device,
+                            options.backend)
+        normalize = Normalizer.for_model(handle, bands, src.dtype)
+        example = normalize.example(PROBE_TILES, grid.input_tile)
+        classes = runner.probe(bands, grid.input_tile, example)
     return Opened(sink, handle, src, grid, blend, device, runner, normalize, example, classes)
+
+
+def _opened_source(source: Any, options: PredictOptions, model: ModelHandle) -> Any:
+    """The input opened and checked against the model's spec."""
+    src = open_source(source, options.bands, **slide_options(options, model))
+    if (options.mpp is not None or options.level is not None) and not src.is_slide:
+        raise OptionError(src.name, "--mpp and --level apply to whole-slide images only")
+    check_input(src, model, options.pixel_size_tolerance)
+    return src

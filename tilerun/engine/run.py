@@ -29,12 +29,13 @@ from tilerun.engine.decisions import (
 from tilerun.engine.feeder import DeviceFeeder
 from tilerun.engine.graph import WRITE, Job, build_graph, with_stats
 from tilerun.engine.memory import fewer_gc_passes, tune_allocator
-from tilerun.engine.opening import open_checked
+from tilerun.engine.opening import Opened, open_checked
 from tilerun.engine.options import PredictOptions
 from tilerun.engine.partial import ChunkResult
 from tilerun.errors import OutputError, first_line
 from tilerun.extras import store_errors
 from tilerun.models import ModelHandle
+from tilerun.phases import PhaseCallback, clock, phase
 from tilerun.report.collect import finish_report
 from tilerun.sinks import Sink, completed_output
 from tilerun.sinks.store import open_target
@@ -65,6 +66,12 @@ class RunSummary:
     #: the run report (input statistics and drift, output statistics, timing), JSON-ready;
     #: see :mod:`tilerun.report`
     report: dict[str, Any] | None = None
+    #: ``seconds`` is the work alone; these are the whole call's: wall seconds, and seconds per
+    #: phase (opening, model, backend, planning, work, finishing, other), which add up to it,
+    #: with a word on some (the backend's ``cached`` or ``raced``); see :mod:`tilerun.phases`
+    wall_seconds: float = 0.0
+    phases: dict[str, float] = field(default_factory=dict)
+    phase_notes: dict[str, str] = field(default_factory=dict)
 
     @property
     def recompute_ratio(self) -> float:
@@ -91,7 +98,15 @@ def prepare(
     store at ``out``): every check runs before the sink creates anything."""
     opened = open_checked(source, model, out, options, sink)
     runner, sink = opened.runner, opened.sink
-    runner.select(opened.example, options.batch_size)
+    with phase("backend"):
+        runner.select(opened.example, options.batch_size)
+    with phase("planning"):
+        return _planned(opened, options)
+
+
+def _planned(opened: Opened, options: PredictOptions) -> Job:
+    """The job of a run whose backend is chosen, its sink opened."""
+    runner, sink = opened.runner, opened.sink
     layout = output_layout(options, opened.source, opened.model.spec, opened.classes, sink)
     variables = layout.variables
     compute = DeviceFeeder(runner, opened.normalize, opened.blend.weights(opened.grid),
@@ -121,14 +136,34 @@ def run(
     on_start: Callable[[int], None] | None = None,
     client: Any = None,
     sink: Sink | None = None,
+    on_phase: PhaseCallback | None = None,
 ) -> RunSummary:
     """Predict ``source`` with ``model`` into the Zarr store ``out``; returns the summary.
 
     ``on_start(n_chunks)`` is called once the work is planned, ``on_chunk(result)`` after each
-    chunk is written (both in the calling thread), e.g. to drive a progress bar. ``client``: a
-    ``distributed.Client`` to run the chunk tasks on (see :mod:`tilerun.engine.cluster`).
-    ``sink``: where the chunks go (default: a :class:`~tilerun.sinks.ZarrSink` at ``out``).
+    chunk is written (both in the calling thread), e.g. to drive a progress bar;
+    ``on_phase(name, label)`` as each phase before and after the work begins (see
+    :mod:`tilerun.phases`). ``client``: a ``distributed.Client`` to run the chunk tasks
+    on (see :mod:`tilerun.engine.cluster`). ``sink``: where the chunks go (default: a
+    :class:`~tilerun.sinks.ZarrSink` at ``out``).
     """
+    with clock(on_phase) as recorder:
+        summary = _run(source, model, out, options, on_chunk, on_start, client, sink)
+        phases = recorder.breakdown()
+        return replace(summary, wall_seconds=sum(phases.values()), phases=phases,
+                       phase_notes=dict(recorder.notes))
+
+
+def _run(
+    source: Any,
+    model: str | Path | nn.Module | ModelHandle,
+    out: str | Path,
+    options: PredictOptions | None,
+    on_chunk: ChunkCallback | None,
+    on_start: Callable[[int], None] | None,
+    client: Any,
+    sink: Sink | None,
+) -> RunSummary:
     options = options or PredictOptions()
     finished = completed_output(out) if options.resume else None
     if finished is not None:
@@ -137,12 +172,13 @@ def run(
     job = prepare(source, model, out, options, sink)
     job = with_stats(job)
     try:
-        done = job.sink.completed()
-        graph, writes = build_graph(job, uuid.uuid4().hex[:12], done)
+        with phase("planning"):
+            done = job.sink.completed()
+            graph, writes = build_graph(job, uuid.uuid4().hex[:12], done)
         if on_start is not None:
             on_start(len(writes))
         start = time.perf_counter()
-        with fewer_gc_passes(), _output_failures(out):
+        with phase("work"), fewer_gc_passes(), _output_failures(out):
             results = _execute(graph, writes, options, on_chunk, client)
         seconds = time.perf_counter() - start
     except BaseException:
@@ -167,12 +203,18 @@ def run(
         backend_seconds=job.runner.selection.seconds if job.runner.selection else 0.0,
         batches=dict(sorted(job.compute.batch_sizes.items())),
     )
-    summary = replace(summary, report=finish_report(job.stats, results, summary))
-    pyramids = pyramid_writer(options, job)
-    record = {k: v for k, v in asdict(summary).items() if k not in ("output", "already_complete")}
-    with _output_failures(out):
-        job.sink.finalize(record, pyramids)
+    with phase("finishing"):
+        summary = replace(summary, report=finish_report(job.stats, results, summary))
+        pyramids = pyramid_writer(options, job)
+        record = {k: v for k, v in asdict(summary).items() if k not in UNRECORDED}
+        with _output_failures(out):
+            job.sink.finalize(record, pyramids)
     return summary
+
+
+#: summary fields not stored in the output's record: where it is, and the whole call's
+#: timings (known only once the store is finished)
+UNRECORDED = frozenset({"output", "already_complete", "wall_seconds", "phases", "phase_notes"})
 
 
 #: Write failures that are the output's, not the program's: a full disk, a quota, a file
