@@ -266,7 +266,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing(files: dict[str, Path],
                                                     tmp_path: Path) -> None:
     out = tmp_path / "o.zarr"
     before = sorted(tmp_path.iterdir())
-    result = predict_cli(files, out, "--dry-run", "--output", "logits,labels")
+    result = predict_cli(files, out, "--dry-run", "--write", "logits,labels")
     assert result.exit_code == 0, (result.output, result.exception)
     assert_nothing_written(out)
     assert sorted(tmp_path.iterdir()) == before  # not even a probe folder or a lock is left
@@ -292,7 +292,7 @@ def test_dry_run_json_agrees_with_the_run(files: dict[str, Path], tmp_path: Path
         data[0, :30, :30] = 1
         dst.write(data)
     out = tmp_path / "o.zarr"
-    extra = ("--tissue", str(mask), "--output", "labels,probabilities", "--backend", "torch")
+    extra = ("--tissue", str(mask), "--write", "labels,probabilities", "--backend", "torch")
     dry = predict_cli(files, out, "--dry-run", "--json", *extra)
     assert dry.exit_code == 0, (dry.output, dry.exception)
     assert_nothing_written(out)

@@ -17,6 +17,7 @@ from tilerun.blending.modes import BLEND_MODES
 from tilerun.cli.errors import exits_cleanly
 from tilerun.cli.jsonout import json_line
 from tilerun.cli.progress import progress_bar
+from tilerun.cli.renamed import chosen_variables
 from tilerun.engine.options import BACKENDS, PRECISIONS, PYRAMIDS, TTA_MODES, PredictOptions
 from tilerun.errors import OptionError
 
@@ -87,15 +88,14 @@ def _overlap(text: str) -> float | int:
 @click.option("--device", default=DEFAULT.device, show_default=True,
               help="auto, cpu, cuda or cuda:N.")
 @click.option(
-    "--output",
+    "--write",
     "variables",
-    default=",".join(DEFAULT.output),
-    show_default=True,
     help="Variables to write, comma-separated, in any combination: logits, labels, "
          "probabilities (uint8 class probabilities: softmax, or sigmoid for sigmoid and "
          "one-class models; stored as round(p*254), 255 = nodata; xarray decodes them to "
-         "floats in [0, 1]), e.g. labels,probabilities.",
+         f"floats in [0, 1]), e.g. labels,probabilities [default: {','.join(DEFAULT.output)}].",
 )
+@click.option("--output", "old_variables", hidden=True, help="Old name of --write.")
 @click.option(
     "--dtype",
     type=click.Choice(["float32", "float16"]),
@@ -153,7 +153,8 @@ def predict_command(
     model: str | None,
     overlap: str,
     bands: str | None,
-    variables: str,
+    variables: str | None,
+    old_variables: str | None,
     quiet: bool,
     dry_run: bool,
     as_json: bool,
@@ -161,6 +162,7 @@ def predict_command(
 ) -> None:
     """Predict INPUT (a GeoTIFF or any raster GDAL reads) into a chunked Zarr store."""
     target = _output(out, input)
+    variables = chosen_variables(variables, old_variables, ",".join(DEFAULT.output))
     opts = PredictOptions.from_kwargs(
         overlap=_overlap(overlap) if overlap is not None else None,
         bands=_int_list("--bands", bands),
