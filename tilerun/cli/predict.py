@@ -178,7 +178,8 @@ def predict_command(
     _show_library_notes(console)
     finished = completed_output(target) if opts.resume else None
     if finished is None:
-        sink_for(target, opts.overwrite).check()
+        if not dry_run:  # a dry run plans an existing output too, and says a run would stop
+            sink_for(target, opts.overwrite).check()
     elif dry_run:
         _echo_already_complete(target, as_json)
         return
@@ -334,14 +335,20 @@ def plan_lines(plan: RunPlan) -> list[str]:
     variables = ", ".join(f"{v.name} {v.dtype} {'×'.join(map(str, v.shape))} {_size(v.nbytes)}"
                           for v in plan.variables)
     pyramids = f"; pyramids: {', '.join(plan.pyramids)}" if plan.pyramids else ""
-    if plan.backend == "auto":
-        backend = (f"auto, from {', '.join(plan.backend_candidates)} (tried in this order and "
-                   "checked against eager torch when the run starts)")
+    if plan.backend == "auto" and plan.backend_cached:
+        backend = (f"auto, from {', '.join(plan.backend_candidates)}: an earlier run here "
+                   f"chose {plan.backend_cached}, which runs if it still matches eager torch")
+    elif plan.backend == "auto":
+        backend = (f"auto, from {', '.join(plan.backend_candidates)} (each checked against "
+                   "eager torch and the fastest chosen when the run starts; the choice is cached)")
     else:
         backend = plan.backend
     model = f"{plan.model_name} ({plan.model})" if plan.model_name else plan.model
+    exists = ([f"  exists   {plan.output} {plan.output_exists} (a run would stop here)"]
+              if plan.output_exists else [])
     return [
         f"plan for {plan.input} → {plan.output} (dry run: nothing written)",
+        *exists,
         f"  input    {bands} band(s), {height} × {width} px",
         f"  model    {model}, {plan.classes} classes",
         f"  tiles    {plan.tiles_run} to run of {plan.tiles}{skipped} "

@@ -28,7 +28,7 @@ from tilerun.engine.options import PredictOptions
 from tilerun.engine.plan import ChunkPlan
 from tilerun.engine.runner import Normalizer, TileRunner, resolve_device
 from tilerun.engine.skipping import resolve_tissue, skipped_tiles
-from tilerun.errors import OptionError
+from tilerun.errors import OptionError, OutputExistsError
 from tilerun.geometry import TileGrid, make_grid
 from tilerun.models import ModelHandle, as_model
 from tilerun.phases import phase
@@ -51,6 +51,8 @@ class Opened:
     #: the probe batch, for the backends' check against eager torch
     example: torch.Tensor
     classes: int
+    #: with ``existing_ok`` (a dry run): why a run would refuse the existing output, if it would
+    output_exists: str | None = None
 
     def chunk_plan(self, options: PredictOptions) -> ChunkPlan:
         """The chunk plan, without the tiles no tissue lies under (slides)."""
@@ -60,12 +62,14 @@ class Opened:
 
 
 def open_checked(
-    source: Any, model: Any, out: str | Path, options: PredictOptions, sink: Sink | None = None
+    source: Any, model: Any, out: str | Path, options: PredictOptions, sink: Sink | None = None,
+    existing_ok: bool = False,
 ) -> Opened:
-    """Open and check destination, model and input; probe the model (see the module doc)."""
+    """Open and check destination, model and input; probe the model (see the module doc).
+    ``existing_ok``: an existing output is noted (``Opened.output_exists``), not refused."""
     with phase("opening"):
         sink = sink if sink is not None else sink_for(out, overwrite=options.overwrite)
-        sink.check()
+        exists = _checked_sink(sink, existing_ok)
     with phase("model"):
         handle = as_model(model, allow_pickle=options.allow_pickle, mean=options.mean,
                           std=options.std)
@@ -85,7 +89,20 @@ def open_checked(
         normalize = Normalizer.for_model(handle, bands, src.dtype)
         example = normalize.example(PROBE_TILES, grid.input_tile)
         classes = runner.probe(bands, grid.input_tile, example)
-    return Opened(sink, handle, src, grid, blend, device, runner, normalize, example, classes)
+    return Opened(sink, handle, src, grid, blend, device, runner, normalize, example, classes,
+                  exists)
+
+
+def _checked_sink(sink: Sink, existing_ok: bool) -> str | None:
+    """Check the destination; with ``existing_ok``, return the refusal an existing output
+    would get instead of raising it."""
+    try:
+        sink.check()
+    except OutputExistsError as err:
+        if not existing_ok:
+            raise
+        return err.problem
+    return None
 
 
 def _opened_source(source: Any, options: PredictOptions, model: ModelHandle) -> Any:
