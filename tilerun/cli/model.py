@@ -185,9 +185,10 @@ def quantize_command(path: Path, out: Path, scene: Path, method: str, calibratio
 
     from tilerun.models.quantize import quantize_model
 
-    report = quantize_model(_model_file(path), out, scene, method=method, calibration_tiles=calibration_tiles,
-                            tile=tile, min_agreement=min_agreement, force=force,
-                            overwrite=overwrite, allow_pickle=allow_pickle)
+    report = quantize_model(_model_file(path), out, scene, method=method,
+                            calibration_tiles=calibration_tiles, tile=tile,
+                            min_agreement=min_agreement, force=force, overwrite=overwrite,
+                            allow_pickle=allow_pickle)
     for name, iou in report.iou.items():
         click.echo(f"  IoU {name:<15} " + ("absent" if isnan(iou) else f"{iou:.4f}"))
     click.echo(f"wrote {out} ({report.method} INT8): label agreement {report.agreement:.4f} "
