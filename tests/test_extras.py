@@ -88,6 +88,16 @@ def test_openvino_asked_for_without_the_extra_says_how_to_install(monkeypatch, t
     assert set(plan.backend_candidates) == {"onnxruntime", "torch"}, plan.backend_candidates
 
 
+def test_a_cluster_without_the_extra_is_one_line(monkeypatch, tmp_path):
+    files = scene_and_package(tmp_path)
+    block(monkeypatch, "distributed")
+    line = one_error_line(invoke("predict", files["scene"], "-o", tmp_path / "o.zarr",
+                                 "--model", files["package"], "--workers", 2, "--quiet"))
+    assert line == ("error: --workers: a Dask cluster needs the 'cluster' extra (distributed "
+                    "is not installed): pip install 'tilerun[cluster]'"), line
+    assert not (tmp_path / "o.zarr").exists()
+
+
 PLAIN_INSTALL = textwrap.dedent("""
     import importlib.abc, json, sys
     BLOCKED = set(sys.argv[1].split(","))

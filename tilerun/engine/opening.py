@@ -29,6 +29,7 @@ from tilerun.engine.plan import ChunkPlan
 from tilerun.engine.runner import Normalizer, TileRunner, resolve_device
 from tilerun.engine.skipping import resolve_tissue, skipped_tiles
 from tilerun.errors import OptionError, OutputExistsError
+from tilerun.extras import require_extra
 from tilerun.geometry import TileGrid, make_grid
 from tilerun.models import ModelHandle, as_model
 from tilerun.phases import phase
@@ -68,6 +69,8 @@ def open_checked(
     """Open and check destination, model and input; probe the model (see the module doc).
     ``existing_ok``: an existing output is noted (``Opened.output_exists``), not refused."""
     with phase("opening"):
+        if options.distributed:
+            require_extra("cluster", "--scheduler" if options.workers is None else "--workers")
         sink = sink if sink is not None else sink_for(out, overwrite=options.overwrite)
         exists = _checked_sink(sink, existing_ok)
     with phase("model"):
