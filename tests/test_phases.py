@@ -66,9 +66,10 @@ def test_the_summary_line_adds_up_to_its_total(tmp_path):
                                        str(tmp_path / "o.zarr"), "--model",
                                        str(files["package"]), "--backend", "torch", "--quiet"])
     assert result.exit_code == 0, (result.output, result.exception)
-    found = re.search(r", ([\d.]+) s \((start-up [^)]*?(?:\([^)]*\)[^)]*?)*)\), ", result.stdout)
+    found = re.search(r", ([\d.]+) s \((.*)\), [\d.]+ Mpx/s", result.stdout)
     assert found, result.stdout
     total = float(found[1])
+    # start-up (tiny inside a test process) and other phases under 0.05 s are left out
     parts = [float(v) for v in re.findall(r"(?:^|, )[a-z-]+ ([\d.]+)", found[2])]
-    assert "backend" in found[2] and "work" in found[2], found[2]
+    assert "work" in found[2] and "start-up" not in found[2], found[2]  # invoked, not a process
     assert abs(sum(parts) - total) <= 0.05 * (len(parts) + 1) + 0.1, (parts, total)

@@ -39,13 +39,14 @@ PhaseCallback = Callable[[str, str], None]
 _COMMAND_STARTED: list[float] = []
 
 
-def command_started() -> None:
-    """Mark the start of a command (the ``tilerun`` group calls it first thing): the start of
-    the process when it began moments ago (Python's own start-up and imports count too), else
-    now (a command invoked inside a long-lived process, as tests do)."""
-    age = _process_age()
+def command_started(process: bool) -> None:
+    """Mark the start of a command (the ``tilerun`` group calls it first thing). ``process``:
+    the command is the process (``tilerun …`` on a command line), so it began when the process
+    did (Python's own start-up and the imports count too); else now (a command invoked inside
+    another program, as tests do)."""
+    age = _process_age() if process else None
     now = time.perf_counter()
-    _COMMAND_STARTED[:] = [now - age if age is not None and age < 10.0 else now]
+    _COMMAND_STARTED[:] = [now - age if age is not None and age < 60.0 else now]
 
 
 def _process_age() -> float | None:

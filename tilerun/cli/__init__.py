@@ -34,7 +34,7 @@ class _Group(click.Group):
             return super().invoke(ctx)
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
-        command_started()
+        command_started(process=kwargs.get("args", args[0] if args else None) is None)
         kwargs["standalone_mode"] = False
         try:
             return super().main(*args, **kwargs)
