@@ -39,7 +39,7 @@ def predicted(tmp_path_factory: pytest.TempPathFactory) -> Path:
     scene, out = work / "scene.tif", work / "out.zarr"
     code, text = _cli("sample", str(scene), "--size", str(SIZE), "--seed", str(SEED))
     assert code == 0, text
-    code, text = _cli("predict", str(scene), "-o", str(out), "--output", "logits,labels",
+    code, text = _cli("predict", str(scene), "-o", str(out), "--write", "logits,labels",
                       "--quiet")
     assert code == 0, text
     assert "untrained" not in text

@@ -12,6 +12,7 @@ import contextlib
 import io
 import os
 import re
+import warnings
 from pathlib import Path
 
 import pytest
@@ -42,7 +43,12 @@ def test_a_readme_block_runs_as_written(line, why, code, tmp_path, monkeypatch):
     write_scene(tmp_path / "scene.tif", 512, 512, seed=1)
     monkeypatch.chdir(tmp_path)
     printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
+    with contextlib.redirect_stdout(printed), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")  # what a user's script shows
         exec(compile(code, f"README.md:{line}", "exec"), {"__name__": "__readme__"})
+    shown = [f"{w.category.__name__}: {w.message}" for w in caught
+             if issubclass(w.category, (FutureWarning, DeprecationWarning, UserWarning))
+             and not issubclass(w.category, PendingDeprecationWarning)]
+    assert not shown, shown  # a block copied from the README prints no library warning
     assert os.listdir(tmp_path) != ["scene.tif"] or printed.getvalue(), \
         "a block that neither writes nor prints shows nothing"

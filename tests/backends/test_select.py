@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pickle
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -67,7 +68,8 @@ def test_auto_races_the_exact_candidates_once_and_matches_eager_torch() -> None:
     module = small_unet()
     runner = runner_for(module, "auto")
     first = runner.selection
-    assert first is not None and set(first.timings) == {"onnxruntime", "openvino", "torch"}
+    # eager torch is the fallback on a CPU, not a racer, once a converted backend passed
+    assert first is not None and set(first.timings) == {"onnxruntime", "openvino"}
     assert runner.backend_used == min(first.timings, key=first.timings.__getitem__)
     x = probe()
     assert relative_error(runner.forward(x), eager(module, x)) <= 1e-4
@@ -100,13 +102,37 @@ def test_the_race_picks_the_fastest_and_later_runs_keep_it(monkeypatch: pytest.M
     monkeypatch.setitem(BACKENDS, "openvino", Timed("openvino", 0.0))
     module = small_unet()
     runner = runner_for(module, "auto")
-    assert runner.backend_used in ("openvino", "torch")
+    assert runner.backend_used == "openvino"
     assert runner.selection is not None
     assert runner.selection.timings["onnxruntime"] >= 0.05
     winner = runner.backend_used
     monkeypatch.setitem(BACKENDS, "openvino", Timed("openvino", 0.05))
     monkeypatch.setitem(BACKENDS, "torch", Timed("torch", 0.05))
     assert runner_for(module, "auto").backend_used == winner  # remembered, not raced again
+
+
+def test_eager_torch_is_checked_only_when_no_converted_backend_passes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    loaded: list[str] = []
+
+    class Counted(Timed):
+        def load(self, model: object, target: Target) -> Compiled:
+            loaded.append(self.name)
+            return super().load(model, target)
+
+    for name in ("onnxruntime", "openvino", "torch"):
+        monkeypatch.setitem(BACKENDS, name, Counted(name, 0.0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        runner_for(small_unet(), "auto")
+    assert loaded == ["onnxruntime", "openvino"]  # torch neither loaded nor raced
+    loaded.clear()
+    monkeypatch.setitem(BACKENDS, "onnxruntime", Wrong())
+    monkeypatch.setitem(BACKENDS, "openvino", Broken())
+    with pytest.warns(BackendWarning):
+        fallback = runner_for(small_unet(seed=1), "auto")
+    assert fallback.backend_used == "torch" and loaded == ["torch"]
 
 
 def test_the_conversion_is_cached_and_keyed_by_the_weights(

@@ -388,3 +388,17 @@ def test_console_script_error_is_one_line(tmp_path, files):
     assert proc.stdout == ""
     assert proc.stderr.splitlines() == [f"error: {source}: no such file"]
     assert_no_output(out)
+
+
+def test_the_old_variables_option_works_with_a_note_and_a_path_there_says_where_it_goes(
+        files, tmp_path):
+    out = tmp_path / "out.zarr"
+    old = predict(files, files["scene"], out, "--output", "labels")
+    assert old.exit_code == 0, (old.output, old.exception)
+    assert "warning: --output (the variables to write) is now --write" in old.stderr
+    assert set(xr.open_zarr(out).data_vars) == {"labels"}
+    wrong = tmp_path / "other.zarr"
+    line = assert_clean_error(predict(files, files["scene"], wrong, "--output", "x.zarr"),
+                              "--output")
+    assert "-o/--output-path x.zarr" in line and "--write" in line, line
+    assert_no_output(wrong)

@@ -266,7 +266,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing(files: dict[str, Path],
                                                     tmp_path: Path) -> None:
     out = tmp_path / "o.zarr"
     before = sorted(tmp_path.iterdir())
-    result = predict_cli(files, out, "--dry-run", "--output", "logits,labels")
+    result = predict_cli(files, out, "--dry-run", "--write", "logits,labels")
     assert result.exit_code == 0, (result.output, result.exception)
     assert_nothing_written(out)
     assert sorted(tmp_path.iterdir()) == before  # not even a probe folder or a lock is left
@@ -292,7 +292,7 @@ def test_dry_run_json_agrees_with_the_run(files: dict[str, Path], tmp_path: Path
         data[0, :30, :30] = 1
         dst.write(data)
     out = tmp_path / "o.zarr"
-    extra = ("--tissue", str(mask), "--output", "labels,probabilities", "--backend", "torch")
+    extra = ("--tissue", str(mask), "--write", "labels,probabilities", "--backend", "torch")
     dry = predict_cli(files, out, "--dry-run", "--json", *extra)
     assert dry.exit_code == 0, (dry.output, dry.exception)
     assert_nothing_written(out)
@@ -348,8 +348,12 @@ def test_dry_run_refuses_what_the_run_refuses(files: dict[str, Path], tmp_path: 
 
     out.mkdir()
     (out / "zarr.json").write_text("{}")
-    line = one_error_line(predict_cli(files, out, "--dry-run"))
+    line = one_error_line(predict_cli(files, out))
     assert line.startswith(f"error: {out}: ") and "--overwrite" in line
+    # an existing output: the dry run plans all the same and says what the run refuses
+    dry = predict_cli(files, out, "--dry-run")
+    assert dry.exit_code == 0 and f"  exists   {out} " in dry.stdout, dry.output
+    assert "--overwrite" in dry.stdout
 
 
 # -- 6. --model demo and `tilerun model info` of the bundled model --------------------------------
@@ -419,3 +423,35 @@ def test_a_scene_at_another_pixel_size_says_pass_model(tmp_path: Path) -> None:
         dst.write(np.zeros((3, 64, 64), dtype=np.uint8))
     line = one_error_line(invoke("predict", source, "-o", tmp_path / "o.zarr", "--quiet"))
     assert "pixel size 30 m is 3× the model's 10 m" in line and "pass --model" in line
+
+
+def test_dry_run_plans_an_existing_output_and_says_a_run_would_stop(
+        files: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "o.zarr"
+    assert predict_cli(files, out, "--quiet", "--backend", "torch").exit_code == 0
+    before = sorted(p.name for p in out.rglob("*"))
+    dry = predict_cli(files, out, "--dry-run")
+    assert dry.exit_code == 0, (dry.output, dry.exception)
+    assert f"  exists   {out} already exists; pass --overwrite" in dry.stdout, dry.stdout
+    assert "  tiles    16 to run of 16" in dry.stdout
+    assert sorted(p.name for p in out.rglob("*")) == before  # untouched
+    run = predict_cli(files, out, "--quiet", "--backend", "torch")
+    assert run.exit_code == 2 and "--overwrite" in run.stderr  # a run still refuses
+
+
+def test_dry_run_lists_auto_backends_in_one_order_and_names_the_cached_choice(
+        files: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tilerun.backends import select
+    from tilerun.engine import dry_run
+
+    monkeypatch.setenv("TILERUN_CACHE_DIR", str(tmp_path / "cache"))
+    plans = []
+    for chosen in (None, "torch", "onnxruntime"):
+        for module in (select, dry_run):  # an earlier race's winner, as the cache gives it
+            monkeypatch.setattr(module, "remembered", lambda model, target, c=chosen: c)
+        dry = predict_cli(files, tmp_path / "o.zarr", "--dry-run", "--json")
+        assert dry.exit_code == 0, (dry.output, dry.exception)
+        plan = json.loads(dry.stdout)
+        assert plan["backend_cached"] == chosen
+        plans.append(plan["backend_candidates"])
+    assert plans[0] == plans[1] == plans[2] and plans[0][-1] == "torch", plans

@@ -76,3 +76,18 @@ def test_export_torchscript_then_predict_matches(tmp_path):
     a = tilerun.predict(image, str(path), tmp_path / "a.zarr").logits.values
     b = tilerun.predict(image, str(out), tmp_path / "b.zarr").logits.values
     np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+def test_export_demo_then_info_counts_the_onnx_weights(tmp_path, monkeypatch):
+    """``demo`` names the bundled model in ``model export`` as in ``model info``; an ONNX
+    model's parameters are its initializers (it has no torch parameters)."""
+    monkeypatch.chdir(tmp_path)  # no file called demo here
+    out = tmp_path / "demo.onnx"
+    result = CliRunner().invoke(main, ["model", "export", "demo", "--format", "onnx", "-o",
+                                       str(out)])
+    assert result.exit_code == 0, (result.output, result.exception)
+    demo = CliRunner().invoke(main, ["model", "info", "demo"])
+    onnx = CliRunner().invoke(main, ["model", "info", str(out)])
+    assert demo.exit_code == 0 and onnx.exit_code == 0, (demo.output, onnx.output)
+    assert "0.12 M parameters" in demo.output, demo.output
+    assert "0.12 M parameters in ONNX initializers" in onnx.output, onnx.output

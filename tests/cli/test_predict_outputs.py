@@ -1,4 +1,4 @@
-"""``tilerun predict --output``: any combination of logits, labels and probabilities."""
+"""``tilerun predict --write``: any combination of logits, labels and probabilities."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def test_predict_writes_probabilities(files, tmp_path, output, expected):
     out = tmp_path / "out.zarr"
     result = CliRunner().invoke(main, [
         "predict", str(files["scene"]), "-o", str(out), "--model", str(files["package"]),
-        "--tile", "32", "--chunk", "64", "--output", output, "--quiet",
+        "--tile", "32", "--chunk", "64", "--write", output, "--quiet",
     ])  # fmt: skip
     assert result.exit_code == 0, (result.output, result.exception)
     assert set(zarr.open_group(out, mode="r").array_keys()) - {"x", "y", "class",

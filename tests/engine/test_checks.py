@@ -46,8 +46,27 @@ def test_pixel_size_mismatch_names_the_factor(tmp_path, package):
     assert ds.logits.shape == (2, 40, 40)
 
 
+def test_degrees_are_compared_in_metres_at_the_centre(tmp_path, package):
+    """EPSG:4326 pixels are in degrees: 0.00009° is about 10 m at the equator (runs without a
+    warning); 0.001° is about 111 m, which the error says in both units."""
+    near = _raster(tmp_path / "near.tif", 0.00009, crs="EPSG:4326")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TilerunWarning)
+        tilerun.predict(near, str(package), tmp_path / "near.zarr")
+    far = _raster(tmp_path / "far.tif", 0.001, crs="EPSG:4326")
+    with pytest.raises(PixelSizeError) as err:
+        tilerun.predict(far, str(package), tmp_path / "far.zarr")
+    message = str(err.value)
+    assert "0.001°×0.001° (about 111 m at the scene's centre) is 11.1× the model's 10 m" \
+        in message, message
+
+
 def test_unknown_pixel_size_warns(tmp_path, package):
-    src = _raster(tmp_path / "a.tif", 0.001, crs="EPSG:4326")
+    src = tmp_path / "plain.tif"
+    data = np.zeros((3, 40, 40), np.uint8)
+    with rasterio.open(src, "w", driver="GTiff", height=40, width=40, count=3,
+                       dtype="uint8") as dst:  # no CRS, no transform
+        dst.write(data)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         tilerun.predict(src, str(package), tmp_path / "o.zarr")

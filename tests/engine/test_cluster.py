@@ -7,13 +7,12 @@ import signal
 import threading
 import time
 
+import distributed
 import numpy as np
 import pytest
 import xarray as xr
 
 import tilerun
-
-distributed = pytest.importorskip("distributed")
 
 
 @pytest.fixture(scope="module")

@@ -178,15 +178,14 @@ def test_pickled_state_dict_exports_with_allow_pickle(package, tmp_path):
 
 @pytest.fixture(scope="module")
 def onnx_file(package, tmp_path_factory) -> Path:
-    pytest.importorskip("onnxruntime")
-    pytest.importorskip("onnxscript")
     out = tmp_path_factory.mktemp("onnx") / "unet.onnx"
     export_model(package[0], out, format="onnx", tile=64)
     return out
 
 
 def test_onnx_export_loads_and_matches(onnx_file, package):
-    onnx = pytest.importorskip("onnx")
+    import onnx
+
     from tilerun.models.onnx_runtime import DOWNSAMPLING_KEY, SPEC_KEY, OnnxModule, load_onnx
 
     _, unet, spec = package

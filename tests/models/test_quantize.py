@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import torch
 from click.testing import CliRunner
@@ -24,10 +25,6 @@ from tilerun.models.quantize import (
     quantize_model,
 )
 from tilerun.sample import write_scene
-
-onnx = pytest.importorskip("onnx")
-pytest.importorskip("onnxruntime.quantization")
-pytest.importorskip("onnxscript")
 
 TILE = 64
 CLASSES = ("water", "field", "forest", "town")

@@ -28,7 +28,7 @@ def files(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def output(files, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("report-out") / "scene.zarr"
-    result = predict_cli(files, out, "--output", "logits,labels", "--quiet")
+    result = predict_cli(files, out, "--write", "logits,labels", "--quiet")
     assert result.exit_code == 0, result.output
     return out
 

@@ -210,11 +210,10 @@ def test_store_still_opens_with_xarray_and_consolidated_zarr(written: Written) -
     assert not list(written.path.glob("*.partial")) and not list(written.path.glob("*.replaced"))
 
 
-# --- validation by the OME-Zarr libraries, when installed ------------------------------------
+# --- validation by the OME-Zarr libraries (test extra) ----------------------------------------
 
 
 def test_ome_zarr_models_validate(written: Written) -> None:
-    pytest.importorskip("ome_zarr_models")
     from ome_zarr_models.v05.image import Image
     from ome_zarr_models.v05.image_label import ImageLabel
 
@@ -226,7 +225,6 @@ def test_ome_zarr_models_validate(written: Written) -> None:
 
 
 def test_ome_zarr_reader_reads_levels(written: Written) -> None:
-    pytest.importorskip("ome_zarr")
     from ome_zarr.io import parse_url
     from ome_zarr.reader import Label, Multiscales, Reader
 

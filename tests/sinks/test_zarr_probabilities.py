@@ -58,7 +58,7 @@ def test_layout_accepts_any_combination_and_refuses_unknown_names():
     for variables in [("probabilities",), ("labels", "probabilities"),
                       ("logits", "labels", "probabilities")]:
         assert OutputLayout(8, 8, 3, 4, variables).variables == variables
-    with pytest.raises(OutputError, match="--output"):
+    with pytest.raises(OutputError, match="--write"):
         OutputLayout(8, 8, 3, 4, ("labels", "probability"))
 
 

@@ -14,7 +14,6 @@ only part of OpenVINO that sends telemetry.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import warnings
 from dataclasses import replace
@@ -27,6 +26,7 @@ import torch
 from tilerun.backends.base import Backend, Compiled, ConversionError, Target
 from tilerun.backends.cache import cache_dir, cached_file, model_key
 from tilerun.errors import ModelError, first_line
+from tilerun.extras import install_hint, installed
 from tilerun.models import ModelHandle
 from tilerun.models.onnx_runtime import OnnxModule
 
@@ -73,8 +73,8 @@ def _export_traced(module: torch.nn.Module, target: Target, out: Path) -> None:
 
 
 def _missing(package: str, target: Target) -> str | None:
-    if importlib.util.find_spec(package) is None:
-        return f"{package} is not installed (pip install {package})"
+    if not installed(package):
+        return f"{package} is not installed ({install_hint(package)})"
     if target.device.type != "cpu":
         return f"tilerun runs {package} on CPUs only"
     return None

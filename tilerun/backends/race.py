@@ -14,6 +14,7 @@ import json
 import os
 import platform
 import time
+from collections.abc import Collection
 from pathlib import Path
 
 import torch
@@ -46,6 +47,29 @@ def seconds_per_batch(compiled: Compiled, x: torch.Tensor) -> float:
 def race(candidates: dict[str, Compiled], x: torch.Tensor) -> dict[str, float]:
     """Seconds per batch of each candidate, on the same full batch ``x``."""
     return {name: seconds_per_batch(compiled, x) for name, compiled in candidates.items()}
+
+
+def fallback_only(name: str, target: Target, passed: Collection[str]) -> bool:
+    """Whether ``auto`` skips ``name`` because a faster candidate already passed: eager torch
+    on a CPU is the fallback, not a racer. Built for inference (fused, static shapes), ONNX
+    Runtime and OpenVINO ran a batch 1.4-1.5× (U-Net base 16, benchmarks/RESULTS.md) to 2.7×
+    (the demo model) faster than eager torch on the 2-core VM, and checking and racing torch
+    too took about half of a cold ``auto`` choice (3.5 of 5 s there)."""
+    return name == "torch" and target.device.type == "cpu" and bool(passed)
+
+
+def choice_note(wanted: str, candidates: tuple[str, ...], racing: bool, target: Target) -> str:
+    """A word on how the backend is being chosen, for the progress bar and the summary."""
+    if wanted != "auto":
+        return f"{wanted}, asked for"
+    if not candidates:
+        return "none installed"
+    if not racing:
+        return f"cached choice: {candidates[0]}"
+    racers = [n for n in candidates if not fallback_only(n, target, ("",))] or list(candidates)
+    verb = "checking and racing" if len(racers) > 1 else "checking"
+    spare = ", eager torch if none matches" if len(racers) < len(candidates) else ""
+    return f"{verb} {', '.join(racers)}{spare}"
 
 
 def _cpu() -> str:

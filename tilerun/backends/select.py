@@ -11,7 +11,9 @@ CPU         bf16/fp16  openvino, torch
 CUDA        any        torch (channels-last, cuDNN autotuning)
 ==========  =========  ==================================
 
-``compile`` is never picked by ``auto`` (compiling takes tens of seconds); ask for it.
+On a CPU, eager ``torch`` is the fallback: checked (and run) only when no other candidate
+passes (see :func:`tilerun.backends.race.fallback_only`). ``compile`` is never picked by
+``auto`` (compiling takes tens of seconds); ask for it.
 On CUDA tilerun runs only torch, so there is nothing to race.
 
 Every candidate is converted, then run on the probe batch and compared with the eager fp32
@@ -40,11 +42,19 @@ from tilerun.backends.base import (
 )
 from tilerun.backends.names import CHOICES
 from tilerun.backends.onnx_backends import OnnxRuntimeBackend, OpenVinoBackend
-from tilerun.backends.race import full_batch, race, remember, remembered
+from tilerun.backends.race import (
+    choice_note,
+    fallback_only,
+    full_batch,
+    race,
+    remember,
+    remembered,
+)
 from tilerun.backends.torch_backends import CompileBackend, EagerBackend, autocast
 from tilerun.errors import OptionError, first_line
 from tilerun.models import ModelHandle
 from tilerun.models.onnx_runtime import OnnxModule
+from tilerun.phases import note
 
 _ALL: tuple[Backend, ...] = (EagerBackend(), CompileBackend(), OnnxRuntimeBackend(),
                              OpenVinoBackend())
@@ -101,8 +111,11 @@ def select_backend(
     """
     start = time.perf_counter()
     candidates, racing = _candidates(model, target, wanted)
+    note("backend", choice_note(wanted, candidates, racing, target))
     passed: dict[str, tuple[Compiled, float]] = {}
     for name in candidates:
+        if racing and fallback_only(name, target, passed):
+            break
         try:
             passed[name] = _checked(BACKENDS[name], model, target, example, reference)
         except (ConversionError, OSError) as err:  # OSError: an unwritable cache

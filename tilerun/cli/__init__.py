@@ -22,6 +22,7 @@ from tilerun.cli.predict import predict_command
 from tilerun.cli.quicklook import quicklook_command
 from tilerun.cli.report import report_command
 from tilerun.cli.sample import sample_command
+from tilerun.phases import command_started
 
 
 class _Group(click.Group):
@@ -33,6 +34,7 @@ class _Group(click.Group):
             return super().invoke(ctx)
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
+        command_started(process=kwargs.get("args", args[0] if args else None) is None)
         kwargs["standalone_mode"] = False
         try:
             return super().main(*args, **kwargs)

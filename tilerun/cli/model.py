@@ -6,6 +6,7 @@ torch and the model code are imported when a command runs, not to print ``--help
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,12 +42,34 @@ def info_command(path: str | None, as_json: bool, allow_pickle: bool) -> None:
     if as_json:
         click.echo(json.dumps(asdict(spec), indent=2, sort_keys=True))
         return
-    params = sum(p.numel() for p in module.parameters())
-    click.echo(f"{title}: {spec.architecture} ({params / 1e6:.2f} M parameters), "
+    click.echo(f"{title}: {spec.architecture} ({_parameters(module)}), "
                f"takes {describe_input(spec)}")
     for key, value in asdict(spec).items():
         if value is not None and key not in ("architecture",):
             click.echo(f"  {key:<15} {value}")
+
+
+def _parameters(module: Any) -> str:
+    """``0.12 M parameters``: a torch module's, or an ONNX graph's weights (its initializers:
+    an ONNX model runs through a session and has no torch parameters)."""
+    from tilerun.models.onnx_runtime import OnnxModule
+
+    if isinstance(module, OnnxModule):
+        import onnx
+
+        graph = onnx.load(module.path, load_external_data=False).graph
+        count = sum(math.prod(t.dims) for t in graph.initializer)
+        return f"{count / 1e6:.2f} M parameters in ONNX initializers"
+    return f"{sum(p.numel() for p in module.parameters()) / 1e6:.2f} M parameters"
+
+
+def _model_file(path: Path) -> Path:
+    """``demo`` (when no such file is here) is the bundled demo package."""
+    if str(path) == DEMO and not path.exists():
+        from tilerun.models.default import BUNDLED
+
+        return BUNDLED
+    return path
 
 
 def _model_info(path: str | None, allow_pickle: bool) -> tuple[Any, ModelSpec, str]:
@@ -130,7 +153,7 @@ def export_command(path: Path, fmt: str, out: Path, tile: int | None, embed_norm
 
     if out.exists() and not overwrite:
         raise OutputExistsError(out, "already exists; pass --overwrite to replace it")
-    export_model(path, out, format=fmt, tile=tile, allow_pickle=allow_pickle,
+    export_model(_model_file(path), out, format=fmt, tile=tile, allow_pickle=allow_pickle,
                  embed_normalisation=embed_normalisation)
     click.echo(f"wrote {out} ({fmt}, checked against the source model to 1e-4)")
 
@@ -162,9 +185,10 @@ def quantize_command(path: Path, out: Path, scene: Path, method: str, calibratio
 
     from tilerun.models.quantize import quantize_model
 
-    report = quantize_model(path, out, scene, method=method, calibration_tiles=calibration_tiles,
-                            tile=tile, min_agreement=min_agreement, force=force,
-                            overwrite=overwrite, allow_pickle=allow_pickle)
+    report = quantize_model(_model_file(path), out, scene, method=method,
+                            calibration_tiles=calibration_tiles, tile=tile,
+                            min_agreement=min_agreement, force=force, overwrite=overwrite,
+                            allow_pickle=allow_pickle)
     for name, iou in report.iou.items():
         click.echo(f"  IoU {name:<15} " + ("absent" if isnan(iou) else f"{iou:.4f}"))
     click.echo(f"wrote {out} ({report.method} INT8): label agreement {report.agreement:.4f} "

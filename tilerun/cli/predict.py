@@ -19,6 +19,7 @@ from tilerun.blending.modes import BLEND_MODES
 from tilerun.cli.errors import exits_cleanly
 from tilerun.cli.jsonout import json_line
 from tilerun.cli.progress import progress_bar
+from tilerun.cli.renamed import chosen_variables
 from tilerun.engine.options import BACKENDS, PRECISIONS, PYRAMIDS, TTA_MODES, PredictOptions
 from tilerun.errors import OptionError, printable
 
@@ -107,15 +108,14 @@ def _is_float(text: str) -> bool:
 @click.option("--device", default=DEFAULT.device, show_default=True,
               help="auto, cpu, cuda or cuda:N.")
 @click.option(
-    "--output",
+    "--write",
     "variables",
-    default=",".join(DEFAULT.output),
-    show_default=True,
     help="Variables to write, comma-separated, in any combination: logits, labels, "
          "probabilities (uint8 class probabilities: softmax, or sigmoid for sigmoid and "
          "one-class models; stored as round(p*254), 255 = nodata; xarray decodes them to "
-         "floats in [0, 1]), e.g. labels,probabilities.",
+         f"floats in [0, 1]), e.g. labels,probabilities [default: {','.join(DEFAULT.output)}].",
 )
+@click.option("--output", "old_variables", hidden=True, help="Old name of --write.")
 @click.option(
     "--dtype",
     type=click.Choice(["float32", "float16"]),
@@ -173,7 +173,8 @@ def predict_command(
     model: str | None,
     overlap: str,
     bands: str | None,
-    variables: str,
+    variables: str | None,
+    old_variables: str | None,
     quiet: bool,
     dry_run: bool,
     as_json: bool,
@@ -181,6 +182,7 @@ def predict_command(
 ) -> None:
     """Predict INPUT (a GeoTIFF or any raster GDAL reads) into a chunked Zarr store."""
     target = _output(out, input)
+    variables = chosen_variables(variables, old_variables, ",".join(DEFAULT.output))
     opts = PredictOptions.from_kwargs(
         overlap=_overlap(overlap) if overlap is not None else None,
         bands=_int_list("--bands", bands),
@@ -196,7 +198,8 @@ def predict_command(
     _show_library_notes(console)
     finished = completed_output(target) if opts.resume else None
     if finished is None:
-        sink_for(target, opts.overwrite).check()
+        if not dry_run:  # a dry run plans an existing output too, and says a run would stop
+            sink_for(target, opts.overwrite).check()
     elif dry_run:
         _echo_already_complete(target, as_json)
         return
@@ -207,7 +210,7 @@ def predict_command(
 
             _echo_plan(plan_run(input, handle, target, opts), as_json)
             return
-        summary = _run_with_progress(input, handle, target, opts, console)
+        summary, start_up = _run_with_progress(input, handle, target, opts, console)
     except KeyboardInterrupt:
         if dry_run:
             click.echo("aborted (dry run: nothing was written)", err=True)
@@ -216,7 +219,7 @@ def predict_command(
         click.echo(f"aborted: {kept} keeps the chunks written so far; run the same "
                    "command with --resume to continue", err=True)
         raise SystemExit(130) from None
-    _echo_summary(summary, as_json)
+    _echo_summary(summary, as_json, start_up)
     if not trained:
         console.print(
             "[yellow]note:[/] no trained demo model is bundled: an untrained U-Net was used "
@@ -274,14 +277,19 @@ def _show_library_notes(console: Console) -> None:
 
 def _run_with_progress(
     source: Any, model: Any, out: str | Path, opts: PredictOptions, console: Console
-) -> RunSummary:
+) -> tuple[RunSummary, float]:
+    """The run's summary, and the seconds the command spent before the run (its start-up)."""
     from tilerun.engine.run import run
+    from tilerun.phases import since_command_start
 
-    with progress_bar(console) as (started, done):
-        return run(source, model, out, opts, on_chunk=done, on_start=started)
+    start_up = since_command_start()
+    with progress_bar(console) as (started, done, phased):
+        summary = run(source, model, out, opts, on_chunk=done, on_start=started,
+                      on_phase=phased)
+    return summary, start_up
 
 
-def summary_line(s: RunSummary) -> str:
+def summary_line(s: RunSummary, start_up: float = 0.0) -> str:
     """The one-line summary of a run (plain text: it is never wrapped, whatever the width)."""
     if s.already_complete:
         return f"done {printable(s.output)} is already complete ({s.chunks} chunks); nothing to do"
@@ -289,9 +297,22 @@ def summary_line(s: RunSummary) -> str:
                if s.tiles_skipped else "")
     return (
         f"done {s.tiles_run} tiles ({s.recompute_ratio:.2f}× the minimum{skipped}) in "
-        f"{s.chunks} chunks on {s.device} ({s.backend}), {s.seconds:.1f} s, "
+        f"{s.chunks} chunks on {s.device} ({s.backend}), {_seconds(s, start_up)}, "
         f"{s.pixels_per_second / 1e6:.2f} Mpx/s → {printable(s.output)}"
     )
+
+
+def _seconds(s: RunSummary, start_up: float) -> str:
+    """``2.3 s (start-up 0.9, opening 0.1, …, work 0.4, finishing 0.1)``: the wall time since
+    the command started and where it went (``start-up``: imports and the command's own checks
+    before the run), adding up to it (0.1 s rounding aside)."""
+    from tilerun.phases import breakdown_text
+
+    if not s.phases:
+        return f"{s.seconds:.1f} s"
+    phases = {"start-up": start_up, **s.phases} if start_up > 0 else s.phases
+    total = start_up + s.wall_seconds
+    return f"{total:.1f} s ({breakdown_text(phases, s.phase_notes)})"
 
 
 def summary_dict(s: RunSummary) -> dict[str, Any]:
@@ -302,11 +323,11 @@ def summary_dict(s: RunSummary) -> dict[str, Any]:
     return data
 
 
-def _echo_summary(s: RunSummary, as_json: bool) -> None:
+def _echo_summary(s: RunSummary, as_json: bool, start_up: float = 0.0) -> None:
     if as_json:
-        click.echo(json_line(summary_dict(s)))
+        click.echo(json_line({**summary_dict(s), "start_up_seconds": start_up}))
         return
-    line = summary_line(s)
+    line = summary_line(s, start_up)
     click.echo(click.style("done", fg="green") + line.removeprefix("done"))
 
 
@@ -338,14 +359,20 @@ def plan_lines(plan: RunPlan) -> list[str]:
     variables = ", ".join(f"{v.name} {v.dtype} {'×'.join(map(str, v.shape))} {_size(v.nbytes)}"
                           for v in plan.variables)
     pyramids = f"; pyramids: {', '.join(plan.pyramids)}" if plan.pyramids else ""
-    if plan.backend == "auto":
-        backend = (f"auto, from {', '.join(plan.backend_candidates)} (tried in this order and "
-                   "checked against eager torch when the run starts)")
+    if plan.backend == "auto" and plan.backend_cached:
+        backend = (f"auto, from {', '.join(plan.backend_candidates)}: an earlier run here "
+                   f"chose {plan.backend_cached}, which runs if it still matches eager torch")
+    elif plan.backend == "auto":
+        backend = (f"auto, from {', '.join(plan.backend_candidates)} (each checked against "
+                   "eager torch and the fastest chosen when the run starts; the choice is cached)")
     else:
         backend = plan.backend
     model = f"{plan.model_name} ({plan.model})" if plan.model_name else plan.model
+    exists = ([f"  exists   {plan.output} {plan.output_exists} (a run would stop here)"]
+              if plan.output_exists else [])
     return [
         f"plan for {plan.input} → {plan.output} (dry run: nothing written)",
+        *exists,
         f"  input    {bands} band(s), {height} × {width} px",
         f"  model    {model}, {plan.classes} classes",
         f"  tiles    {plan.tiles_run} to run of {plan.tiles}{skipped} "

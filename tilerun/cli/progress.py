@@ -48,7 +48,7 @@ def columns() -> tuple[Any, ...]:
         TextColumn("predict"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("chunks"),
+        TextColumn("{task.description}"),
         RateColumn(),
         TimeElapsedColumn(),
         TextColumn("eta"),
@@ -56,25 +56,37 @@ def columns() -> tuple[Any, ...]:
     )
 
 
-#: ``on_start(total_chunks)`` and ``on_chunk(result)`` for :func:`tilerun.run`
-Callbacks = tuple[Callable[[int], None] | None, Callable[[Any], None] | None]
+#: ``on_start(total_chunks)``, ``on_chunk(result)`` and ``on_phase(name, label)`` for
+#: :func:`tilerun.run`
+Callbacks = tuple[
+    Callable[[int], None] | None, Callable[[Any], None] | None, Callable[[str, str], None] | None
+]
 
 
 @contextmanager
 def progress_bar(console: Console) -> Iterator[Callbacks]:
-    """The callbacks that drive a bar on ``console`` while the block runs; ``(None, None)``
-    where no bar is drawn (not a terminal, or ``--quiet``)."""
+    """The callbacks that drive a bar on ``console`` while the block runs; ``(None, None,
+    None)`` where no bar is drawn (not a terminal, or ``--quiet``). Before the first chunk the
+    bar says which phase the run is in (``0/? chunks · choosing the backend (cached choice:
+    onnxruntime)``), not an unexplained ``0/?``."""
     if console.quiet or not console.is_terminal:
-        yield None, None
+        yield None, None, None
         return
     from rich.progress import Progress
 
     with Progress(*columns(), console=console, transient=True) as bar:
         # The clock starts with the work, not while the model and backend are loaded.
-        task = bar.add_task("chunks", total=None, start=False, pixels=0)
+        task = bar.add_task("chunks · starting", total=None, start=False, pixels=0)
+        working = False
+
+        def phased(name: str, label: str) -> None:
+            if not working:
+                bar.update(task, description=f"chunks · {label}")
 
         def started(total: int) -> None:
-            bar.update(task, total=total)
+            nonlocal working
+            working = True
+            bar.update(task, total=total, description="chunks")
             bar.start_task(task)
 
         pixels = 0
@@ -84,4 +96,4 @@ def progress_bar(console: Console) -> Iterator[Callbacks]:
             pixels += int(result.pixels)
             bar.update(task, advance=1, pixels=pixels)
 
-        yield started, done
+        yield started, done, phased

@@ -23,11 +23,12 @@ def quicklook_command(
 ) -> None:
     """Write a PNG quicklook of STORE's class labels (or the argmax of its logits)."""
     from tilerun.quicklook import write_quicklook
+    from tilerun.words import ordinal
 
     chosen = [c.strip() for c in colours.split(",") if c.strip()] if colours else None
     look = write_quicklook(store, output, max_size, colours=chosen, overwrite=overwrite)
     legend = ", ".join(f"{n} {c}" for n, c in zip(look.class_names, look.colours, strict=False))
-    step = f", every {look.step}th pixel" if look.step > 1 else ""
+    step = f", every {ordinal(look.step)} pixel" if look.step > 1 else ""
     click.echo(
         f"wrote {look.path} ({look.width}×{look.height} from {look.variable}{step}; "
         f"colours from {look.colour_source}: {legend})"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 
+from tilerun.engine.degrees import degree_pixel
 from tilerun.errors import BandError, InputError, PixelSizeError, TilerunWarning
 from tilerun.models import ModelHandle, ModelSpec
 from tilerun.sources import Source
@@ -34,10 +35,13 @@ def check_input(source: Source, model: ModelHandle, pixel_size_tolerance: float)
     if spec.pixel_size is None or pixel_size_tolerance == float("inf"):
         return
     size = source.pixel_size()
+    described = None
+    if size is None and spec.pixel_unit == "m" and (pixel := degree_pixel(source)) is not None:
+        size, described = (pixel.metres, "m"), pixel.describe()  # compared in metres
     if size is None:
         warnings.warn(
-            f"{source.name}: pixel size unknown; cannot check it against the model's "
-            f"{spec.pixel_size:g} {spec.pixel_unit}",
+            f"{source.name}: pixel size unknown (no georeferencing, or a CRS without units); "
+            f"cannot check it against the model's {spec.pixel_size:g} {spec.pixel_unit}",
             TilerunWarning,
             stacklevel=2,
         )
@@ -50,7 +54,8 @@ def check_input(source: Source, model: ModelHandle, pixel_size_tolerance: float)
     if abs(factor - 1) > pixel_size_tolerance:
         raise PixelSizeError(
             source.name,
-            f"pixel size {value:g} {unit} is {factor:.3g}× the model's {spec.pixel_size:g} "
+            f"pixel size {described or f'{value:g} {unit}'} is {factor:.3g}× the model's "
+            f"{spec.pixel_size:g} "
             f"{unit} (tolerance {pixel_size_tolerance:.0%}); resample the input or raise "
             "--pixel-size-tolerance",
         )

@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from tilerun.backends import Target
-from tilerun.backends.select import backend_candidates
+from tilerun.backends.race import remembered
+from tilerun.backends.select import auto_order, backend_candidates
 from tilerun.engine.budget import MemoryEstimate, available_memory, estimate_memory
 from tilerun.engine.decisions import (
     output_layout,
@@ -76,12 +77,18 @@ class RunPlan:
     #: bytes of RAM available now (None where unknown)
     memory_available: int | None
     device: str
-    #: the backend asked for (``auto`` or a name) and the ones the run would try, in order
+    #: the backend asked for (``auto`` or a name) and the ones the run may use (``auto``'s in
+    #: its fixed order, whatever an earlier race chose: a plan reads the same every time)
     backend: str
     backend_candidates: tuple[str, ...]
+    #: ``auto``: the backend an earlier race on this machine chose (the run tries it first)
+    backend_cached: str | None = None
     #: with ``resume``: chunks an unfinished store at the output already holds (None: no
     #: such store); the run keeps them if that store was written by the same run
     chunks_written: int | None = None
+    #: why a run would refuse the output as it is (it exists: pass --overwrite), if it would;
+    #: the dry run plans all the same
+    output_exists: str | None = None
 
     @property
     def tiles_run(self) -> int:
@@ -124,12 +131,16 @@ def plan_run(
     with a warning after trying it.
     """
     options = fit_workers(options or PredictOptions())
-    opened = open_checked(source, model, out, options, sink)
+    opened = open_checked(source, model, out, options, sink, existing_ok=True)
     src, grid, classes, handle = opened.source, opened.grid, opened.classes, opened.model
     bands, height, width = src.shape
     target = Target(opened.device, options.precision, bands, grid.input_tile,
                     options.batch_size, torch.get_num_threads())
     candidates = backend_candidates(handle, target, options.backend)
+    cached = None
+    if options.backend == "auto":
+        cached = candidates[0] if remembered(handle, target) in candidates else None
+        candidates = tuple(n for n in auto_order(handle, target) if n in candidates)
     layout = output_layout(options, src, handle.spec, classes, opened.sink)
     plan = opened.chunk_plan(options)
     variables = tuple(
@@ -157,7 +168,9 @@ def plan_run(
         device=str(opened.device),
         backend=options.backend,
         backend_candidates=candidates,
+        backend_cached=cached,
         chunks_written=_written_before(out, layout.chunk_grid) if options.resume else None,
+        output_exists=opened.output_exists,
     )
 
 

@@ -29,9 +29,11 @@ from tilerun.engine.options import PredictOptions
 from tilerun.engine.plan import ChunkPlan
 from tilerun.engine.runner import Normalizer, TileRunner, resolve_device
 from tilerun.engine.skipping import resolve_tissue, skipped_tiles
-from tilerun.errors import OptionError
+from tilerun.errors import OptionError, OutputExistsError
+from tilerun.extras import require_extra
 from tilerun.geometry import TileGrid, make_grid
 from tilerun.models import ModelHandle, as_model
+from tilerun.phases import phase
 from tilerun.sinks import Sink, sink_for
 from tilerun.sources import open_source
 
@@ -51,6 +53,8 @@ class Opened:
     #: the probe batch, for the backends' check against eager torch
     example: torch.Tensor
     classes: int
+    #: with ``existing_ok`` (a dry run): why a run would refuse the existing output, if it would
+    output_exists: str | None = None
 
     def chunk_plan(self, options: PredictOptions) -> ChunkPlan:
         """The chunk plan, without the tiles no tissue lies under (slides)."""
@@ -61,20 +65,23 @@ class Opened:
 
 def open_checked(
     source: Any, model: Any, out: str | Path, options: PredictOptions, sink: Sink | None = None,
-    check_sink: bool = True,
+    existing_ok: bool = False, check_sink: bool = True,
 ) -> Opened:
     """Open and check destination (unless ``check_sink`` is False: to identify the job of a
-    complete output), model and input; probe the model (see the module doc)."""
-    sink = sink if sink is not None else sink_for(out, overwrite=options.overwrite)
-    if check_sink:
-        sink.check()
-    if "://" in options.scheduler:
-        check_scheduler(options.scheduler)  # a wrong address: one line now, not after minutes
-    handle = as_model(model, allow_pickle=options.allow_pickle, mean=options.mean, std=options.std)
-    src = open_source(source, options.bands, **slide_options(options, handle))
-    if (options.mpp is not None or options.level is not None) and not src.is_slide:
-        raise OptionError(src.name, "--mpp and --level apply to whole-slide images only")
-    check_input(src, handle, options.pixel_size_tolerance)
+    complete output), model and input; probe the model (see the module doc).
+    ``existing_ok``: an existing output is noted (``Opened.output_exists``), not refused."""
+    with phase("opening"):
+        if options.distributed:
+            require_extra("cluster", "--scheduler" if options.workers is None else "--workers")
+        if "://" in options.scheduler:
+            check_scheduler(options.scheduler)  # a wrong address: one line now, not after minutes
+        sink = sink if sink is not None else sink_for(out, overwrite=options.overwrite)
+        exists = _checked_sink(sink, existing_ok) if check_sink else None
+    with phase("model"):
+        handle = as_model(model, allow_pickle=options.allow_pickle, mean=options.mean,
+                          std=options.std)
+    with phase("opening"):
+        src = _opened_source(source, options, handle)
     bands, height, width = src.shape
     spec = handle.spec
     tile = first(options.tile, spec.tile, DEFAULT_TILE)
@@ -83,9 +90,32 @@ def open_checked(
     blend = Blend(options.blend, options.sigma)
     device = resolve_device(options.device)
     check_budget(grid, options, src, spec, device)  # before the probe runs a whole tile
-    runner = TileRunner(handle, device, options.precision, options.tta, options.device,
-                        options.backend)
-    normalize = Normalizer.for_model(handle, bands, src.dtype)
-    example = normalize.example(PROBE_TILES, grid.input_tile)
-    classes = runner.probe(bands, grid.input_tile, example)
-    return Opened(sink, handle, src, grid, blend, device, runner, normalize, example, classes)
+    with phase("model"):
+        runner = TileRunner(handle, device, options.precision, options.tta, options.device,
+                            options.backend)
+        normalize = Normalizer.for_model(handle, bands, src.dtype)
+        example = normalize.example(PROBE_TILES, grid.input_tile)
+        classes = runner.probe(bands, grid.input_tile, example)
+    return Opened(sink, handle, src, grid, blend, device, runner, normalize, example, classes,
+                  exists)
+
+
+def _checked_sink(sink: Sink, existing_ok: bool) -> str | None:
+    """Check the destination; with ``existing_ok``, return the refusal an existing output
+    would get instead of raising it."""
+    try:
+        sink.check()
+    except OutputExistsError as err:
+        if not existing_ok:
+            raise
+        return err.problem
+    return None
+
+
+def _opened_source(source: Any, options: PredictOptions, model: ModelHandle) -> Any:
+    """The input opened and checked against the model's spec."""
+    src = open_source(source, options.bands, **slide_options(options, model))
+    if (options.mpp is not None or options.level is not None) and not src.is_slide:
+        raise OptionError(src.name, "--mpp and --level apply to whole-slide images only")
+    check_input(src, model, options.pixel_size_tolerance)
+    return src

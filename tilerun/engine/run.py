@@ -18,7 +18,6 @@ import dask
 import dask.threaded
 import xarray as xr
 from dask.callbacks import Callback
-from obstore.exceptions import BaseError as StoreError
 from torch import nn
 
 from tilerun.engine.cluster import client_for, run_on_cluster
@@ -30,12 +29,14 @@ from tilerun.engine.decisions import (
 from tilerun.engine.feeder import DeviceFeeder
 from tilerun.engine.graph import WRITE, Job, build_graph, with_stats
 from tilerun.engine.memory import fewer_gc_passes, tune_allocator
-from tilerun.engine.opening import open_checked
+from tilerun.engine.opening import Opened, open_checked
 from tilerun.engine.options import PredictOptions
 from tilerun.engine.partial import ChunkResult
 from tilerun.engine.workers import fit_workers
 from tilerun.errors import InputError, OutputError
+from tilerun.extras import store_errors
 from tilerun.models import ModelHandle
+from tilerun.phases import PhaseCallback, clock, phase
 from tilerun.report.collect import finish_report
 from tilerun.sinks import Sink, completed_output
 from tilerun.sinks.job_record import differences, input_digest, same_job, start_input_digest
@@ -68,6 +69,12 @@ class RunSummary:
     #: the run report (input statistics and drift, output statistics, timing), JSON-ready;
     #: see :mod:`tilerun.report`
     report: dict[str, Any] | None = None
+    #: ``seconds`` is the work alone; these are the whole call's: wall seconds, and seconds per
+    #: phase (opening, model, backend, planning, work, finishing, other), which add up to it,
+    #: with a word on some (the backend's ``cached`` or ``raced``); see :mod:`tilerun.phases`
+    wall_seconds: float = 0.0
+    phases: dict[str, float] = field(default_factory=dict)
+    phase_notes: dict[str, str] = field(default_factory=dict)
 
     @property
     def recompute_ratio(self) -> float:
@@ -95,7 +102,15 @@ def prepare(
     opened = open_checked(source, model, out, options, sink)
     runner, sink = opened.runner, opened.sink
     digest = start_input_digest(opened.source)  # read while the backend is chosen
-    runner.select(opened.example, options.batch_size)
+    with phase("backend"):
+        runner.select(opened.example, options.batch_size)
+    with phase("planning"):
+        return _planned(opened, options, digest)
+
+
+def _planned(opened: Opened, options: PredictOptions, digest: Any) -> Job:
+    """The job of a run whose backend is chosen, its sink opened."""
+    runner, sink = opened.runner, opened.sink
     layout = output_layout(options, opened.source, opened.model.spec, opened.classes, sink)
     variables = layout.variables
     compute = DeviceFeeder(runner, opened.normalize, opened.blend.weights(opened.grid),
@@ -145,14 +160,34 @@ def run(
     on_start: Callable[[int], None] | None = None,
     client: Any = None,
     sink: Sink | None = None,
+    on_phase: PhaseCallback | None = None,
 ) -> RunSummary:
     """Predict ``source`` with ``model`` into the Zarr store ``out``; returns the summary.
 
     ``on_start(n_chunks)`` is called once the work is planned, ``on_chunk(result)`` after each
-    chunk is written (both in the calling thread), e.g. to drive a progress bar. ``client``: a
-    ``distributed.Client`` to run the chunk tasks on (see :mod:`tilerun.engine.cluster`).
-    ``sink``: where the chunks go (default: a :class:`~tilerun.sinks.ZarrSink` at ``out``).
+    chunk is written (both in the calling thread), e.g. to drive a progress bar;
+    ``on_phase(name, label)`` as each phase before and after the work begins (see
+    :mod:`tilerun.phases`). ``client``: a ``distributed.Client`` to run the chunk tasks
+    on (see :mod:`tilerun.engine.cluster`). ``sink``: where the chunks go (default: a
+    :class:`~tilerun.sinks.ZarrSink` at ``out``).
     """
+    with clock(on_phase) as recorder:
+        summary = _run(source, model, out, options, on_chunk, on_start, client, sink)
+        phases = recorder.breakdown()
+        return replace(summary, wall_seconds=sum(phases.values()), phases=phases,
+                       phase_notes=dict(recorder.notes))
+
+
+def _run(
+    source: Any,
+    model: str | Path | nn.Module | ModelHandle,
+    out: str | Path,
+    options: PredictOptions | None,
+    on_chunk: ChunkCallback | None,
+    on_start: Callable[[int], None] | None,
+    client: Any,
+    sink: Sink | None,
+) -> RunSummary:
     options = options or PredictOptions()
     finished = completed_output(out) if options.resume else None
     if finished is not None and _same_job(source, model, out, options, sink, finished):
@@ -162,12 +197,14 @@ def run(
     job = prepare(source, model, out, options, sink)
     job = with_stats(job)
     try:
-        done = job.sink.completed()
-        graph, writes = build_graph(job, uuid.uuid4().hex[:12], done)
+        with phase("planning"):
+            done = job.sink.completed()
+            graph, writes = build_graph(job, uuid.uuid4().hex[:12], done)
         if on_start is not None:
             on_start(len(writes))
         start = time.perf_counter()
-        with fewer_gc_passes(), _output_failures(out), _input_failures(job.sink):
+        with phase("work"), fewer_gc_passes(), _output_failures(out), \
+                _input_failures(job.sink):
             results = _execute(graph, writes, options, on_chunk, client)
         seconds = time.perf_counter() - start
     except BaseException:
@@ -192,12 +229,18 @@ def run(
         backend_seconds=job.runner.selection.seconds if job.runner.selection else 0.0,
         batches=dict(sorted(job.compute.batch_sizes.items())),
     )
-    summary = replace(summary, report=finish_report(job.stats, results, summary))
-    pyramids = pyramid_writer(options, job)
-    record = {k: v for k, v in asdict(summary).items() if k not in ("output", "already_complete")}
-    with _output_failures(out):
-        job.sink.finalize(record, pyramids)
+    with phase("finishing"):
+        summary = replace(summary, report=finish_report(job.stats, results, summary))
+        pyramids = pyramid_writer(options, job)
+        record = {k: v for k, v in asdict(summary).items() if k not in UNRECORDED}
+        with _output_failures(out):
+            job.sink.finalize(record, pyramids)
     return summary
+
+
+#: summary fields not stored in the output's record: where it is, and the whole call's
+#: timings (known only once the store is finished)
+UNRECORDED = frozenset({"output", "already_complete", "wall_seconds", "phases", "phase_notes"})
 
 
 #: Write failures that are the output's, not the program's: a full disk, a quota, a file
@@ -217,7 +260,7 @@ def _output_failures(out: str | Path) -> Iterator[None]:
         raise OutputError(out, f"{err.strerror or err} while writing; the unfinished store "
                           f"{out}.partial is kept (an existing output is untouched): make room, "
                           "then run again with --resume") from err
-    except StoreError as err:  # object storage: unreachable, throttled, credentials expired
+    except store_errors() as err:  # object storage: unreachable, throttled, credentials expired
         problem = store_problem(err, str(out))
         raise OutputError(out, f"the object store failed while writing ({problem}); "
                           "the chunks written so far are kept: run again with --resume") from err
@@ -231,9 +274,11 @@ def _input_failures(sink: Sink) -> Iterator[None]:
         yield
     except InputError as err:
         where = sink.unfinished()
+        unreadable: tuple[type[BaseException], ...] = (OSError, ValueError, KeyError,
+                                                        *store_errors())
         try:
             written = len(sink.completed())
-        except (OSError, ValueError, KeyError, StoreError):
+        except unreadable:
             written = 0
         kept = (f"the {written} chunk(s) written before it are kept in {where}" if written
                 else f"no chunk was written yet ({where} is unfinished)")

@@ -141,12 +141,16 @@ class TileRunner:
         """Logits ``(n, classes, h, w)`` in float32 on the device, whatever the precision.
 
         ``tiles`` is a normalised float32 batch already on :attr:`device`. Called by one thread
-        at a time (the compute stage's model thread). A
-        backend built for a fixed batch gets short batches padded with zero tiles.
+        at a time (the compute stage's model thread). Once a backend is chosen, short batches
+        are padded with zero tiles to the run's batch size, whatever the backend: a backend
+        built for a fixed batch needs it, and eager torch on a CPU computes a tile in a batch
+        of one with other kernels than in a full batch (3e-8 apart), so a short batch, which the
+        feeder cuts only when the model would wait (a matter of timing), made reruns and
+        remote-vs-local runs differ in the last bit. Padded, every tile sees the same kernels.
         """
         n = int(tiles.shape[0])
         x = tiles
-        if self._compiled.fixed_batch and self.target is not None:
+        if self.target is not None:
             x = padded(tiles, self.target.batch)
         with self._lock, torch.inference_mode():
             y = averaged(self._compiled.run, x, self.tta)[:n]

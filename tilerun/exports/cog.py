@@ -119,7 +119,7 @@ def _bands(output: FinishedOutput, variable: str) -> _Bands:
     if not output.has(variable):
         stored = ", ".join(sorted(set(output.group.array_keys()) & set(EXPORTABLE)))
         raise InputError(output.path, f"has no {variable} (it has {stored}); run predict with "
-                         f"--output {variable} to export them")
+                         f"--write {variable} to export them")
     array = output.group[variable]
     classes = int(array.shape[0])
     names = _band_names(output, classes)

@@ -22,6 +22,7 @@ from tilerun.exports.qupath import QupathOptions, write_qupath
 from tilerun.exports.reader import open_finished
 from tilerun.exports.target import ExportTarget
 from tilerun.exports.vectors import write_vectors
+from tilerun.extras import require_extra
 
 #: file extension → format name
 FORMATS = {
@@ -73,6 +74,8 @@ def export(
     """
     path = Path(file)
     kind = export_format(path)
+    if kind != "cog":
+        require_extra("vector", path)
     cog = CogOptions(variable, blocksize)
     qupath = QupathOptions(object_type, origin)
     if kind != "cog" and variable != "labels":

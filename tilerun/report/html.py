@@ -31,6 +31,7 @@ from tilerun.report.record import BandReport, RunReport
 from tilerun.report.stored import open_output, read_report
 from tilerun.report.text import fmt, pct, summary_rows, timing_rows
 from tilerun.sinks.objects import object_url
+from tilerun.words import ordinal
 
 #: viridis at five stops, interpolated into the entropy colour map
 VIRIDIS = ((68, 1, 84), (59, 82, 139), (33, 145, 140), (94, 201, 98), (253, 231, 37))
@@ -148,10 +149,10 @@ def _page(name: str, report: RunReport, record: dict[str, Any],
                     "model's training data; predictions may be unreliable.</p>")
     figures = []
     if quicklook is not None:
-        figures.append(_figure(quicklook[0], f"labels (every {quicklook[1]}th pixel)"))
+        figures.append(_figure(quicklook[0], f"labels (every {ordinal(quicklook[1])} pixel)"))
     if entropy is not None:
         figures.append(_figure(entropy[0], f"normalised entropy, 0 dark … 1 yellow (every "
-                               f"{entropy[1]}th pixel; transparent: nodata)"))
+                               f"{ordinal(entropy[1])} pixel; transparent: nodata)"))
     body += ["<h2>Maps</h2>", f'<div class="grid">{"".join(figures) or "none stored"}</div>']
     body += ["<h2>Input bands</h2>", _bands_table(report), '<div class="grid">']
     for band in report.bands:

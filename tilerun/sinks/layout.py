@@ -56,14 +56,14 @@ class OutputLayout:
     def __post_init__(self) -> None:
         unknown = set(self.variables) - set(OUTPUT_VARIABLES)
         if unknown or not self.variables:
-            raise OutputError("--output", f"choose from {OUTPUT_VARIABLES}, got {self.variables}")
+            raise OutputError("--write", f"choose from {OUTPUT_VARIABLES}, got {self.variables}")
         if self.logits_dtype not in LOGIT_DTYPES:
             raise OutputError("--dtype", f"choose from {LOGIT_DTYPES}, got {self.logits_dtype}")
         if "labels" in self.variables and self.classes >= LABEL_FILL:
-            raise OutputError("--output", f"labels hold at most {LABEL_FILL - 1} classes")
+            raise OutputError("--write", f"labels hold at most {LABEL_FILL - 1} classes")
         if "probabilities" in self.variables and self.activation not in PROBABILITY_ACTIVATIONS:
             raise OutputError(
-                "--output",
+                "--write",
                 f"probabilities need a model whose activation is one of "
                 f"{PROBABILITY_ACTIVATIONS}; this model's spec says {self.activation!r}",
             )

@@ -28,14 +28,19 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 
-from obstore.exceptions import BaseError as StoreError
-
 from tilerun.errors import OutputError
+from tilerun.extras import store_errors
 from tilerun.sinks.objects import Conflict, ObjectLocation, StoreUnavailable
 
 LOCK_NAME = "tilerun.lock"
-#: errors a heartbeat survives (it tries again at the next beat): file system and store outages
-TRANSIENT: tuple[type[Exception], ...] = (OSError, StoreError, StoreUnavailable)
+
+
+def transient() -> tuple[type[BaseException], ...]:
+    """Errors a heartbeat survives (it tries again at the next beat): file system and store
+    outages (the store's own errors only once obstore is imported: only then can they occur)."""
+    return (OSError, *store_errors(), StoreUnavailable)
+
+
 #: the lease's key in object storage: inside a ``tilerun.lock/`` prefix, which Zarr lists as a
 #: (foreign) folder; a bare ``tilerun.lock`` object is taken by Zarr for a node to open.
 LEASE_KEY = f"{LOCK_NAME}/lease"
@@ -129,7 +134,7 @@ class Lease(ABC):
                 if not self._renew():
                     self.lost = True
                     return
-            except TRANSIENT:
+            except transient():
                 continue  # a passing outage: try again at the next beat (stale after STALE_S)
 
     def release(self) -> None:
@@ -139,7 +144,7 @@ class Lease(ABC):
             self._thread.join()
             self._thread = None
             if not self.lost:
-                with contextlib.suppress(*TRANSIENT):
+                with contextlib.suppress(*transient()):
                     self._remove()
 
     def _record_of(self, text: str) -> dict[str, object]:

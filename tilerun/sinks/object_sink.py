@@ -30,9 +30,9 @@ from urllib.parse import urlsplit
 
 import numpy as np
 import zarr
-from obstore.exceptions import BaseError as StoreError
 
 from tilerun.errors import OutputError, OutputExistsError, first_line
+from tilerun.extras import store_errors
 from tilerun.sinks.job_record import differences, same_job
 from tilerun.sinks.lock import LEASE_KEY, LOCK_NAME, ObjectLock
 from tilerun.sinks.object_swap import recover, staging_url, switch
@@ -69,7 +69,7 @@ class ObjectStoreSink(ZarrStoreSink):
             return run_record(zarr.open_group(location.zarr_store(True), mode="r"))
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise OutputError(self.name, f"cannot read it ({first_line(err)})") from err
-        except StoreError as err:
+        except store_errors() as err:
             raise _store_error(self.name, err) from err
 
     def check(self) -> None:
@@ -80,7 +80,7 @@ class ObjectStoreSink(ZarrStoreSink):
         try:
             self._check_not_inside_a_store()
             recover(self.name)
-        except StoreError as err:
+        except store_errors() as err:
             raise _store_error(self.name, err) from err
         record = self._existing()
         if record is None or self.overwrite:
@@ -120,7 +120,7 @@ class ObjectStoreSink(ZarrStoreSink):
         lock = ObjectLock(self.location)
         try:
             lock.acquire(self.name)
-        except StoreError as err:
+        except store_errors() as err:
             raise _store_error(self.name, err) from err
         self.took(lock)
         try:
@@ -190,6 +190,6 @@ class ObjectStoreSink(ZarrStoreSink):
             self.release()
 
 
-def _store_error(name: str, err: StoreError) -> OutputError:
+def _store_error(name: str, err: BaseException) -> OutputError:
     """An object-store failure (unreachable endpoint, missing bucket, credentials) in one line."""
     return OutputError(name, f"the object store refused or failed ({first_line(err)})")

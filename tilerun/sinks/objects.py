@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from tilerun.errors import OutputError, first_line
+from tilerun.extras import require_extra
 from tilerun.sinks.store_problems import store_problem
 
 #: URL schemes taken for object storage (``memory://`` lives in one process: for tests).
@@ -51,6 +52,7 @@ class ObjectLocation:
     """A prefix in an object store (an output's root), opened lazily, pickled as its URL."""
 
     def __init__(self, url: str) -> None:
+        require_extra("cloud", url)
         self.url = url.rstrip("/")
         self._store: Any = None
 
