@@ -102,7 +102,7 @@ def test_damaged_chunks_are_written_again_on_resume(files, place):
 def test_info_verify_names_bad_chunks_of_a_finished_store(files, place, zarr_format):
     out = place(f"finished-v{zarr_format}.zarr")
     assert predict(files, out, "--zarr-format", zarr_format,
-                   "--output", "logits,labels").exit_code == 0
+                   "--write", "logits,labels").exit_code == 0
     good = CliRunner().invoke(main, ["info", out, "--verify"])
     assert good.exit_code == 0, good.output
     v3 = zarr_format == "3"

@@ -54,7 +54,7 @@ def test_resume_on_another_jobs_complete_output_is_refused_or_recomputed(files, 
 
 def test_an_output_inside_a_zarr_store_is_refused(files, place):
     host = place("host.zarr")
-    assert predict(files, host, "--output", "logits,labels").exit_code == 0
+    assert predict(files, host, "--write", "logits,labels").exit_code == 0
     before = logits(host)
     for inside in (f"{host}/labels", f"{host}/deeper/new.zarr"):
         one_error_line(predict(files, inside, "--overwrite"), inside,

@@ -49,7 +49,7 @@ def output_layout(
         variables = (*variables, "logits")  # the NGFF probability pyramid is made from logits
     if options.dtype != "float32" and "logits" not in variables:
         warnings.warn(f"--dtype {options.dtype} has no effect: it is the stored logits' type, "
-                      f"and --output {','.join(options.output)} writes no logits",
+                      f"and --write {','.join(options.output)} writes no logits",
                       TilerunWarning, stacklevel=2)
     _, height, width = source.shape
     return OutputLayout(height, width, classes, options.chunk, variables, options.dtype,
