@@ -5,7 +5,12 @@ A tilerun package says, in JSON (schema :data:`SCHEMA_VERSION`):
 
 * ``architecture`` + ``arguments``: a name from tilerun's registry, never code;
 * ``name``: what the model is called, for people (optional; the bundled model is ``demo``);
-* ``bands`` / ``band_names`` / ``dtype``: the input it expects;
+* ``bands`` / ``band_names`` / ``dtype``: the input it expects; ``band_names`` (one per band,
+  in the order the model takes them) lets a source with named bands (a STAC item, per-band
+  files, band descriptions) be read in the model's order rather than the file's;
+* ``apply_scale_offset``: whether the reader turns a raster's stored counts into physical
+  values with the file's own scale/offset tags first (default ``True``); ``False`` for models
+  trained on the raw stored counts (e.g. Sentinel-2 L2A digital numbers, reflectance × 10 000);
 * normalisation in float32, either ``mean``/``std`` per band, ``x' = (x - mean) / std``, or
   ``scale = "dtype_range"``, ``x' = (x - lo) / (hi - lo)`` over the input dtype's range;
 * ``class_names`` / ``class_colours`` (``#rrggbb``) and the output ``activation``;
@@ -39,7 +44,10 @@ class ModelSpec:
     architecture: str = "module"
     arguments: dict[str, Any] | None = None
     bands: int | None = None
+    #: the bands' names, in the order the model takes them (matched against a source's names)
     band_names: tuple[str, ...] | None = None
+    #: apply the raster's own scale/offset tags before normalising (False: raw stored counts)
+    apply_scale_offset: bool = True
     dtype: str | None = None
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
