@@ -314,11 +314,25 @@ def test_fraction_outside_unit_interval_raises_property(overlap: float) -> None:
 
 @FAST
 @given(st.sampled_from((2, 16, 32)), st.integers(2, 32), st.data())
-def test_pixel_overlap_not_multiple_raises(m: int, k: int, data: st.DataObject) -> None:
+def test_pixel_overlap_not_multiple_is_rounded_and_said(
+    m: int, k: int, data: st.DataObject
+) -> None:
     tile = m * k
-    overlap = data.draw(st.integers(1, tile - 1).filter(lambda o: o % m != 0))
-    with pytest.raises(OptionError):
-        make_grid(100, 100, tile, overlap, multiple=m)
+    overlap = data.draw(st.integers(1, tile - m - 1).filter(lambda o: o % m != 0))
+    grid = make_grid(100, 100, tile, overlap, multiple=m)
+    assert grid.overlap % m == 0 and abs(grid.overlap - overlap) <= m / 2
+    assert grid.overlap_note is not None and f"{overlap} px rounded to {grid.overlap} px" \
+        in grid.overlap_note
+
+
+def test_a_fraction_rounded_is_said_and_an_exact_one_is_not() -> None:
+    rounded = make_grid(300, 300, 256, 0.2, multiple=32)
+    assert rounded.overlap == 64
+    assert rounded.overlap_note == (
+        "overlap 0.2 of the 256 px tile rounded to 64 px, a multiple of the model's "
+        "downsampling factor 32, so tiles stay aligned with its pooling grid")
+    assert make_grid(300, 300, 256, 0.25, multiple=32).overlap_note is None
+    assert make_grid(300, 300, 256, 64, multiple=32).overlap_note is None
 
 
 def test_negative_pixel_overlap_raises() -> None:

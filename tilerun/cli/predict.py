@@ -70,8 +70,13 @@ def _overlap(text: str) -> float | int:
     "--model",
     metavar="PATH|demo",
     help="Model file: a package (.safetensors), TorchScript, torch.export (.pt2) or ONNX; "
-         f"or '{DEMO}', the bundled demo model (3-band uint8 RGB at 10 m) [default: {DEMO}].",
+         f"'{DEMO}', the bundled demo model (3-band uint8 RGB at 10 m) [default: {DEMO}]; or "
+         "csmask:6band-l2a (…-l1c, 4band-…), ukis-csmask's cloud models (tilerun[csmask]).",
 )
+@click.option("--spec", "spec_file", type=click.Path(path_type=Path),
+              help="Spec file (JSON or TOML, ModelSpec's fields: bands, mean/std, class_names …) "
+                   "for a model that has none, or to replace its own; see `tilerun model "
+                   "inspect`.")
 @click.option("--tile", type=int,
               help="Model input tile edge in pixels [default: the model's, else 256].")
 @click.option("--overlap",
@@ -108,7 +113,9 @@ def _overlap(text: str) -> float | int:
 @click.option("--backend", type=click.Choice(BACKENDS), default=DEFAULT.backend,
               show_default=True,
               help="What runs the model: auto picks the fastest installed one whose logits "
-                   "match eager torch on a probe batch; conversions are cached.")
+                   "match eager torch on a probe batch (an ONNX model runs on onnxruntime, its "
+                   "own runtime); conversions are cached. A backend named runs, or the run "
+                   "stops saying why.")
 @click.option("--tta", type=click.Choice(TTA_MODES), default=DEFAULT.tta,
               show_default=True, help="Test-time augmentation: average flips or all 8 D4 views.")
 @click.option("--pixel-size-tolerance", type=float, default=DEFAULT.pixel_size_tolerance,
@@ -151,6 +158,7 @@ def predict_command(
     input: Path,
     out: str | None,
     model: str | None,
+    spec_file: Path | None,
     overlap: str,
     bands: str | None,
     variables: str,
@@ -181,7 +189,7 @@ def predict_command(
         _echo_already_complete(target, as_json)
         return
     try:
-        handle, trained = _model(model, input, opts)
+        handle, trained = _model(model, input, opts, spec_file)
         if dry_run:
             from tilerun.engine.dry_run import plan_run
 
@@ -222,12 +230,19 @@ def _default_output(input: Path) -> Path:
     return input.with_suffix(".zarr")
 
 
-def _model(model: str | None, input: Path, opts: PredictOptions) -> tuple[Path | ModelHandle, bool]:
-    """The model given, else (or for ``demo``) the bundled demo model, checked against the
-    input so that an input it does not suit is an error that says to pass ``--model``; and
-    whether the model is trained."""
+def _model(model: str | None, input: Path, opts: PredictOptions,
+           spec_file: Path | None = None) -> tuple[str | Path | ModelHandle, bool]:
+    """The model given (with ``--spec``'s spec), else (or for ``demo``) the bundled demo
+    model, checked against the input so that an input it does not suit is an error that says
+    to pass ``--model``; and whether the model is trained."""
+    if spec_file is not None:
+        from tilerun.models import as_model
+        from tilerun.models.specfile import read_spec_file
+
+        return as_model(model or DEMO, spec=read_spec_file(spec_file),
+                        allow_pickle=opts.allow_pickle, mean=opts.mean, std=opts.std), True
     if model is not None and model != DEMO:
-        return Path(model), True
+        return (model if ":" in model and not Path(model).exists() else Path(model)), True
     from tilerun.engine.checks import check_default_model
     from tilerun.models.default import default_model
     from tilerun.sources import open_source
@@ -316,7 +331,7 @@ def plan_lines(plan: RunPlan) -> list[str]:
     pyramids = f"; pyramids: {', '.join(plan.pyramids)}" if plan.pyramids else ""
     if plan.backend == "auto":
         backend = (f"auto, from {', '.join(plan.backend_candidates)} (tried in this order and "
-                   "checked against eager torch when the run starts)")
+                   f"checked against {plan.backend_reference} when the run starts)")
     else:
         backend = plan.backend
     model = f"{plan.model_name} ({plan.model})" if plan.model_name else plan.model
@@ -325,7 +340,8 @@ def plan_lines(plan: RunPlan) -> list[str]:
         f"  input    {bands} band(s), {height} × {width} px",
         f"  model    {model}, {plan.classes} classes",
         f"  tiles    {plan.tiles_run} to run of {plan.tiles}{skipped} "
-        f"({plan.tile} px, overlap {plan.overlap} px)",
+        f"({plan.tile} px, overlap {plan.overlap} px)"
+        + (f"; {plan.overlap_note}" if plan.overlap_note else ""),
         f"  chunks   {plan.chunks} of {plan.chunk} px{_written(plan)}",
         f"  memory   at least {_size(memory.host + memory.device)} ({memory.chunks} chunk(s) "
         f"in flight {_size(memory.host)}, model batches and staged chunks "

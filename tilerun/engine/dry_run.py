@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from tilerun.backends import Target
-from tilerun.backends.select import backend_candidates
+from tilerun.backends.select import backend_candidates, reference_name
 from tilerun.engine.budget import MemoryEstimate, available_memory, estimate_memory
 from tilerun.engine.decisions import (
     output_layout,
@@ -81,6 +81,10 @@ class RunPlan:
     #: with ``resume``: chunks an unfinished store at the output already holds (None: no
     #: such store); the run keeps them if that store was written by the same run
     chunks_written: int | None = None
+    #: how the overlap asked for was rounded to the model's downsampling factor (None: as is)
+    overlap_note: str | None = None
+    #: what the backends are checked against (eager torch, or an ONNX model's ONNX Runtime)
+    backend_reference: str = "eager torch fp32"
 
     @property
     def tiles_run(self) -> int:
@@ -157,6 +161,8 @@ def plan_run(
         backend=options.backend,
         backend_candidates=candidates,
         chunks_written=_written_before(out, layout.chunk_grid) if options.resume else None,
+        overlap_note=grid.overlap_note,
+        backend_reference=reference_name(handle),
     )
 
 

@@ -8,6 +8,7 @@ backend and opens the sink; a dry run only reports. Nothing is written here.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -19,9 +20,9 @@ from tilerun.engine.budget import check_budget
 from tilerun.engine.checks import check_input
 from tilerun.engine.decisions import (
     DEFAULT_OVERLAP,
-    DEFAULT_TILE,
     PROBE_TILES,
     first,
+    model_tile,
     slide_options,
 )
 from tilerun.engine.options import PredictOptions
@@ -31,6 +32,7 @@ from tilerun.engine.skipping import resolve_tissue, skipped_tiles
 from tilerun.errors import OptionError
 from tilerun.geometry import TileGrid, make_grid
 from tilerun.models import ModelHandle, as_model
+from tilerun.models.advice import SpecWarning, missing_spec
 from tilerun.sinks import Sink, sink_for
 from tilerun.sources import open_source
 
@@ -65,13 +67,16 @@ def open_checked(
     sink = sink if sink is not None else sink_for(out, overwrite=options.overwrite)
     sink.check()
     handle = as_model(model, allow_pickle=options.allow_pickle, mean=options.mean, std=options.std)
+    advice = missing_spec(handle)
+    if advice is not None:
+        warnings.warn(advice, SpecWarning, stacklevel=2)
     src = open_source(source, options.bands, **slide_options(options, handle))
     if (options.mpp is not None or options.level is not None) and not src.is_slide:
         raise OptionError(src.name, "--mpp and --level apply to whole-slide images only")
     check_input(src, handle, options.pixel_size_tolerance)
     bands, height, width = src.shape
     spec = handle.spec
-    tile = first(options.tile, spec.tile, DEFAULT_TILE)
+    tile = model_tile(options.tile, handle)
     overlap = first(options.overlap, spec.overlap, DEFAULT_OVERLAP)
     grid = make_grid(height, width, tile, overlap, handle.downsampling, spec.border)
     blend = Blend(options.blend, options.sigma)

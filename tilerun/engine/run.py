@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -91,6 +92,8 @@ def prepare(
     store at ``out``): every check runs before the sink creates anything."""
     opened = open_checked(source, model, out, options, sink)
     runner, sink = opened.runner, opened.sink
+    if opened.grid.overlap_note:
+        logging.getLogger("tilerun").info("%s: %s", opened.model.name, opened.grid.overlap_note)
     runner.select(opened.example, options.batch_size)
     layout = output_layout(options, opened.source, opened.model.spec, opened.classes, sink)
     variables = layout.variables

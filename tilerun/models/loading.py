@@ -30,6 +30,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from tilerun.errors import ModelError, first_line
+from tilerun.models.architectures import resolve
 from tilerun.models.package import ARCHITECTURES, check_header, load_package
 from tilerun.models.spec import ModelSpec
 
@@ -91,7 +92,8 @@ def _zip_format(path: Path) -> str:
 def load_model(
     path: str | Path, *, allow_pickle: bool = False, spec: ModelSpec | None = None
 ) -> tuple[nn.Module, ModelSpec]:
-    """Load a model file and its spec (from the file, or ``spec`` for formats without one)."""
+    """Load a model file and its spec: ``spec`` where given (it replaces the file's own, and
+    names the architecture of a bare safetensors state dict), else the file's."""
     path = Path(path)
     if path.exists() and not path.is_file():
         raise ModelError(path, "is not a regular file; give a model file")
@@ -103,6 +105,8 @@ def load_model(
         return load_onnx(path, spec)
     kind = model_format(path)
     if kind == "safetensors":
+        if spec is not None:  # the spec given replaces the package's (or names a state dict's)
+            return build_from_state(read_state_dict(path), spec, path), spec
         return load_package(path)
     if kind == "torchscript":
         extra = {SPEC_FILE: ""}
@@ -235,10 +239,14 @@ def read_state_dict(path: str | Path, *, allow_pickle: bool = False) -> dict[str
 
 
 def build_from_state(state: dict[str, torch.Tensor], spec: ModelSpec, name: object) -> nn.Module:
-    """The spec's registered architecture with ``state`` loaded strictly."""
-    if spec.architecture not in ARCHITECTURES:
-        raise ModelError(name, f"spec names unknown architecture {spec.architecture!r}")
-    module = ARCHITECTURES[spec.architecture](**(spec.arguments or {}))
+    """The spec's architecture (see :mod:`tilerun.models.architectures`) with ``state``
+    loaded strictly."""
+    builder = resolve(spec.architecture, ARCHITECTURES, name)
+    try:
+        module = builder(**(spec.arguments or {}))
+    except (TypeError, ValueError) as err:
+        raise ModelError(name, f"{spec.architecture} does not take the spec's arguments "
+                         f"({first_line(err)})") from err
     try:
         module.load_state_dict(state, strict=True)
     except (RuntimeError, TypeError, AttributeError) as err:

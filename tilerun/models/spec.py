@@ -19,6 +19,8 @@ A tilerun package says, in JSON (schema :data:`SCHEMA_VERSION`):
   per pixel for slides) that it was trained at;
 * ``border``: pixels an output tile loses on each side with valid (unpadded) convolutions, as in
   the original U-Net (output = the centre of the input tile);
+* ``output``: for a model with several outputs (an ONNX graph's), the name of the one that
+  holds the segmentation logits (default: the first);
 * ``embedded_normalisation``: the graph applies the normalisation above itself (an export
   made with it embedded, for deployment elsewhere), so the engine feeds it raw values.
 """
@@ -61,6 +63,8 @@ class ModelSpec:
     pixel_unit: str | None = None
     border: int = 0
     embedded_normalisation: bool = False
+    #: the output holding the logits, by name, for models with several (default: the first)
+    output: str | None = None
     name: str | None = None
     schema_version: int = SCHEMA_VERSION
 
