@@ -151,12 +151,9 @@ def own_runtime(model: ModelHandle, target: Target, wanted: str) -> bool:
 
 
 def _own_runtime(model: ModelHandle, module: torch.nn.Module, target: Target) -> Compiled:
-    """ONNX Runtime's CPU session tuned for the engine (see the backend), else the model's
-    own session as loaded."""
-    try:
-        return BACKENDS["onnxruntime"].load(model, target)
-    except (ConversionError, OSError):
-        return as_loaded(model, module, target)
+    """The ONNX model's own session, as loaded (its options are the onnxruntime backend's):
+    loading a second session of a large graph would cost seconds and change nothing."""
+    return as_loaded(model, module, target)
 
 
 def backend_candidates(model: ModelHandle, target: Target, wanted: str) -> tuple[str, ...]:

@@ -111,6 +111,11 @@ class OnnxModule(nn.Module):
     def _session(self, ort: Any) -> Any:
         options = ort.SessionOptions()
         options.intra_op_num_threads = max(1, self.threads)
+        # as the engine's onnxruntime backend: no spinning threads (the engine's own threads
+        # read, blend and write on the same cores), so this session serves runs as it is
+        options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.log_severity_level = 3
         return ort.InferenceSession(self.path, sess_options=options, providers=self.providers)
 
 
