@@ -176,7 +176,7 @@ class OpenVinoBackend(Backend):
             return torch.from_numpy(request.get_output_tensor(index).data.copy())
 
         # batches of exactly ``batch`` tiles (its static shape): short ones padded, long split
-        return Compiled(self.name, lambda x: in_fixed_batches(infer, x, batch))
+        return Compiled(self.name, lambda x: in_fixed_batches(infer, x, batch), fixed_batch=True)
 
     @staticmethod
     def _config(target: Target) -> dict[str, Any]:

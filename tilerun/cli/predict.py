@@ -329,7 +329,10 @@ def plan_lines(plan: RunPlan) -> list[str]:
     variables = ", ".join(f"{v.name} {v.dtype} {'×'.join(map(str, v.shape))} {_size(v.nbytes)}"
                           for v in plan.variables)
     pyramids = f"; pyramids: {', '.join(plan.pyramids)}" if plan.pyramids else ""
-    if plan.backend == "auto":
+    if plan.backend == "auto" and not plan.backend_reference:
+        backend = (f"auto: {plan.backend_candidates[0]}, the ONNX model's own runtime (nothing "
+                   "to convert or check)")
+    elif plan.backend == "auto":
         backend = (f"auto, from {', '.join(plan.backend_candidates)} (tried in this order and "
                    f"checked against {plan.backend_reference} when the run starts)")
     else:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from tilerun.backends import Target
-from tilerun.backends.select import backend_candidates, reference_name
+from tilerun.backends.select import backend_candidates, own_runtime, reference_name
 from tilerun.engine.budget import MemoryEstimate, available_memory, estimate_memory
 from tilerun.engine.decisions import (
     output_layout,
@@ -83,7 +83,8 @@ class RunPlan:
     chunks_written: int | None = None
     #: how the overlap asked for was rounded to the model's downsampling factor (None: as is)
     overlap_note: str | None = None
-    #: what the backends are checked against (eager torch, or an ONNX model's ONNX Runtime)
+    #: what the backends are checked against (eager torch, or an ONNX model's ONNX Runtime;
+    #: empty where ``auto`` runs an ONNX model on its own runtime, unchecked)
     backend_reference: str = "eager torch fp32"
 
     @property
@@ -162,7 +163,8 @@ def plan_run(
         backend_candidates=candidates,
         chunks_written=_written_before(out, layout.chunk_grid) if options.resume else None,
         overlap_note=grid.overlap_note,
-        backend_reference=reference_name(handle),
+        backend_reference="" if own_runtime(handle, target, options.backend)
+        else reference_name(handle),
     )
 
 

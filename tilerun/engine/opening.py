@@ -67,9 +67,6 @@ def open_checked(
     sink = sink if sink is not None else sink_for(out, overwrite=options.overwrite)
     sink.check()
     handle = as_model(model, allow_pickle=options.allow_pickle, mean=options.mean, std=options.std)
-    advice = missing_spec(handle)
-    if advice is not None:
-        warnings.warn(advice, SpecWarning, stacklevel=2)
     src = open_source(source, options.bands, **slide_options(options, handle))
     if (options.mpp is not None or options.level is not None) and not src.is_slide:
         raise OptionError(src.name, "--mpp and --level apply to whole-slide images only")
@@ -87,4 +84,7 @@ def open_checked(
     normalize = Normalizer.for_model(handle, bands, src.dtype)
     example = normalize.example(PROBE_TILES, grid.input_tile)
     classes = runner.probe(bands, grid.input_tile, example)
+    advice = missing_spec(handle)  # once every check passed: a refused run says only why
+    if advice is not None:
+        warnings.warn(advice, SpecWarning, stacklevel=2)
     return Opened(sink, handle, src, grid, blend, device, runner, normalize, example, classes)
