@@ -64,7 +64,7 @@ def test_no_arbitrary_dotted_path_is_imported(name):
 def test_weights_that_do_not_fit_are_one_line():
     module = _monai_unet()
     spec = ModelSpec(architecture="monai.UNet", arguments={**MONAI_ARGS, "in_channels": 4})
-    with pytest.raises(ModelError, match="weights do not fit monai.UNet"):
+    with pytest.raises(ModelError, match=r"weights do not fit monai\.UNet"):
         build_from_state(module.state_dict(), spec, "w.safetensors")
 
 
@@ -82,7 +82,7 @@ def test_an_installed_package_registers_architectures_through_entry_points(monke
                         if group == architectures.ENTRY_POINT_GROUP else [])
     builder = resolve("acme.net", ARCHITECTURES, "spec")
     assert builder(classes=5).out_channels == 5
-    with pytest.raises(ModelError, match="entry-point group 'tilerun.architectures'"):
+    with pytest.raises(ModelError, match=r"entry-point group 'tilerun\.architectures'"):
         resolve("acme.other", ARCHITECTURES, "spec")
 
 
@@ -109,7 +109,7 @@ def test_smp_adapter_packs_a_state_dict_by_name(tmp_path):
     x = torch.randn(1, 4, 64, 64)
     with torch.inference_mode():
         assert torch.equal(packed.module(x), module(x))
-    with pytest.raises(ModelError, match="encoder_weights must be null"):
+    with pytest.raises(ModelError, match=r"encoder_weights must be null"):
         resolve("smp.Unet", ARCHITECTURES, "s")(encoder_name="resnet18",
                                                 encoder_weights="imagenet")
 

@@ -93,7 +93,7 @@ def _smp_module(factory: Builder, cls: str, arguments: dict[str, Any]) -> nn.Mod
     module = factory(**arguments)
     depth = int(arguments.get("encoder_depth", 5))
     stride = getattr(getattr(module, "encoder", None), "output_stride", None)
-    module.downsampling = int(stride) if isinstance(stride, int) else 2 ** depth
+    setattr(module, "downsampling", int(stride) if isinstance(stride, int) else 2 ** depth)  # noqa: B010
     return module
 
 
@@ -101,7 +101,7 @@ def _monai_module(factory: Builder, cls: str, arguments: dict[str, Any]) -> nn.M
     """A 2-D MONAI network (``spatial_dims`` 2 unless given) with its ``downsampling``."""
     arguments.setdefault("spatial_dims", 2)
     module = factory(**arguments)
-    module.downsampling = _monai_downsampling(cls, arguments)
+    setattr(module, "downsampling", _monai_downsampling(cls, arguments))  # noqa: B010
     return module
 
 

@@ -95,8 +95,9 @@ def as_model(
     except TypeError as err:
         raise ModelError(name, f"unknown model option: {err}") from err
     fixed_tile, fixed_batch = _fixed(module, loaded, name)
+    source = "module" if isinstance(model, nn.Module) else "file"
     return ModelHandle(module, name, loaded, int(getattr(module, "downsampling", 32)),
-                       fixed_tile, fixed_batch, "module" if isinstance(model, nn.Module) else "file")
+                       fixed_tile, fixed_batch, source)
 
 
 def _fixed(module: nn.Module, spec: ModelSpec, name: str) -> tuple[int | None, int | None]:

@@ -65,7 +65,7 @@ def _inspect_onnx(path: Path, spec_given: Any) -> Inspection:
     }
     text = geometry.metadata.get(SPEC_KEY)
     spec = spec_given or (ModelSpec.from_json(text, str(path)) if text else None)
-    known = {"bands": geometry.channels, "tile": size[0] if size else None}
+    known: dict[str, Any] = {"bands": geometry.channels, "tile": size[0] if size else None}
     if len(geometry.outputs) > 1:
         known["output"] = geometry.outputs[0].name
     return Inspection(str(path), "onnx", facts, asdict(spec) if spec else None,
