@@ -46,7 +46,7 @@ def info_command(path: str | None, as_json: bool, allow_pickle: bool) -> None:
                f"takes {describe_input(spec)}")
     for key, value in asdict(spec).items():
         if value is not None and key not in ("architecture",):
-            click.echo(f"  {key:<15} {value}")
+            click.echo(f"  {key:<22} {value}")
 
 
 def _model_info(path: str | None, allow_pickle: bool) -> tuple[Any, ModelSpec, str]:
