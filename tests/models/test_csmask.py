@@ -142,3 +142,18 @@ def test_the_same_onnx_without_its_spec_warns_and_disagrees(tmp_path):
 def test_an_unknown_csmask_name_lists_the_models():
     with pytest.raises(tilerun.TilerunError, match="choose from csmask:6band-l2a, "):
         as_model("csmask:s2-12band")
+
+
+def test_openvino_asked_for_runs_the_real_graph_checked_against_onnxruntime():
+    pytest.importorskip("openvino")
+    from tilerun.engine.runner import TileRunner
+
+    handle = as_model("csmask:4band-l2a")
+    runner = TileRunner(handle, torch.device("cpu"), backend="openvino")
+    example = torch.randn((2, 4, 256, 256), generator=torch.Generator().manual_seed(0))
+    runner.probe(4, 256, example)
+    selection = runner.select(example, 2)
+    assert selection.backend == "openvino"
+    assert 0 < selection.error <= 1e-3  # two runtimes: not bit-equal, well within tolerance
+    auto = TileRunner(handle, torch.device("cpu"))
+    assert auto.select(example, 2).backend == "onnxruntime"  # its own runtime, unchecked
