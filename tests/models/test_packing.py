@@ -70,3 +70,11 @@ def test_a_spec_that_does_not_fit_leaves_nothing_behind(tmp_path):
     with pytest.raises(OutputError, match=r"suffix \.onnx"):
         pack_model(path, SPEC, tmp_path / "out.safetensors")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
+
+
+def test_a_spec_given_for_a_package_keeps_its_architecture(tmp_path):
+    from tilerun.models import save_package
+
+    save_package(_unet(), tmp_path / "p.safetensors")
+    handle = as_model(tmp_path / "p.safetensors", spec=SPEC)
+    assert handle.spec.architecture == "unet" and handle.spec.mean == SPEC.mean

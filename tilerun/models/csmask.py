@@ -69,6 +69,6 @@ def csmask_model(name: str) -> tuple[Path, ModelSpec]:
         architecture="onnx", bands=len(band_names), band_names=tuple(band_names),
         mean=tuple(float(v) for v in mean), std=tuple(float(v) for v in std),
         class_names=CLASSES, activation="softmax", tile=tile, overlap=OVERLAP,
-        name=f"csmask:{variant} (ukis-csmask {version})",
+        name=f"ukis-csmask {version}",
     )
     return onnx, spec

@@ -21,6 +21,7 @@ import pickle
 import warnings
 import zipfile
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ from torch import nn
 
 from tilerun.errors import ModelError, first_line
 from tilerun.models.architectures import resolve
-from tilerun.models.package import ARCHITECTURES, check_header, load_package
+from tilerun.models.package import ARCHITECTURES, check_header, load_package, read_spec
 from tilerun.models.spec import ModelSpec
 
 SPEC_FILE = "tilerun_spec.json"
@@ -106,6 +107,7 @@ def load_model(
     kind = model_format(path)
     if kind == "safetensors":
         if spec is not None:  # the spec given replaces the package's (or names a state dict's)
+            spec = _with_architecture(spec, path)
             return build_from_state(read_state_dict(path), spec, path), spec
         return load_package(path)
     if kind == "torchscript":
@@ -124,6 +126,18 @@ def load_model(
     if spec is None:
         raise ModelError(path, "a pickled state dict needs a spec naming a tilerun architecture")
     return build_from_state(state, spec, path), spec
+
+
+def _with_architecture(spec: ModelSpec, path: Path) -> ModelSpec:
+    """``spec``, naming the package's own architecture where it names none (a spec given on
+    the command line to change a package's normalisation need not repeat its architecture)."""
+    if spec.architecture != "module":
+        return spec
+    try:
+        stored = read_spec(path)
+    except ModelError:
+        return spec  # a bare state dict: build_from_state says the spec must name one
+    return replace(spec, architecture=stored.architecture, arguments=stored.arguments)
 
 
 def _refuse_pickled_members(path: Path, allow_pickle: bool) -> None:
