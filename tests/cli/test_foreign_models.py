@@ -161,3 +161,17 @@ def test_openvino_asked_for_runs_openvino_checked_against_onnxruntime(files, tmp
     ])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "on cpu (openvino)" in result.stdout
+
+
+def test_inspect_a_bare_state_dict_asks_for_its_architecture(tmp_path):
+    from safetensors.torch import save_file
+
+    unet = build_unet("unet", in_channels=3, classes=2, base=4, depth=2)
+    save_file({k: v.contiguous() for k, v in unet.state_dict().items()},
+              str(tmp_path / "w.safetensors"))
+    result = CliRunner().invoke(main, ["model", "inspect", str(tmp_path / "w.safetensors"),
+                                       "--json"])
+    assert result.exit_code == 0, result.output
+    found = json.loads(result.stdout)
+    assert found["spec"] is None and found["template"]["architecture"] is None
+    assert found["facts"]["tensors"] == len(unet.state_dict())
