@@ -183,16 +183,15 @@ class Broken(Backend):
         return Compiled(self.name, fail)
 
 
-def test_an_explicit_backend_that_fails_falls_back_to_torch_with_one_warning_line(
+def test_an_explicit_backend_that_fails_is_an_option_error_not_another_backend(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setitem(BACKENDS, "openvino", Broken())
-    with pytest.warns(BackendWarning) as caught:
-        runner = runner_for(small_unet(), "openvino")
-    assert runner.backend_used == "torch"
-    messages = [str(w.message) for w in caught]
-    assert len(messages) == 1 and "\n" not in messages[0]
-    assert "fails on the probe batch (kernel missing)" in messages[0]
+    with pytest.raises(OptionError) as caught:
+        runner_for(small_unet(), "openvino")
+    message = str(caught.value)
+    assert "\n" not in message and message.startswith("--backend: openvino cannot run")
+    assert "fails on the probe batch (kernel missing)" in message
 
 
 def test_an_explicit_backend_that_cannot_run_here_is_an_option_error() -> None:

@@ -328,6 +328,8 @@ def test_pixel_overlap_not_multiple_is_rounded_with_a_warning(
         grid = make_grid(100, 100, tile, overlap, multiple=m)
     assert grid.overlap == rounded
     assert abs(grid.overlap - overlap) <= m / 2
+    assert grid.overlap_note is not None and f"{overlap} px rounded to {grid.overlap} px" \
+        in grid.overlap_note
 
 
 def test_a_fraction_that_rounds_to_no_overlap_warns() -> None:
@@ -338,6 +340,16 @@ def test_a_fraction_that_rounds_to_no_overlap_warns() -> None:
         warnings.simplefilter("error")
         assert make_grid(100, 100, 64, 0.0, multiple=4).overlap == 0  # asked for: no warning
         assert make_grid(100, 100, 64, 0.25, multiple=4).overlap == 16
+
+
+def test_a_fraction_rounded_is_said_and_an_exact_one_is_not() -> None:
+    rounded = make_grid(300, 300, 256, 0.2, multiple=32)
+    assert rounded.overlap == 64
+    assert rounded.overlap_note == (
+        "overlap 0.2 of the 256 px tile rounded to 64 px, a multiple of the model's "
+        "downsampling factor 32, so tiles stay aligned with its pooling grid")
+    assert make_grid(300, 300, 256, 0.25, multiple=32).overlap_note is None
+    assert make_grid(300, 300, 256, 64, multiple=32).overlap_note is None
 
 
 def test_negative_pixel_overlap_raises() -> None:

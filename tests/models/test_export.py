@@ -220,7 +220,7 @@ def test_onnx_spec_can_be_replaced_and_bad_files_are_refused(onnx_file, tmp_path
     assert load_onnx(onnx_file, ModelSpec(bands=3))[1] == ModelSpec(bands=3)
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(b"not an onnx model")
-    with pytest.raises(ModelError, match="onnxruntime cannot load"):
+    with pytest.raises(ModelError, match="is not an ONNX model tilerun can read"):
         load_onnx(junk)
     with pytest.raises(ModelError, match="no such model file"):
         load_onnx(tmp_path / "missing.onnx")

@@ -28,7 +28,7 @@ from tilerun.backends.cache import cache_dir, cached_file, model_key
 from tilerun.errors import ModelError, first_line
 from tilerun.extras import install_hint, installed
 from tilerun.models import ModelHandle
-from tilerun.models.onnx_runtime import OnnxModule
+from tilerun.models.onnx_runtime import OnnxModule, in_fixed_batches
 
 ONNX_OPSET = 17
 OPENVINO_PRECISION = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
@@ -72,6 +72,24 @@ def _export_traced(module: torch.nn.Module, target: Target, out: Path) -> None:
         raise ConversionError(f"the traced ONNX export failed ({first_line(err)})") from err
 
 
+def _output_and_batch(model: ModelHandle) -> tuple[list[str] | None, int | None]:
+    """The output to fetch (an ONNX model's chosen one; None: the first) and the batch its
+    graph fixes (None: any)."""
+    if isinstance(model.module, OnnxModule):
+        return [model.module.output], model.module.fixed_batch
+    return None, None
+
+
+def _output_index(graph: Any, output: list[str] | None) -> int:
+    """The position of the chosen output among an OpenVINO model's outputs."""
+    if output is None:
+        return 0
+    for index, port in enumerate(graph.outputs):
+        if output[0] in port.get_names():
+            return index
+    raise ConversionError(f"OpenVINO does not see the output {output[0]!r}")
+
+
 def _missing(package: str, target: Target) -> str | None:
     if not installed(package):
         return f"{package} is not installed ({install_hint(package)})"
@@ -111,11 +129,12 @@ class OnnxRuntimeBackend(Backend):
         except Exception as err:  # onnxruntime raises its own, undocumented exception types
             raise ConversionError(f"onnxruntime cannot load the model ({err})") from err
         name = session.get_inputs()[0].name
+        output, batch = _output_and_batch(model)
 
-        def run(x: torch.Tensor) -> torch.Tensor:
-            return torch.from_numpy(session.run(None, {name: _numpy(x)})[0])
+        def infer(x: torch.Tensor) -> torch.Tensor:
+            return torch.from_numpy(session.run(output, {name: _numpy(x)})[0])
 
-        return Compiled(self.name, run)
+        return Compiled(self.name, lambda x: in_fixed_batches(infer, x, batch))
 
 
 class OpenVinoBackend(Backend):
@@ -139,7 +158,10 @@ class OpenVinoBackend(Backend):
         try:
             core = ov.Core()
             graph = core.read_model(str(path))
-            graph.reshape([target.batch, target.bands, target.tile, target.tile])
+            output, fixed = _output_and_batch(model)
+            batch = fixed or target.batch
+            graph.reshape({graph.inputs[0]: [batch, target.bands, target.tile, target.tile]})
+            index = _output_index(graph, output)
             compiled = core.compile_model(graph, "CPU", self._config(target))
             granted = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
         except Exception as err:  # OpenVINO raises its own exception types
@@ -149,11 +171,12 @@ class OpenVinoBackend(Backend):
             raise ConversionError(f"OpenVINO grants {granted}, not {wanted}, on this CPU")
         request = compiled.create_infer_request()
 
-        def run(x: torch.Tensor) -> torch.Tensor:
+        def infer(x: torch.Tensor) -> torch.Tensor:
             request.infer({0: _numpy(x)})
-            return torch.from_numpy(request.get_output_tensor(0).data.copy())
+            return torch.from_numpy(request.get_output_tensor(index).data.copy())
 
-        return Compiled(self.name, run, fixed_batch=True)
+        # batches of exactly ``batch`` tiles (its static shape): short ones padded, long split
+        return Compiled(self.name, lambda x: in_fixed_batches(infer, x, batch), fixed_batch=True)
 
     @staticmethod
     def _config(target: Target) -> dict[str, Any]:

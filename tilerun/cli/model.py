@@ -1,4 +1,4 @@
-"""``tilerun model info|pack|export|quantize``: inspect, build and convert model packages.
+"""``tilerun model info|inspect|pack|export|quantize``: inspect, build and convert models.
 
 torch and the model code are imported when a command runs, not to print ``--help``.
 """
@@ -15,7 +15,7 @@ import click
 
 from tilerun.cli.errors import exits_cleanly
 from tilerun.cli.predict import DEMO
-from tilerun.errors import ModelError, OutputExistsError
+from tilerun.errors import OutputExistsError
 
 if TYPE_CHECKING:
     from tilerun.models import ModelSpec
@@ -46,7 +46,7 @@ def info_command(path: str | None, as_json: bool, allow_pickle: bool) -> None:
                f"takes {describe_input(spec)}")
     for key, value in asdict(spec).items():
         if value is not None and key not in ("architecture",):
-            click.echo(f"  {key:<15} {value}")
+            click.echo(f"  {key:<22} {value}")
 
 
 def _parameters(module: Any) -> str:
@@ -75,10 +75,10 @@ def _model_file(path: Path) -> Path:
 def _model_info(path: str | None, allow_pickle: bool) -> tuple[Any, ModelSpec, str]:
     """The module, spec and the title of ``model info``'s report."""
     if path is not None and path != DEMO:
-        from tilerun.models import load_model
+        from tilerun.models import as_model
 
-        module, spec = load_model(path, allow_pickle=allow_pickle)
-        return module, spec, path
+        handle = as_model(path, allow_pickle=allow_pickle)
+        return handle.module, handle.spec, path
     from tilerun.models.default import BUNDLED, default_model
 
     handle, trained = default_model()
@@ -89,13 +89,15 @@ def _model_info(path: str | None, allow_pickle: bool) -> tuple[Any, ModelSpec, s
 
 
 @model_group.command("pack")
-@click.argument("state", type=click.Path(path_type=Path))
+@click.argument("state", metavar="MODEL", type=click.Path(path_type=Path))
 @click.option(
     "--spec",
     "spec_path",
     type=click.Path(path_type=Path),
     required=True,
-    help="JSON spec (architecture, arguments, bands, mean/std, classes …).",
+    help="Spec file, JSON or TOML, whose keys are ModelSpec's fields (architecture, arguments, "
+         "bands, band_names, mean/std, class_names …); `tilerun model inspect MODEL` prints "
+         "a template.",
 )
 @click.option(
     "-o",
@@ -103,7 +105,9 @@ def _model_info(path: str | None, allow_pickle: bool) -> tuple[Any, ModelSpec, s
     "out",
     type=click.Path(path_type=Path),
     required=True,
-    help="The package to write (.safetensors).",
+    help="The model to write: ONNX stays ONNX (.onnx, spec in its metadata), TorchScript and "
+         "torch.export stay what they are (spec as an extra file), a state dict becomes a "
+         ".safetensors package.",
 )
 @click.option(
     "--allow-pickle",
@@ -115,23 +119,43 @@ def _model_info(path: str | None, allow_pickle: bool) -> tuple[Any, ModelSpec, s
 def pack_command(
     state: Path, spec_path: Path, out: Path, allow_pickle: bool, overwrite: bool
 ) -> None:
-    """Build a package from a state dict (safetensors, or a pickle with --allow-pickle)."""
-    from tilerun.models import ModelSpec, build_from_state, read_state_dict, save_package
+    """Attach a spec to MODEL: an ONNX file, a TorchScript archive, a torch.export program
+    or a state dict (safetensors, or a pickle with --allow-pickle) of a named architecture."""
+    from tilerun.models.packing import pack_model
+    from tilerun.models.specfile import read_spec_file
 
     if out.exists() and not overwrite:
         raise OutputExistsError(out, "already exists; pass --overwrite to replace it")
-    try:
-        spec = ModelSpec.from_json(spec_path.read_text(), str(spec_path))
-    except OSError as err:
-        raise ModelError(spec_path, f"cannot read the spec ({err.strerror})") from err
-    module = build_from_state(read_state_dict(state, allow_pickle=allow_pickle), spec, state)
-    fields = {
-        k: v
-        for k, v in asdict(spec).items()
-        if k not in ("architecture", "arguments", "schema_version")
-    }
-    save_package(module, out, **fields)
-    click.echo(f"wrote {out} ({spec.architecture}, {out.stat().st_size / 1e6:.2f} MB)")
+    spec = read_spec_file(spec_path)
+    kind = pack_model(state, spec, out, allow_pickle=allow_pickle)
+    click.echo(f"wrote {out} ({kind}, {spec.architecture}, "
+               f"{out.stat().st_size / 1e6:.2f} MB)")
+
+
+@model_group.command("inspect")
+@click.argument("path", metavar="MODEL")
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
+@click.option("--allow-pickle", is_flag=True, help="Allow a pickled state dict (weights only).")
+@exits_cleanly
+def inspect_command(path: str, as_json: bool, allow_pickle: bool) -> None:
+    """Print what MODEL's file itself tells (inputs, fixed or dynamic size, channels, outputs,
+    opset, downsampling factor) and a spec template to fill in for --spec."""
+    from tilerun.models.inspection import inspect_model
+    from tilerun.models.specfile import template_json
+
+    found = inspect_model(path, allow_pickle=allow_pickle)
+    if as_json:
+        click.echo(json.dumps(found.to_dict(), indent=2))
+        return
+    click.echo(f"{found.path}: {found.format}")
+    for label, value in found.facts.items():
+        click.echo(f"  {label:<13} {value}")
+    if found.spec is not None:
+        click.echo("  spec         attached (see `tilerun model info`)")
+        return
+    click.echo("  spec         none: save this template as spec.json, fill in the nulls "
+               "(delete what does not apply) and pass it with --spec")
+    click.echo(template_json(found.template))
 
 
 @model_group.command("export")

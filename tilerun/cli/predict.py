@@ -91,8 +91,13 @@ def _is_float(text: str) -> bool:
     "--model",
     metavar="PATH|demo",
     help="Model file: a package (.safetensors), TorchScript, torch.export (.pt2) or ONNX; "
-         f"or '{DEMO}', the bundled demo model (3-band uint8 RGB at 10 m) [default: {DEMO}].",
+         f"'{DEMO}', the bundled demo model (3-band uint8 RGB at 10 m) [default: {DEMO}]; or "
+         "csmask:6band-l2a (…-l1c, 4band-…), ukis-csmask's cloud models (tilerun[csmask]).",
 )
+@click.option("--spec", "spec_file", type=click.Path(path_type=Path),
+              help="Spec file (JSON or TOML, ModelSpec's fields: bands, mean/std, class_names …) "
+                   "for a model that has none, or to replace its own; see `tilerun model "
+                   "inspect`.")
 @click.option("--tile", type=int,
               help="Model input tile edge in pixels [default: the model's, else 256].")
 @click.option("--overlap",
@@ -128,7 +133,9 @@ def _is_float(text: str) -> bool:
 @click.option("--backend", type=click.Choice(BACKENDS), default=DEFAULT.backend,
               show_default=True,
               help="What runs the model: auto picks the fastest installed one whose logits "
-                   "match eager torch on a probe batch; conversions are cached.")
+                   "match eager torch on a probe batch (an ONNX model runs on onnxruntime, its "
+                   "own runtime); conversions are cached. A backend named runs, or the run "
+                   "stops saying why.")
 @click.option("--tta", type=click.Choice(TTA_MODES), default=DEFAULT.tta,
               show_default=True, help="Test-time augmentation: average flips or all 8 D4 views.")
 @click.option("--pixel-size-tolerance", type=float, default=DEFAULT.pixel_size_tolerance,
@@ -171,6 +178,7 @@ def predict_command(
     input: Path,
     out: str | None,
     model: str | None,
+    spec_file: Path | None,
     overlap: str,
     bands: str | None,
     variables: str | None,
@@ -204,7 +212,7 @@ def predict_command(
         _echo_already_complete(target, as_json)
         return
     try:
-        handle, trained = _model(model, input, opts)
+        handle, trained = _model(model, input, opts, spec_file)
         if dry_run:
             from tilerun.engine.dry_run import plan_run
 
@@ -245,12 +253,19 @@ def _default_output(input: Path) -> Path:
     return input.with_suffix(".zarr")
 
 
-def _model(model: str | None, input: Path, opts: PredictOptions) -> tuple[Path | ModelHandle, bool]:
-    """The model given, else (or for ``demo``) the bundled demo model, checked against the
-    input so that an input it does not suit is an error that says to pass ``--model``; and
-    whether the model is trained."""
+def _model(model: str | None, input: Path, opts: PredictOptions,
+           spec_file: Path | None = None) -> tuple[str | Path | ModelHandle, bool]:
+    """The model given (with ``--spec``'s spec), else (or for ``demo``) the bundled demo
+    model, checked against the input so that an input it does not suit is an error that says
+    to pass ``--model``; and whether the model is trained."""
+    if spec_file is not None:
+        from tilerun.models import as_model
+        from tilerun.models.specfile import read_spec_file
+
+        return as_model(model or DEMO, spec=read_spec_file(spec_file),
+                        allow_pickle=opts.allow_pickle, mean=opts.mean, std=opts.std), True
     if model is not None and model != DEMO:
-        return Path(model), True
+        return (model if ":" in model and not Path(model).exists() else Path(model)), True
     from tilerun.engine.checks import check_default_model
     from tilerun.models.default import default_model
     from tilerun.sources import open_source
@@ -359,12 +374,17 @@ def plan_lines(plan: RunPlan) -> list[str]:
     variables = ", ".join(f"{v.name} {v.dtype} {'×'.join(map(str, v.shape))} {_size(v.nbytes)}"
                           for v in plan.variables)
     pyramids = f"; pyramids: {', '.join(plan.pyramids)}" if plan.pyramids else ""
-    if plan.backend == "auto" and plan.backend_cached:
+    if plan.backend == "auto" and not plan.backend_reference:
+        backend = (f"auto: {plan.backend_candidates[0]}, the ONNX model's own runtime (nothing "
+                   "to convert or check)")
+    elif plan.backend == "auto" and plan.backend_cached:
         backend = (f"auto, from {', '.join(plan.backend_candidates)}: an earlier run here "
-                   f"chose {plan.backend_cached}, which runs if it still matches eager torch")
+                   f"chose {plan.backend_cached}, which runs if it still matches "
+                   f"{plan.backend_reference}")
     elif plan.backend == "auto":
         backend = (f"auto, from {', '.join(plan.backend_candidates)} (each checked against "
-                   "eager torch and the fastest chosen when the run starts; the choice is cached)")
+                   f"{plan.backend_reference} and the fastest chosen when the run starts; the "
+                   "choice is cached)")
     else:
         backend = plan.backend
     model = f"{plan.model_name} ({plan.model})" if plan.model_name else plan.model
@@ -376,7 +396,8 @@ def plan_lines(plan: RunPlan) -> list[str]:
         f"  input    {bands} band(s), {height} × {width} px",
         f"  model    {model}, {plan.classes} classes",
         f"  tiles    {plan.tiles_run} to run of {plan.tiles}{skipped} "
-        f"({plan.tile} px, overlap {plan.overlap} px)",
+        f"({plan.tile} px, overlap {plan.overlap} px)"
+        + (f"; {plan.overlap_note}" if plan.overlap_note else ""),
         f"  chunks   {plan.chunks} of {plan.chunk} px{_written(plan)}",
         f"  memory   at least {_size(memory.host + memory.device)} ({memory.chunks} chunk(s) "
         f"in flight {_size(memory.host)}, model batches and staged chunks "

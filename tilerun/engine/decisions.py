@@ -33,6 +33,18 @@ def first(*values: Any) -> Any:
     return next(v for v in values if v is not None)
 
 
+def model_tile(asked: int | None, model: ModelHandle) -> int:
+    """The tile edge: the one asked for, else the spec's, else :data:`DEFAULT_TILE`; a model
+    whose input size is fixed takes that size only, by default and as the only choice."""
+    fixed = model.fixed_tile
+    if fixed is None:
+        return int(first(asked, model.spec.tile, DEFAULT_TILE))
+    if asked is not None and asked != fixed:
+        raise OptionError("--tile", f"{asked} px: {model.name} only takes {fixed} × {fixed} px "
+                          f"inputs (its input size is fixed); leave --tile out")
+    return fixed
+
+
 def output_layout(
     options: PredictOptions, source: Any, spec: Any, classes: int, sink: Sink
 ) -> OutputLayout:

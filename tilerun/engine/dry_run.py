@@ -20,7 +20,7 @@ import torch
 
 from tilerun.backends import Target
 from tilerun.backends.race import remembered
-from tilerun.backends.select import auto_order, backend_candidates
+from tilerun.backends.select import auto_order, backend_candidates, own_runtime, reference_name
 from tilerun.engine.budget import MemoryEstimate, available_memory, estimate_memory
 from tilerun.engine.decisions import (
     output_layout,
@@ -89,6 +89,11 @@ class RunPlan:
     #: why a run would refuse the output as it is (it exists: pass --overwrite), if it would;
     #: the dry run plans all the same
     output_exists: str | None = None
+    #: how the overlap asked for was rounded to the model's downsampling factor (None: as is)
+    overlap_note: str | None = None
+    #: what the backends are checked against (eager torch, or an ONNX model's ONNX Runtime;
+    #: empty where ``auto`` runs an ONNX model on its own runtime, unchecked)
+    backend_reference: str = "eager torch fp32"
 
     @property
     def tiles_run(self) -> int:
@@ -171,6 +176,9 @@ def plan_run(
         backend_cached=cached,
         chunks_written=_written_before(out, layout.chunk_grid) if options.resume else None,
         output_exists=opened.output_exists,
+        overlap_note=grid.overlap_note,
+        backend_reference="" if own_runtime(handle, target, options.backend)
+        else reference_name(handle),
     )
 
 

@@ -8,6 +8,7 @@ backend and opens the sink; a dry run only reports. Nothing is written here.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,9 @@ from tilerun.engine.checks import check_input
 from tilerun.engine.cluster import check_scheduler
 from tilerun.engine.decisions import (
     DEFAULT_OVERLAP,
-    DEFAULT_TILE,
     PROBE_TILES,
     first,
+    model_tile,
     slide_options,
 )
 from tilerun.engine.options import PredictOptions
@@ -33,6 +34,7 @@ from tilerun.errors import OptionError, OutputExistsError
 from tilerun.extras import require_extra
 from tilerun.geometry import TileGrid, make_grid
 from tilerun.models import ModelHandle, as_model
+from tilerun.models.advice import SpecWarning, missing_spec
 from tilerun.phases import phase
 from tilerun.sinks import Sink, sink_for
 from tilerun.sources import open_source
@@ -84,7 +86,7 @@ def open_checked(
         src = _opened_source(source, options, handle)
     bands, height, width = src.shape
     spec = handle.spec
-    tile = first(options.tile, spec.tile, DEFAULT_TILE)
+    tile = model_tile(options.tile, handle)
     overlap = first(options.overlap, spec.overlap, DEFAULT_OVERLAP)
     grid = make_grid(height, width, tile, overlap, handle.downsampling, spec.border)
     blend = Blend(options.blend, options.sigma)
@@ -96,6 +98,9 @@ def open_checked(
         normalize = Normalizer.for_model(handle, bands, src.dtype)
         example = normalize.example(PROBE_TILES, grid.input_tile)
         classes = runner.probe(bands, grid.input_tile, example)
+    advice = missing_spec(handle)  # once every check passed: a refused run says only why
+    if advice is not None:
+        warnings.warn(advice, SpecWarning, stacklevel=2)
     return Opened(sink, handle, src, grid, blend, device, runner, normalize, example, classes,
                   exists)
 

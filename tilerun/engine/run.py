@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -102,6 +103,8 @@ def prepare(
     opened = open_checked(source, model, out, options, sink)
     runner, sink = opened.runner, opened.sink
     digest = start_input_digest(opened.source)  # read while the backend is chosen
+    if opened.grid.overlap_note:
+        logging.getLogger("tilerun").info("%s: %s", opened.model.name, opened.grid.overlap_note)
     with phase("backend"):
         runner.select(opened.example, options.batch_size)
     with phase("planning"):

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -44,6 +44,23 @@ class TileGrid:
     tile: int
     overlap: int
     border: int = 0
+    #: the overlap asked for (fraction or pixels), where it differs from :attr:`overlap`
+    overlap_asked: float | int | None = field(default=None, compare=False)
+    #: the multiple the overlap was rounded to (the model's downsampling factor)
+    multiple: int = field(default=1, compare=False)
+
+    @property
+    def overlap_note(self) -> str | None:
+        """How the overlap asked for was rounded, for the plan and the summary (None: as
+        asked)."""
+        if self.overlap_asked is None:
+            return None
+        asked = self.overlap_asked
+        what = (f"{asked:g} of the {self.tile} px tile" if isinstance(asked, float)
+                else f"{asked} px")
+        return (f"overlap {what} rounded to {self.overlap} px, a multiple of the model's "
+                f"downsampling factor {self.multiple}, so tiles stay aligned with its pooling "
+                "grid")
 
     @property
     def input_tile(self) -> int:
@@ -107,8 +124,9 @@ def make_grid(
     be a multiple of ``multiple``; a valid one's sizes are checked by running it.
 
     ``overlap`` is a fraction of the tile when a float (in ``[0, 1)``), pixels when an int;
-    it is rounded to the nearest multiple of ``multiple`` so the stride stays a multiple too:
-    ``O = m * round(f * T / m)``.
+    either is rounded to the nearest multiple of ``multiple`` so the stride stays a multiple
+    too: ``O = m * round(f * T / m)`` (or ``m * round(O / m)``); the grid keeps what was asked
+    when that differs (:attr:`TileGrid.overlap_note`).
     """
     if height < 1 or width < 1:
         raise OptionError("image", f"has no pixels ({height} × {width})")
@@ -123,6 +141,7 @@ def make_grid(
         )
     out_tile = tile - 2 * border
     pixels = _overlap_pixels(overlap, out_tile, multiple)
+    exact = overlap * out_tile == pixels if isinstance(overlap, float) else pixels == overlap
     if not 0 <= pixels < out_tile:
         raise OptionError(
             "--overlap", f"{pixels} px must be ≥ 0 and smaller than the output tile {out_tile}"
@@ -131,7 +150,8 @@ def make_grid(
         raise OptionError(
             "--overlap", f"stride {out_tile - pixels} is not a multiple of {multiple}"
         )
-    return TileGrid(height=height, width=width, tile=out_tile, overlap=pixels, border=border)
+    return TileGrid(height=height, width=width, tile=out_tile, overlap=pixels, border=border,
+                    overlap_asked=None if exact else overlap, multiple=multiple)
 
 
 def _overlap_pixels(overlap: float | int, tile: int, multiple: int) -> int:

@@ -10,7 +10,9 @@ from tilerun.models.package import (
     register_architecture,
     save_package,
 )
+from tilerun.models.packing import pack_model
 from tilerun.models.spec import ModelSpec
+from tilerun.models.specfile import read_spec_file
 from tilerun.models.unet import PRESETS, UNet, UNetConfig, build_unet
 
 __all__ = [
@@ -25,7 +27,9 @@ __all__ = [
     "build_unet",
     "load_model",
     "load_package",
+    "pack_model",
     "read_spec",
+    "read_spec_file",
     "read_state_dict",
     "register_architecture",
     "save_package",

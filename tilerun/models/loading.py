@@ -21,6 +21,7 @@ import pickle
 import warnings
 import zipfile
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,8 @@ from safetensors.torch import load_file
 from torch import nn
 
 from tilerun.errors import ModelError, first_line
-from tilerun.models.package import ARCHITECTURES, check_header, load_package
+from tilerun.models.architectures import resolve
+from tilerun.models.package import ARCHITECTURES, check_header, load_package, read_spec
 from tilerun.models.spec import ModelSpec
 
 SPEC_FILE = "tilerun_spec.json"
@@ -91,7 +93,8 @@ def _zip_format(path: Path) -> str:
 def load_model(
     path: str | Path, *, allow_pickle: bool = False, spec: ModelSpec | None = None
 ) -> tuple[nn.Module, ModelSpec]:
-    """Load a model file and its spec (from the file, or ``spec`` for formats without one)."""
+    """Load a model file and its spec: ``spec`` where given (it replaces the file's own, and
+    names the architecture of a bare safetensors state dict), else the file's."""
     path = Path(path)
     if path.exists() and not path.is_file():
         raise ModelError(path, "is not a regular file; give a model file")
@@ -103,6 +106,9 @@ def load_model(
         return load_onnx(path, spec)
     kind = model_format(path)
     if kind == "safetensors":
+        if spec is not None:  # the spec given replaces the package's (or names a state dict's)
+            spec = _with_architecture(spec, path)
+            return build_from_state(read_state_dict(path), spec, path), spec
         return load_package(path)
     if kind == "torchscript":
         extra = {SPEC_FILE: ""}
@@ -120,6 +126,18 @@ def load_model(
     if spec is None:
         raise ModelError(path, "a pickled state dict needs a spec naming a tilerun architecture")
     return build_from_state(state, spec, path), spec
+
+
+def _with_architecture(spec: ModelSpec, path: Path) -> ModelSpec:
+    """``spec``, naming the package's own architecture where it names none (a spec given on
+    the command line to change a package's normalisation need not repeat its architecture)."""
+    if spec.architecture != "module":
+        return spec
+    try:
+        stored = read_spec(path)
+    except ModelError:
+        return spec  # a bare state dict: build_from_state says the spec must name one
+    return replace(spec, architecture=stored.architecture, arguments=stored.arguments)
 
 
 def _refuse_pickled_members(path: Path, allow_pickle: bool) -> None:
@@ -235,10 +253,14 @@ def read_state_dict(path: str | Path, *, allow_pickle: bool = False) -> dict[str
 
 
 def build_from_state(state: dict[str, torch.Tensor], spec: ModelSpec, name: object) -> nn.Module:
-    """The spec's registered architecture with ``state`` loaded strictly."""
-    if spec.architecture not in ARCHITECTURES:
-        raise ModelError(name, f"spec names unknown architecture {spec.architecture!r}")
-    module = ARCHITECTURES[spec.architecture](**(spec.arguments or {}))
+    """The spec's architecture (see :mod:`tilerun.models.architectures`) with ``state``
+    loaded strictly."""
+    builder = resolve(spec.architecture, ARCHITECTURES, name)
+    try:
+        module = builder(**(spec.arguments or {}))
+    except (TypeError, ValueError) as err:
+        raise ModelError(name, f"{spec.architecture} does not take the spec's arguments "
+                         f"({first_line(err)})") from err
     try:
         module.load_state_dict(state, strict=True)
     except (RuntimeError, TypeError, AttributeError) as err:

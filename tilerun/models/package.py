@@ -16,6 +16,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from tilerun.errors import ModelError
+from tilerun.models.architectures import resolve
 from tilerun.models.spec import ModelSpec
 from tilerun.models.unet import PRESETS, UNet, build_unet
 
@@ -57,9 +58,15 @@ def save_package(module: nn.Module, path: str | Path, **spec: Any) -> ModelSpec:
     if not spec.get("border"):
         spec["border"] = int(getattr(module, "border", 0))
     full = ModelSpec.from_dict({"architecture": name, "arguments": arguments, **spec}, str(path))
-    state = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
-    save_file(state, str(path), metadata={METADATA_KEY: full.to_json()})
+    write_package(module, full, path)
     return full
+
+
+def write_package(module: nn.Module, spec: ModelSpec, path: str | Path) -> None:
+    """Write ``module``'s tensors with ``spec``, which must name the architecture that
+    rebuilds it (a registered one, ``smp.<Class>``, ``monai.<Class>`` …)."""
+    state = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
+    save_file(state, str(path), metadata={METADATA_KEY: spec.to_json()})
 
 
 def check_header(path: str | Path) -> None:
@@ -110,10 +117,9 @@ def load_package(path: str | Path) -> tuple[nn.Module, ModelSpec]:
     if not Path(path).is_file():
         raise ModelError(name, "no such model file")
     spec = read_spec(path)
-    if spec.architecture not in ARCHITECTURES:
-        raise ModelError(name, f"unknown architecture {spec.architecture!r}")
+    builder = resolve(spec.architecture, ARCHITECTURES, name)
     try:
-        module = ARCHITECTURES[spec.architecture](**(spec.arguments or {}))
+        module = builder(**(spec.arguments or {}))
         module.load_state_dict(load_file(name), strict=True)
     except (RuntimeError, TypeError, SafetensorError) as err:
         first = str(err).splitlines()[0]

@@ -5,7 +5,12 @@ A tilerun package says, in JSON (schema :data:`SCHEMA_VERSION`):
 
 * ``architecture`` + ``arguments``: a name from tilerun's registry, never code;
 * ``name``: what the model is called, for people (optional; the bundled model is ``demo``);
-* ``bands`` / ``band_names`` / ``dtype``: the input it expects;
+* ``bands`` / ``band_names`` / ``dtype``: the input it expects; ``band_names`` (one per band,
+  in the order the model takes them) lets a source with named bands (a STAC item, per-band
+  files, band descriptions) be read in the model's order rather than the file's;
+* ``apply_scale_offset``: whether the reader turns a raster's stored counts into physical
+  values with the file's own scale/offset tags first (default ``True``); ``False`` for models
+  trained on the raw stored counts (e.g. Sentinel-2 L2A digital numbers, reflectance × 10 000);
 * normalisation in float32, either ``mean``/``std`` per band, ``x' = (x - mean) / std``, or
   ``scale = "dtype_range"``, ``x' = (x - lo) / (hi - lo)`` over the input dtype's range;
 * ``class_names`` / ``class_colours`` (``#rrggbb``) and the output ``activation``;
@@ -14,6 +19,8 @@ A tilerun package says, in JSON (schema :data:`SCHEMA_VERSION`):
   per pixel for slides) that it was trained at;
 * ``border``: pixels an output tile loses on each side with valid (unpadded) convolutions, as in
   the original U-Net (output = the centre of the input tile);
+* ``output``: for a model with several outputs (an ONNX graph's), the name of the one that
+  holds the segmentation logits (default: the first);
 * ``embedded_normalisation``: the graph applies the normalisation above itself (an export
   made with it embedded, for deployment elsewhere), so the engine feeds it raw values.
 """
@@ -39,7 +46,10 @@ class ModelSpec:
     architecture: str = "module"
     arguments: dict[str, Any] | None = None
     bands: int | None = None
+    #: the bands' names, in the order the model takes them (matched against a source's names)
     band_names: tuple[str, ...] | None = None
+    #: apply the raster's own scale/offset tags before normalising (False: raw stored counts)
+    apply_scale_offset: bool = True
     dtype: str | None = None
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
@@ -53,6 +63,8 @@ class ModelSpec:
     pixel_unit: str | None = None
     border: int = 0
     embedded_normalisation: bool = False
+    #: the output holding the logits, by name, for models with several (default: the first)
+    output: str | None = None
     name: str | None = None
     schema_version: int = SCHEMA_VERSION
 
