@@ -15,7 +15,10 @@ A tilerun package says, in JSON (schema :data:`SCHEMA_VERSION`):
 * ``border``: pixels an output tile loses on each side with valid (unpadded) convolutions, as in
   the original U-Net (output = the centre of the input tile);
 * ``embedded_normalisation``: the graph applies the normalisation above itself (an export
-  made with it embedded, for deployment elsewhere), so the engine feeds it raw values.
+  made with it embedded, for deployment elsewhere), so the engine feeds it raw values;
+* ``apply_scale_offset``: the raster's own scale/offset (GDAL metadata, STAC ``raster:bands``)
+  turn its counts into physical values before normalisation (default); False for a model
+  trained on raw counts.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ class ModelSpec:
     border: int = 0
     embedded_normalisation: bool = False
     name: str | None = None
+    apply_scale_offset: bool = True
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:

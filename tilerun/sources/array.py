@@ -7,7 +7,6 @@ calling task, so it never runs a second scheduler inside tilerun's own.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import dask.array as da
@@ -15,7 +14,7 @@ import numpy as np
 
 from tilerun.errors import InputError
 from tilerun.geometry import Window
-from tilerun.sources.bands import select_bands
+from tilerun.sources.bands import BandSpec, select_bands
 from tilerun.sources.base import GeoRef, Source
 
 
@@ -26,7 +25,7 @@ class ArraySource(Source):
         self,
         array: np.ndarray | da.Array,
         *,
-        bands: Sequence[int] | None = None,
+        bands: BandSpec | None = None,
         nodata: float | None = None,
         georef: GeoRef | None = None,
         name: str = "<array>",
@@ -43,7 +42,7 @@ class ArraySource(Source):
         self.check_dtype()
 
     @classmethod
-    def from_xarray(cls, data: Any, bands: Sequence[int] | None = None) -> ArraySource:
+    def from_xarray(cls, data: Any, bands: BandSpec | None = None) -> ArraySource:
         """A DataArray with dims ``(band, y, x)`` or ``(y, x)``; georef read through rioxarray."""
         import rioxarray  # noqa: F401  (registers the .rio accessor)
 

@@ -25,7 +25,6 @@ Their public names are re-exported here, where the rest of tilerun imports them 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +32,7 @@ import numpy as np
 
 from tilerun.errors import InputError, OptionError, TilerunWarning
 from tilerun.geometry import Window
-from tilerun.sources.bands import select_bands
+from tilerun.sources.bands import BandSpec, select_bands
 from tilerun.sources.base import Source
 from tilerun.sources.slide_format import (
     GEOTIFF_TAGS,
@@ -91,7 +90,7 @@ class SlideSource(Source):
         mpp: float | None = None,
         level: int | None = None,
         slide_mpp: float | None = None,
-        bands: Sequence[int] | None = None,
+        bands: BandSpec | None = None,
     ) -> None:
         import_openslide()
         self.path = Path(path)
@@ -125,7 +124,7 @@ class SlideSource(Source):
         mpp: float | None,
         level: int | None,
         slide_mpp: float | None,
-        bands: Sequence[int] | None,
+        bands: BandSpec | None,
     ) -> None:
         """Properties (slide_props), then the grid (slide_grid), then the bands."""
         info = read_properties(slide, slide_mpp)
@@ -242,7 +241,7 @@ def open_slide(
     mpp: float | None = None,
     level: int | None = None,
     slide_mpp: float | None = None,
-    bands: Sequence[int] | None = None,
+    bands: BandSpec | None = None,
 ) -> Source:
     """A :class:`SlideSource`, or — when OpenSlide cannot open the file but GDAL can read it
     and neither ``mpp`` nor a level other than 0 was asked — a GeoTIFF source, with a
