@@ -27,6 +27,7 @@ from tilerun.engine.decisions import (
 from tilerun.engine.options import PredictOptions
 from tilerun.engine.plan import ChunkPlan
 from tilerun.engine.runner import Normalizer, TileRunner, resolve_device
+from tilerun.engine.scaling import applied_scaling, model_dtype
 from tilerun.engine.skipping import resolve_tissue, skipped_tiles
 from tilerun.errors import OptionError
 from tilerun.geometry import TileGrid, make_grid
@@ -65,7 +66,8 @@ def open_checked(
     sink = sink if sink is not None else sink_for(out, overwrite=options.overwrite)
     sink.check()
     handle = as_model(model, allow_pickle=options.allow_pickle, mean=options.mean, std=options.std)
-    src = open_source(source, options.bands, **slide_options(options, handle))
+    src = open_source(source, options.bands, model_bands=handle.spec.band_names,
+                      resampling=options.resampling, **slide_options(options, handle))
     if (options.mpp is not None or options.level is not None) and not src.is_slide:
         raise OptionError(src.name, "--mpp and --level apply to whole-slide images only")
     check_input(src, handle, options.pixel_size_tolerance)
@@ -79,7 +81,8 @@ def open_checked(
     check_budget(grid, options, src, spec, device)  # before the probe runs a whole tile
     runner = TileRunner(handle, device, options.precision, options.tta, options.device,
                         options.backend)
-    normalize = Normalizer.for_model(handle, bands, src.dtype)
+    normalize = Normalizer.for_model(handle, bands, model_dtype(src, spec),
+                                     applied_scaling(src, spec))
     example = normalize.example(PROBE_TILES, grid.input_tile)
     classes = runner.probe(bands, grid.input_tile, example)
     return Opened(sink, handle, src, grid, blend, device, runner, normalize, example, classes)

@@ -30,6 +30,7 @@ from tilerun.backends.torch_backends import on_device
 from tilerun.engine.tta import averaged
 from tilerun.errors import ModelError, OptionError, first_line
 from tilerun.models import ModelHandle
+from tilerun.sources import ScaleOffset
 
 
 def resolve_device(device: str) -> torch.device:
@@ -53,14 +54,22 @@ class Normalizer:
     in ``[0, 1]``); no normalisation gives ``0`` and ``1``. ``embedded``: the model's graph
     normalises its input itself (an export with the normalisation embedded), so the pixels
     pass as float32 and invalid ones become ``offset``, which the graph maps to 0.
+
+    ``gain``/``bias``: the input's own scale/offset, applied first (``x · gain + bias`` in
+    float32: the physical values, see :mod:`tilerun.engine.scaling`); None: the values as
+    stored.
     """
 
     offset: np.ndarray
     scale: np.ndarray
     embedded: bool = False
+    gain: np.ndarray | None = None
+    bias: np.ndarray | None = None
 
     @classmethod
-    def for_model(cls, model: ModelHandle, bands: int, dtype: np.dtype[Any]) -> Normalizer:
+    def for_model(cls, model: ModelHandle, bands: int, dtype: np.dtype[Any],
+                  scaling: ScaleOffset | None = None) -> Normalizer:
+        """``dtype``: what the model receives (float32 when ``scaling`` applies)."""
         spec = model.spec
         offset, scale = np.zeros(bands, np.float32), np.ones(bands, np.float32)
         if spec.mean is not None and spec.std is not None:
@@ -74,10 +83,18 @@ class Normalizer:
             )
         if np.any(scale <= 0):
             raise ModelError(model.name, "normalisation std must be > 0")
-        return cls(offset, scale, spec.embedded_normalisation)
+        if scaling is None:
+            return cls(offset, scale, spec.embedded_normalisation)
+        return cls(offset, scale, spec.embedded_normalisation,
+                   np.asarray(scaling.scales, np.float32), np.asarray(scaling.offsets, np.float32))
 
     def __call__(self, pixels: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
         """Normalise a ``(bands, h, w)`` tensor on its device; ``valid`` None: all valid."""
+        if self.gain is not None and self.bias is not None:
+            physical = pixels.to(torch.float32, copy=True)  # two steps, as numpy would do it
+            physical.mul_(torch.from_numpy(self.gain).to(pixels.device)[:, None, None])
+            physical.add_(torch.from_numpy(self.bias).to(pixels.device)[:, None, None])
+            pixels = physical
         offset = torch.from_numpy(self.offset).to(pixels.device)[:, None, None]
         if self.embedded:
             x = pixels.to(torch.float32, copy=True)

@@ -74,13 +74,17 @@ def _georef(ds: Any) -> tuple[GeoRef, str | None]:
     return GeoRef(crs, tuple(transform)[:6]), note
 
 
-def _labels(ds: Any) -> tuple[tuple[str, ...], ...]:
-    """Every band's names: description, BAND_NAME/COMMON_NAME tags, else its colour."""
+def _labels(ds: Any, colour: bool) -> tuple[tuple[str, ...], ...]:
+    """Every band's names: description, BAND_NAME/COMMON_NAME tags, else (``colour``) its
+    colour interpretation. GDAL gives any 3- or 4-band byte GeoTIFF red, green, blue (alpha)
+    unless told otherwise, so colours only serve names a user asks for, never the automatic
+    choice of a model's bands."""
     labels = []
     for k in range(1, ds.count + 1):
         tags = ds.tags(k)
         labels.append(band_labels(ds.descriptions[k - 1], tags.get("BAND_NAME"),
-                                  tags.get("COMMON_NAME"), colour=ds.colorinterp[k - 1].name))
+                                  tags.get("COMMON_NAME"),
+                                  colour=ds.colorinterp[k - 1].name if colour else None))
     return tuple(labels)
 
 
@@ -100,9 +104,9 @@ class GeoTIFFSource(Source):
             self._check_local()
         try:
             with self._env(), quiet_readers(), rasterio.open(self.path) as ds:
-                labels = _labels(ds)
+                labels = _labels(ds, colour=True)
                 if bands is None:
-                    bands = bands_for_model(self.name, labels, model_bands)
+                    bands = bands_for_model(self.name, _labels(ds, colour=False), model_bands)
                 self.bands = select_bands(self.name, ds.count, bands, labels)
                 self._labels = tuple(labels[b - 1] for b in self.bands)
                 self._scale_offset = ScaleOffset.of(
