@@ -17,7 +17,14 @@ from tilerun.blending.modes import BLEND_MODES
 from tilerun.cli.errors import exits_cleanly
 from tilerun.cli.jsonout import json_line
 from tilerun.cli.progress import progress_bar
-from tilerun.engine.options import BACKENDS, PRECISIONS, PYRAMIDS, TTA_MODES, PredictOptions
+from tilerun.engine.options import (
+    BACKENDS,
+    PRECISIONS,
+    PYRAMIDS,
+    RESAMPLINGS,
+    TTA_MODES,
+    PredictOptions,
+)
 from tilerun.errors import OptionError
 
 if TYPE_CHECKING:
@@ -35,13 +42,13 @@ DEMO = "demo"
 DEFAULT = PredictOptions()
 
 
-def _int_list(name: str, text: str | None) -> tuple[int, ...] | None:
+def _band_list(text: str | None) -> tuple[int | str, ...] | None:
+    """``--bands``: numbers and/or names, comma-separated."""
     if text is None:
         return None
-    try:
-        return tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise OptionError(name, f"expected comma-separated integers, got {text!r}") from None
+    from tilerun.sources.bandnames import parse_band_list
+
+    return parse_band_list(text)
 
 
 def _overlap(text: str) -> float | int:
@@ -83,7 +90,15 @@ def _overlap(text: str) -> float | int:
 @click.option("--batch-size", default=DEFAULT.batch_size, show_default=True)
 @click.option("--chunk", default=DEFAULT.chunk, show_default=True,
               help="Output chunk edge in pixels.")
-@click.option("--bands", help="1-based bands to use, in order, e.g. 3,2,1.")
+@click.option("--bands",
+              help="Bands to use, in order: 1-based numbers (3,2,1) or names (red,green,blue; "
+                   "B04 = red for Sentinel-2), matched against band descriptions, band tags "
+                   "and STAC eo:bands [default: the bands the model's spec names, when the "
+                   "input names its bands; else all].")
+@click.option("--resampling", type=click.Choice(RESAMPLINGS), default=DEFAULT.resampling,
+              show_default=True,
+              help="STAC items and per-band files: how bands coarser than the finest are "
+                   "resampled onto its grid.")
 @click.option("--device", default=DEFAULT.device, show_default=True,
               help="auto, cpu, cuda or cuda:N.")
 @click.option(
@@ -159,11 +174,12 @@ def predict_command(
     as_json: bool,
     **options: Any,
 ) -> None:
-    """Predict INPUT (a GeoTIFF or any raster GDAL reads) into a chunked Zarr store."""
+    """Predict INPUT (a GeoTIFF or any raster GDAL reads, or a STAC Item .json) into a
+    chunked Zarr store."""
     target = _output(out, input)
     opts = PredictOptions.from_kwargs(
         overlap=_overlap(overlap) if overlap is not None else None,
-        bands=_int_list("--bands", bands),
+        bands=_band_list(bands),
         output=tuple(v.strip() for v in variables.split(",") if v.strip()),
         **options,
     )

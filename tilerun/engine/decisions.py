@@ -16,6 +16,7 @@ from typing import Any
 from tilerun import __version__
 from tilerun.engine.graph import Job
 from tilerun.engine.options import PredictOptions
+from tilerun.engine.scaling import scaling_record
 from tilerun.errors import OptionError
 from tilerun.models import ModelHandle
 from tilerun.sinks import OutputLayout, Sink
@@ -82,6 +83,7 @@ def run_attributes(job: Job, model: ModelHandle, options: PredictOptions) -> dic
         "tta": options.tta,
         "pixel_size": list(job.source.pixel_size() or ()) or None,
         "slide": job.source.metadata(),
+        "scale_offset": scaling_record(job.source, spec),
     }
     attrs["fingerprint"] = fingerprint(attrs, job, options)
     return attrs
