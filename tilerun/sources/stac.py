@@ -115,12 +115,17 @@ def band_offers(item: Any, base: str | None) -> list[BandFile]:
             rb = raster[k] if k < len(raster) and isinstance(raster[k], dict) else {}
             file = _band_file(href, k + 1, eo, rb, key if len(bands) == 1 else None)
             names = {canonical(x) for x in (eo.get("common_name") or eo.get("eo:common_name"),
-                                            eo.get("name")) if x} or {key}
+                                            eo.get("name")) if x}
+            names = names or {_stem(href)}  # unnamed: the same file in another format is it
             candidates.append(((not tiff, len(bands) > 1, order, k), frozenset(names), file))
     kept: dict[frozenset[str], tuple[tuple[bool, bool, int, int], BandFile]] = {}
     for rank, identity, file in sorted(candidates, key=lambda c: c[0]):
         kept.setdefault(identity, (rank, file))
     return [file for _, file in sorted(kept.values(), key=lambda c: c[0][2:])]
+
+
+def _stem(href: str) -> str:
+    return href.rstrip("/").rsplit("/", 1)[-1].split("?")[0].rsplit(".", 1)[0].lower()
 
 
 def _band_file(href: str, band: int, eo: dict[str, Any], rb: dict[str, Any],
