@@ -50,7 +50,7 @@ def scaling_record(source: Source, spec: ModelSpec) -> dict[str, Any] | None:
     record: dict[str, Any] = {"applied": applied, "origin": scaling.origin,
                               "scales": list(scaling.scales), "offsets": list(scaling.offsets)}
     if not applied:
-        record["reason"] = ("model spec apply_scale_offset is false" if not
-                            spec.apply_scale_offset else
-                            f"model takes {spec.dtype} counts (its spec's dtype)")
+        record["reason"] = ("the model takes counts (its spec: apply_scale_offset false)"
+                            if not spec.apply_scale_offset else
+                            f"the model takes {spec.dtype} counts (its spec's dtype)")
     return record
