@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 import rasterio
 import torch
+from conftest import Asymmetric, shared_file
 from rasterio.enums import Resampling
 from rasterio.warp import reproject
 
 import tilerun
-from conftest import Asymmetric, shared_file
 from tilerun.engine.runner import Normalizer
 from tilerun.errors import InputError
 from tilerun.models import ModelSpec, as_model
@@ -151,7 +151,7 @@ def test_model_trained_on_counts_gets_the_counts(tmp_path):
 def test_counts_without_scale_offset_get_the_right_advice(tmp_path):
     """A float model on bare uint16 counts: the fix is the scale/offset, not a type change."""
     path = shared_file(S2 + "B02.tif")
-    with pytest.raises(InputError, match="declares no scale/offset.*gdal_edit.py -scale") as err:
+    with pytest.raises(InputError, match=r"declares no scale/offset.*gdal_edit\.py -scale") as err:
         _run(path, _model(("blue",)), tmp_path / "o.zarr")
     assert "gdal_translate" not in str(err.value)
     assert not (tmp_path / "o.zarr").exists()

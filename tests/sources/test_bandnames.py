@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import rasterio
+from conftest import shared_file
 from rasterio.transform import from_origin
 
-from conftest import shared_file
 from tilerun.errors import BandError
 from tilerun.sources import GeoTIFFSource, open_source
 from tilerun.sources.bandnames import (

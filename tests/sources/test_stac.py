@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 import rasterio
-
 from conftest import shared_file
+
 from tilerun.errors import BandError, InputError
 from tilerun.geometry import Window
 from tilerun.sources import StackSource, open_source, open_stac_item
@@ -44,7 +44,7 @@ def test_item_bands_resolve_relative_hrefs_and_carry_scale_offset():
     assert stack.scale_offset is not None and stack.scale_offset.scales == (1e-4,) * 3
     assert stack.georef.crs_wkt is not None and "32629" in stack.georef.crs_wkt
     assert stack.georef.transform == (100.0, 0.0, 276780.0, 0.0, -100.0, 2800020.0)
-    pixels, valid = stack.read(Window(0, 0, 8, 8))
+    pixels, _ = stack.read(Window(0, 0, 8, 8))
     with rasterio.open(shared_file(S2 + "B08.tif")) as src:
         np.testing.assert_array_equal(pixels[0], src.read(1)[:8, :8])
 
@@ -65,7 +65,7 @@ def test_item_dict_without_location_resolves_against_base():
 
 
 def test_bad_items_are_one_line_errors(tmp_path):
-    with pytest.raises(InputError, match="is not a STAC Item.*FeatureCollection"):
+    with pytest.raises(InputError, match=r"is not a STAC Item.*FeatureCollection"):
         open_stac_item(shared_file(COLLECTION), ["red"])
     with pytest.raises(BandError, match=r"has no band named 'rededge1'; it offers 1 blue, "
                                         r"2 green, 3 red, 4 nir, 5 nir08"):

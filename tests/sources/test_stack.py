@@ -7,10 +7,10 @@ import pickle
 import numpy as np
 import pytest
 import rasterio
+from conftest import shared_file
 from rasterio.enums import Resampling
 from rasterio.warp import reproject
 
-from conftest import shared_file
 from tilerun.errors import BandError, OptionError
 from tilerun.geometry import Window
 from tilerun.sources import BandFile, StackSource, open_source
