@@ -98,3 +98,26 @@ def test_mixed_pixel_types_widen_and_the_stack_pickles():
 def test_unknown_resampling_is_an_option_error():
     with pytest.raises(OptionError, match="--resampling"):
         StackSource([BandFile(_files("B02")[0])], resampling="lanczos9")
+
+
+def test_nearest_gather_matches_gdal_on_an_odd_shifted_grid(tmp_path):
+    """Coarse pixels 2.5× the fine ones, shifted by 7 m, covering part of the fine grid: the
+    fast nearest gather picks what GDAL's warper picks, and outside the coarse band is nodata."""
+    from rasterio.transform import from_origin
+
+    fine, coarse = tmp_path / "fine.tif", tmp_path / "coarse.tif"
+    common = dict(driver="GTiff", count=1, dtype="uint16", crs="EPSG:32633", nodata=0)
+    with rasterio.open(fine, "w", width=64, height=64, transform=from_origin(0, 640, 10, 10),
+                       **common) as dst:
+        dst.write(np.ones((1, 64, 64), np.uint16))
+    values = np.arange(1, 20 * 20 + 1, dtype=np.uint16).reshape(1, 20, 20)
+    with rasterio.open(coarse, "w", width=20, height=20,
+                       transform=from_origin(107, 633, 25, 25), **common) as dst:
+        dst.write(values)
+    stack = StackSource([BandFile(str(fine)), BandFile(str(coarse))])
+    assert stack._gather[1]
+    pixels, valid = stack.read(Window(3, 5, 50, 57))
+    expected = _on_grid(str(coarse), str(fine), "nearest")[3:53, 5:62]
+    np.testing.assert_array_equal(valid[1], expected > 0)
+    np.testing.assert_array_equal(pixels[1][valid[1]], expected[expected > 0])
+    assert 0 < valid[1].mean() < 1
