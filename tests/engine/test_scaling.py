@@ -88,6 +88,8 @@ def test_shuffled_named_bands_give_the_same_labels(tmp_path):
     expected = _run(path, model, tmp_path / "a.zarr").labels.values
     by_spec = _run(shuffled, model, tmp_path / "b.zarr")
     np.testing.assert_array_equal(by_spec.labels.values, expected)
+    assert by_spec.attrs["tilerun"]["bands"] == [3, 2, 4, 1]  # what was read, recorded
+    assert by_spec.attrs["tilerun"]["band_names"] == ["blue", "green", "red", "nir"]
     by_option = _run(shuffled, model, tmp_path / "c.zarr", bands="B02,green,B04,1")  # nir is 1st
     np.testing.assert_array_equal(by_option.labels.values, expected)
     assert not np.array_equal(_run(shuffled, model, tmp_path / "d.zarr", bands=(1, 2, 3, 4))

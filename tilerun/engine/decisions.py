@@ -74,7 +74,10 @@ def run_attributes(job: Job, model: ModelHandle, options: PredictOptions) -> dic
         "blend": job.plan.blend.name,
         "sigma": job.plan.blend.sigma,
         "chunk": job.plan.chunk,
-        "bands": list(options.bands or range(1, job.source.shape[0] + 1)),
+        "bands": list(getattr(job.source, "bands", None) or options.bands
+                      or range(1, job.source.shape[0] + 1)),
+        "band_names": [names[0] if names else None for names in job.source.band_labels]
+        or None,
         "class_names": list(spec.class_names) if spec.class_names else None,
         "class_colours": list(spec.class_colours) if spec.class_colours else None,
         "activation": spec.activation,

@@ -90,20 +90,22 @@ class Normalizer:
 
     def __call__(self, pixels: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
         """Normalise a ``(bands, h, w)`` tensor on its device; ``valid`` None: all valid."""
-        if self.gain is not None and self.bias is not None:
-            physical = pixels.to(torch.float32, copy=True)  # two steps, as numpy would do it
-            physical.mul_(torch.from_numpy(self.gain).to(pixels.device)[:, None, None])
-            physical.add_(torch.from_numpy(self.bias).to(pixels.device)[:, None, None])
-            pixels = physical
         offset = torch.from_numpy(self.offset).to(pixels.device)[:, None, None]
+        owned = False
+        if self.gain is not None and self.bias is not None:
+            # Two steps, as numpy does them: the same float32 values as a reflectance raster.
+            pixels = pixels.to(torch.float32, copy=True)
+            pixels.mul_(torch.from_numpy(self.gain).to(pixels.device)[:, None, None])
+            pixels.add_(torch.from_numpy(self.bias).to(pixels.device)[:, None, None])
+            owned = True
         if self.embedded:
-            x = pixels.to(torch.float32, copy=True)
+            x = pixels if owned else pixels.to(torch.float32, copy=True)
             if valid is not None:
                 x = torch.where(valid, x, offset)
             return x
         scale = torch.from_numpy(self.scale).to(pixels.device)[:, None, None]
         # Out of place first (the pixels may be the caller's array), then float32 in place.
-        x = (pixels - offset).to(torch.float32)
+        x = pixels.sub_(offset) if owned else (pixels - offset).to(torch.float32)
         x /= scale
         if valid is not None:
             x.masked_fill_(~valid, 0.0)
