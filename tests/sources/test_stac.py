@@ -83,3 +83,30 @@ def test_bad_items_are_one_line_errors(tmp_path):
 def test_json_paths_and_urls_are_stac():
     assert is_stac_item("a/item.json") and is_stac_item("https://h/x/item.JSON?sig=1")
     assert not is_stac_item("scene.tif")
+
+
+def test_item_url_reads_its_relative_assets_over_http(tmp_path):
+    """An item served over HTTP: its relative hrefs become URLs, read through GDAL."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    item = shared_file(S2_ITEM)
+    root = item.parents[2]  # the shared data folder: stac/ and geotiff/ side by side
+    script = Path(__file__).with_name("range_server.py")
+    log = tmp_path / "requests.log"
+    proc = subprocess.Popen([sys.executable, str(script), str(root), str(log)],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        url = f"http://127.0.0.1:{int(proc.stdout.readline())}/{S2_ITEM}"
+        remote = open_source(url, ["red", "swir16"])
+        assert remote.name == url and remote.members[0].name.endswith("/B04.tif")
+        assert remote.members[0].name.startswith("http://127.0.0.1:")
+        local = open_source(item, ["red", "swir16"])
+        window = Window(100, 50, 64, 80)
+        for a, b in zip(remote.read(window), local.read(window), strict=True):
+            np.testing.assert_array_equal(a, b)
+    finally:
+        proc.terminate()
+        proc.wait(10)
