@@ -65,5 +65,5 @@ def open_source(obj: Any, bands: BandSpec | None = None, *,
     if isinstance(obj, (np.ndarray, da.Array)):
         return ArraySource(obj, bands=bands)
     if type(obj).__name__ == "DataArray":
-        return ArraySource.from_xarray(obj, bands=bands)
+        return ArraySource.from_xarray(obj, bands=bands, model_bands=model_bands)
     raise InputError(repr(type(obj)), "not a path, numpy/dask array, xarray DataArray or Source")
