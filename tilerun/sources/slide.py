@@ -56,6 +56,9 @@ from tilerun.sources.slide_grid import (
 from tilerun.sources.slide_props import SELECTED_PROPERTIES, positive_float, read_properties
 from tilerun.sources.slide_read import LevelReader
 
+#: A slide's bands, as ``--bands`` may name them.
+RGB = (("red",), ("green",), ("blue",))
+
 __all__ = [
     "GEOTIFF_TAGS",
     "IMPLAUSIBLE_MPP",
@@ -152,7 +155,7 @@ class SlideSource(Source):
             self.path, self.name, grid.level, self.background, grid.x, grid.y
         )
 
-        self.bands = select_bands(self.name, 3, bands)
+        self.bands = select_bands(self.name, 3, bands, RGB)
         self._band_index = [b - 1 for b in self.bands]
         self._properties = dict(info.properties)
 
@@ -165,6 +168,10 @@ class SlideSource(Source):
     @property
     def dtype(self) -> np.dtype[Any]:
         return np.dtype(np.uint8)
+
+    @property
+    def band_labels(self) -> tuple[tuple[str, ...], ...]:
+        return tuple(RGB[b - 1] for b in self.bands)
 
     def pixel_size(self) -> tuple[float, str] | None:
         """``(µm per output pixel, "um")``, or None when the slide's mpp is unknown."""
