@@ -55,3 +55,13 @@ def test_bands_by_name_override_and_a_missing_name_lists_the_offer(tmp_path, pac
     assert lines[-1].startswith("error: ") and "has no band named 'rededge1'" in lines[-1]
     assert "it offers 1 blue, 2 green, 3 red, 4 nir, 5 nir08, 6 swir16, 7 swir22" in lines[-1]
     assert "Traceback" not in bad.output and not (tmp_path / "b.zarr").exists()
+
+
+def test_dry_run_names_the_bands_and_the_scaling(tmp_path, package):
+    args = ["predict", str(shared_file(S2_ITEM)), "-o", str(tmp_path / "o.zarr"), "--model",
+            str(package), "--dry-run"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert ("input    3 band(s) (nir, red, green), 320 × 320 px; scale/offset applied: "
+            "× 0.0001 + 0 (STAC raster:bands)") in result.output
+    assert not (tmp_path / "o.zarr").exists()

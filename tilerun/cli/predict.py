@@ -317,6 +317,17 @@ def _written(plan: RunPlan) -> str:
             "them if the same run wrote them, which the run checks)")
 
 
+def _names(plan: RunPlan) -> str:
+    names = plan.band_names
+    return f" ({', '.join(n or '?' for n in names)})" if names else ""
+
+
+def _scaling(plan: RunPlan) -> str:
+    from tilerun.report.text import scaling_text
+
+    return f"; scale/offset {scaling_text(plan.scale_offset)}" if plan.scale_offset else ""
+
+
 def plan_lines(plan: RunPlan) -> list[str]:
     """The ``--dry-run`` plan, one fact a line (plain text, never wrapped)."""
     from tilerun.engine.budget import size_text as _size
@@ -338,7 +349,7 @@ def plan_lines(plan: RunPlan) -> list[str]:
     model = f"{plan.model_name} ({plan.model})" if plan.model_name else plan.model
     return [
         f"plan for {plan.input} → {plan.output} (dry run: nothing written)",
-        f"  input    {bands} band(s), {height} × {width} px",
+        f"  input    {bands} band(s){_names(plan)}, {height} × {width} px{_scaling(plan)}",
         f"  model    {model}, {plan.classes} classes",
         f"  tiles    {plan.tiles_run} to run of {plan.tiles}{skipped} "
         f"({plan.tile} px, overlap {plan.overlap} px)",

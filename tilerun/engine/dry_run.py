@@ -27,6 +27,7 @@ from tilerun.engine.decisions import (
 )
 from tilerun.engine.opening import open_checked
 from tilerun.engine.options import PredictOptions
+from tilerun.engine.scaling import scaling_record
 from tilerun.models import ModelHandle
 from tilerun.sinks import Sink
 from tilerun.sinks.store import OutputStore, output_store
@@ -81,6 +82,10 @@ class RunPlan:
     #: with ``resume``: chunks an unfinished store at the output already holds (None: no
     #: such store); the run keeps them if that store was written by the same run
     chunks_written: int | None = None
+    #: the names of the bands read (None: the input names none) and the input's own
+    #: scale/offset with whether it is applied (see :mod:`tilerun.engine.scaling`)
+    band_names: tuple[str | None, ...] | None = None
+    scale_offset: dict[str, Any] | None = None
 
     @property
     def tiles_run(self) -> int:
@@ -157,6 +162,8 @@ def plan_run(
         backend=options.backend,
         backend_candidates=candidates,
         chunks_written=_written_before(out, layout.chunk_grid) if options.resume else None,
+        band_names=tuple(n[0] if n else None for n in src.band_labels) or None,
+        scale_offset=scaling_record(src, handle.spec),
     )
 
 
