@@ -110,3 +110,16 @@ def test_item_url_reads_its_relative_assets_over_http(tmp_path):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_legacy_stac_0_7_item_offers_its_bands_by_common_name():
+    """The real USGS item (STAC 0.7: eo:bands in the properties, indexes in the assets) is
+    migrated by pystac; it has no raster:bands, so no scale/offset is taken from it."""
+    import pystac
+
+    legacy = "stac/rio-tiler-pds/LC08_L2SP_001062_20201031_20201106_02_T2_SR_stac.json"
+    item = pystac.Item.from_file(str(shared_file(legacy)))
+    offers = band_offers(item, None)
+    assert [f.labels[0] for f in offers] == ["coastal", "blue", "green", "red", "nir08",
+                                             "swir16", "swir22"]
+    assert offers[4].href.endswith("_SR_B5.TIF") and offers[4].scale is None

@@ -78,8 +78,8 @@ def _load(obj: Any) -> tuple[Any, str | None]:
         if remote_url(obj) is None and not Path(where).is_file():
             raise InputError(where, "no such file")
         data = pystac.StacIO.default().read_json(where)
-        if data.get("type") != "Feature":
-            kind = data.get("type", "no type")
+        if not isinstance(data, dict) or data.get("type") != "Feature":
+            kind = data.get("type", "no type") if isinstance(data, dict) else "a list"
             raise InputError(where, f"is not a STAC Item (GeoJSON type {kind!r}); give one item")
         return pystac.Item.from_dict(data, href=where), where
     except (OSError, ValueError, KeyError, TypeError, pystac.STACError) as err:
