@@ -123,3 +123,23 @@ def test_legacy_stac_0_7_item_offers_its_bands_by_common_name():
     assert [f.labels[0] for f in offers] == ["coastal", "blue", "green", "red", "nir08",
                                              "swir16", "swir22"]
     assert offers[4].href.endswith("_SR_B5.TIF") and offers[4].scale is None
+
+
+def test_projection_extension_places_files_without_georeferencing(tmp_path):
+    """Files stripped of CRS and transform: the item's proj:code/proj:transform place them,
+    the 20 m one is resampled as when the files carry their own."""
+    item = json.loads(shared_file(S2_ITEM).read_text())
+    for key, name in (("blue", "B02"), ("swir16", "B11")):
+        with rasterio.open(shared_file(f"{S2}{name}.tif")) as src:
+            data, profile = src.read(), src.profile
+        profile.update(crs=None, transform=rasterio.Affine.identity(), driver="GTiff")
+        with rasterio.open(tmp_path / f"{name}.tif", "w", **profile) as dst:
+            dst.write(data)
+        item["assets"][key]["href"] = str(tmp_path / f"{name}.tif")
+    placed = open_stac_item(item, ["blue", "swir16"], resampling="bilinear")
+    own = open_stac_item(shared_file(S2_ITEM), ["blue", "swir16"], resampling="bilinear")
+    assert placed.georef.transform == own.georef.transform
+    assert placed.georef.crs_wkt == own.georef.crs_wkt
+    window = Window(30, 40, 64, 64)
+    for a, b in zip(placed.read(window), own.read(window), strict=True):
+        np.testing.assert_array_equal(a, b)

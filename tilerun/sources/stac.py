@@ -10,13 +10,15 @@ such as a ``visual`` RGB), and stacks the chosen bands with
 :class:`~tilerun.sources.stack.StackSource`: on the grid of the finest of them, coarser ones
 resampled window by window, georeferenced as the files are. Relative hrefs are resolved
 against the item's own location (or ``base`` for an item without one, e.g. one taken from an
-ItemCollection). Only the chosen assets are opened.
+ItemCollection). Only the chosen assets are opened. The files' own georeferencing is kept;
+the projection extension (``proj:code``, ``proj:transform``) places a file that has none.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin
@@ -24,6 +26,7 @@ from urllib.parse import urljoin
 from tilerun.errors import BandError, InputError
 from tilerun.sources.bandnames import band_labels, canonical, describe_offer, resolve_names
 from tilerun.sources.bands import BandSpec
+from tilerun.sources.base import GeoRef
 from tilerun.sources.remote import remote_url
 from tilerun.sources.stack import BandFile, StackSource
 
@@ -108,12 +111,14 @@ def band_offers(item: Any, base: str | None) -> list[BandFile]:
         if not bands and "data" in roles:  # e.g. a class layer (Sentinel-2's scl): its key
             bands = [{} for _ in raster]
         href = _href(asset, base)
+        place = _proj_georef({**item.properties, **asset.extra_fields})
         tiff = "tiff" in (asset.media_type or "tiff").lower()
         for k, eo in enumerate(bands):
             if not isinstance(eo, dict):
                 continue  # STAC 0.x: an index into the item's eo:bands
             rb = raster[k] if k < len(raster) and isinstance(raster[k], dict) else {}
-            file = _band_file(href, k + 1, eo, rb, key if len(bands) == 1 else None)
+            file = replace(_band_file(href, k + 1, eo, rb, key if len(bands) == 1 else None),
+                           georef=place)
             names = {canonical(x) for x in (eo.get("common_name") or eo.get("eo:common_name"),
                                             eo.get("name")) if x}
             names = names or {_stem(href)}  # unnamed: the same file in another format is it
@@ -122,6 +127,25 @@ def band_offers(item: Any, base: str | None) -> list[BandFile]:
     for rank, identity, file in sorted(candidates, key=lambda c: c[0]):
         kept.setdefault(identity, (rank, file))
     return [file for _, file in sorted(kept.values(), key=lambda c: c[0][2:])]
+
+
+def _proj_georef(fields: dict[str, Any]) -> GeoRef | None:
+    """Where the projection extension places an asset (``proj:code``/``proj:epsg``/
+    ``proj:wkt2`` and ``proj:transform``; the asset's fields over the item's), or None."""
+    crs = next((fields[k] for k in ("proj:wkt2", "proj:code", "proj:epsg")
+                if fields.get(k) is not None), None)
+    transform = fields.get("proj:transform")
+    if crs is None or not isinstance(transform, (list, tuple)) or len(transform) < 6:
+        return None
+    from rasterio.crs import CRS
+    from rasterio.errors import CRSError
+
+    try:
+        wkt = CRS.from_user_input(f"EPSG:{crs}" if isinstance(crs, int) else crs).to_wkt()
+    except CRSError:
+        return None
+    a, b, c, d, e, f = (float(v) for v in transform[:6])
+    return GeoRef(wkt, (a, b, c, d, e, f))
 
 
 def _stem(href: str) -> str:

@@ -51,6 +51,9 @@ class BandFile:
     scale: float | None = None
     offset: float | None = None
     nodata: float | None = None
+    #: where the catalogue (STAC ``proj:``) places the file; used when the file itself has
+    #: no CRS (its own georeferencing wins otherwise)
+    georef: GeoRef | None = None
 
 
 def check_resampling(method: str) -> str:
@@ -80,12 +83,15 @@ class StackSource(Source):
         self.files = tuple(files[k - 1] for k in chosen)
         self.members = tuple(members[k - 1] for k in chosen)
         self._labels = tuple(labels[k - 1] for k in chosen)
-        self._grid = _finest(self.members)
-        _, height, width = self._grid.shape
+        self._georefs = tuple(f.georef if f.georef is not None and m.georef.crs_wkt is None
+                              else m.georef for f, m in zip(self.files, self.members,
+                                                            strict=True))
+        self._target = _finest(self.members, self._georefs)
+        _, height, width = self.members[self._target].shape
         self._shape = (len(self.members), height, width)
-        self._aligned = tuple(_same_grid(m, self._grid) for m in self.members)
-        self._gather = tuple(self.resampling == "nearest" and _axis_aligned(m, self._grid)
-                             for m in self.members)
+        self._aligned = tuple(self._same_grid(k) for k in range(len(self.members)))
+        self._gather = tuple(self.resampling == "nearest" and self._axis_aligned(k)
+                             for k in range(len(self.members)))
         self._dtype = np.result_type(*(m.dtype for m in self.members))
         self.check_dtype()
         self._local = threading.local()
@@ -100,7 +106,7 @@ class StackSource(Source):
 
     @property
     def georef(self) -> GeoRef:
-        return self._grid.georef
+        return self._georefs[self._target]
 
     @property
     def nodata(self) -> float | None:
@@ -160,8 +166,8 @@ class StackSource(Source):
         pixel under each output pixel's centre, gathered from one read of the pixels under
         the window (what GDAL's warper picks, without its cost)."""
         member = self.members[k]
-        a, _, c, _, e, f = self._grid.georef.transform
-        ma, _, mc, _, me, mf = member.georef.transform
+        a, _, c, _, e, f = self.georef.transform
+        ma, _, mc, _, me, mf = self._georefs[k].transform
         _, height, width = member.shape
         cols = np.floor(((window.x + np.arange(window.width) + 0.5) * a + c - mc) / ma)
         rows = np.floor(((window.y + np.arange(window.height) + 0.5) * e + f - mf) / me)
@@ -178,14 +184,33 @@ class StackSource(Source):
     def _vrt(self, k: int) -> WarpedVRT:
         cache: dict[int, WarpedVRT] = self._local.__dict__.setdefault("vrts", {})
         if k not in cache:
-            member, grid = self.members[k], self._grid
-            _, height, width = grid.shape
-            extra = {} if self.files[k].nodata is None else {"src_nodata": self.files[k].nodata}
+            member, (_, height, width) = self.members[k], self._shape
+            extra: dict[str, Any] = {}
+            if self.files[k].nodata is not None:
+                extra["src_nodata"] = self.files[k].nodata
+            if self._georefs[k] is not member.georef:  # placed by the catalogue
+                extra.update(src_crs=self._georefs[k].crs_wkt,
+                             src_transform=_affine(self._georefs[k]))
             with member._env():
                 cache[k] = WarpedVRT(
-                    member._dataset(), crs=grid.georef.crs_wkt, transform=_affine(grid.georef),
+                    member._dataset(), crs=self.georef.crs_wkt, transform=_affine(self.georef),
                     width=width, height=height, resampling=Resampling[self.resampling], **extra)
         return cache[k]
+
+    def _same_grid(self, k: int) -> bool:
+        """Band ``k`` lies on the stack's grid: read as stored."""
+        if k == self._target:
+            return True
+        mine, target = self._georefs[k], self.georef
+        close = np.allclose(mine.transform, target.transform, rtol=0, atol=1e-9)
+        same_shape = self.members[k].shape[1:] == self._shape[1:]
+        return mine.crs_wkt == target.crs_wkt and close and same_shape
+
+    def _axis_aligned(self, k: int) -> bool:
+        """Both grids north-up without rotation, in the same CRS: nearest is a plain gather."""
+        mine, target = self._georefs[k], self.georef
+        return mine.crs_wkt == target.crs_wkt and all(
+            t[1] == 0 and t[3] == 0 for t in (mine.transform, target.transform))
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -212,31 +237,17 @@ def _equal(pixels: np.ndarray, value: float) -> np.ndarray:
     return np.isnan(pixels) if np.isnan(value) else pixels == value
 
 
-def _finest(members: Sequence[GeoTIFFSource]) -> GeoTIFFSource:
-    """The member with the smallest pixel area (the first of equals): the stack's grid."""
-    def area(m: GeoTIFFSource) -> float:
-        a, b, _, d, e, _ = m.georef.transform
+def _finest(members: Sequence[GeoTIFFSource], georefs: Sequence[GeoRef]) -> int:
+    """The band with the smallest pixel area (the first of equals): the stack's grid."""
+    def area(k: int) -> float:
+        a, b, _, d, e, _ = georefs[k].transform
         return abs(a * e - b * d)
 
-    if any(m.georef.crs_wkt is None for m in members) and len(members) > 1:
-        unplaced = next(m for m in members if m.georef.crs_wkt is None)
-        raise BandError(unplaced.name, "has no CRS, so it cannot be stacked with other bands")
-    return min(members, key=area)
-
-
-def _same_grid(member: GeoTIFFSource, grid: GeoTIFFSource) -> bool:
-    if member is grid:
-        return True
-    same_crs = member.georef.crs_wkt == grid.georef.crs_wkt
-    close = np.allclose(member.georef.transform, grid.georef.transform, rtol=0, atol=1e-9)
-    return same_crs and close and member.shape[1:] == grid.shape[1:]
-
-
-def _axis_aligned(member: GeoTIFFSource, grid: GeoTIFFSource) -> bool:
-    """Both grids north-up without rotation, in the same CRS: nearest is a plain gather."""
-    same_crs = member.georef.crs_wkt == grid.georef.crs_wkt
-    return same_crs and all(t[1] == 0 and t[3] == 0 for t in
-                            (member.georef.transform, grid.georef.transform))
+    unplaced = [m for m, g in zip(members, georefs, strict=True) if g.crs_wkt is None]
+    if unplaced and len(members) > 1:
+        raise BandError(unplaced[0].name, "has no CRS (nor does its catalogue give one), so "
+                        "it cannot be stacked with other bands")
+    return min(range(len(members)), key=area)
 
 
 def _affine(georef: GeoRef) -> Any:
