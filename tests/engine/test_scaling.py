@@ -169,3 +169,15 @@ def test_normaliser_applies_scale_offset_before_embedded_normalisation():
     valid = torch.tensor([[[True, False]], [[True, True]]])
     out = norm(pixels, valid).numpy()
     np.testing.assert_allclose(out, [[[0.1, 0.3]], [[0.35, 0.02]]], rtol=1e-6)
+
+
+def test_options_take_band_names_and_check_the_resampling():
+    from tilerun.engine.options import RESAMPLINGS, PredictOptions
+    from tilerun.errors import OptionError
+    from tilerun.sources import RESAMPLING
+
+    assert PredictOptions.from_kwargs(bands="red, B08,3").bands == ("red", "B08", 3)
+    assert PredictOptions.from_kwargs(bands=["nir", 2]).bands == ("nir", 2)
+    assert RESAMPLINGS == RESAMPLING  # the CLI's choices are the stack's methods
+    with pytest.raises(OptionError, match="--resampling"):
+        PredictOptions(resampling="lanczos9")
