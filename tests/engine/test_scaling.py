@@ -181,3 +181,13 @@ def test_options_take_band_names_and_check_the_resampling():
     assert RESAMPLINGS == RESAMPLING  # the CLI's choices are the stack's methods
     with pytest.raises(OptionError, match="--resampling"):
         PredictOptions(resampling="lanczos9")
+
+
+def test_counts_specs_are_recognised():
+    from tilerun.engine.scaling import takes_counts
+
+    assert not takes_counts(ModelSpec(mean=(0.3,), std=(0.1,), dtype="float32"))
+    assert not takes_counts(ModelSpec())
+    assert takes_counts(ModelSpec(apply_scale_offset=False))
+    assert takes_counts(ModelSpec(dtype="uint16"))
+    assert takes_counts(ModelSpec(scale="dtype_range"))

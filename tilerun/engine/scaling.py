@@ -5,9 +5,9 @@ Products store physical values as scaled integers: Sentinel-2 L2A reflectance is
 STAC ``raster:bands``. A model trained on reflectance must see reflectance, so the raster's
 scale/offset is applied before the model's normalisation by default, as rioxarray's
 ``mask_and_scale`` applies it on reading. It is not applied when the model takes the counts:
-its spec says ``apply_scale_offset: false``, or declares an integer pixel type (a package made
-before the switch existed says so by its ``dtype``). The run records which
-(:func:`scaling_record`).
+its spec says ``apply_scale_offset: false``, declares an integer pixel type, or normalises by
+the input type's range (``scale: dtype_range``, a normalisation of counts); a package made
+before the switch existed says so by those. The run records which (:func:`scaling_record`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from tilerun.sources import ScaleOffset, Source
 
 def takes_counts(spec: ModelSpec) -> bool:
     """Whether the model was trained on stored counts rather than physical values."""
-    if not spec.apply_scale_offset:
+    if not spec.apply_scale_offset or spec.scale == "dtype_range":
         return True
     return spec.dtype is not None and np.dtype(spec.dtype).kind in "uib"
 
@@ -50,7 +50,13 @@ def scaling_record(source: Source, spec: ModelSpec) -> dict[str, Any] | None:
     record: dict[str, Any] = {"applied": applied, "origin": scaling.origin,
                               "scales": list(scaling.scales), "offsets": list(scaling.offsets)}
     if not applied:
-        record["reason"] = ("the model takes counts (its spec: apply_scale_offset false)"
-                            if not spec.apply_scale_offset else
-                            f"the model takes {spec.dtype} counts (its spec's dtype)")
+        record["reason"] = _why_counts(spec)
     return record
+
+
+def _why_counts(spec: ModelSpec) -> str:
+    if not spec.apply_scale_offset:
+        return "the model takes counts (its spec: apply_scale_offset false)"
+    if spec.scale == "dtype_range":
+        return "the model takes counts (its spec normalises by the pixel type's range)"
+    return f"the model takes {spec.dtype} counts (its spec's dtype)"
