@@ -304,3 +304,24 @@ def test_predict_from_dataarray_keeps_georef(tmp_path, identity, cube):
     assert ds.rio.crs == CRS.from_epsg(3035)
     assert ds.rio.transform().almost_equals(TRANSFORM, precision=1e-9)
     np.testing.assert_allclose(ds.logits.values, cube, atol=1e-6)
+
+
+def test_xarray_band_names_and_undecoded_scale_offset_are_kept():
+    """rioxarray leaves ``scale_factor``/``add_offset`` in the attributes when it does not
+    decode them, and STAC stackers name bands by a string band coordinate."""
+    import rioxarray
+    from conftest import shared_file
+
+    from tilerun.sources import open_source
+
+    path = shared_file("geotiff/rio-tiler-pds/S2A_29RKH_20200219_0_L2A/"
+                       "S2A_29RKH_20200219_0_L2A_10m_B02-B03-B04-B08_described_scaled.tif")
+    data = rioxarray.open_rasterio(path)
+    source = open_source(data, ["nir", "red"])
+    assert source.band_labels == (("nir",), ("red",))
+    assert source.scale_offset is not None and source.scale_offset.scales == (1e-4, 1e-4)
+    named = data.assign_coords(band=["blue", "green", "red", "nir"])
+    chosen = open_source(named, model_bands=("red", "green", "blue"))
+    assert chosen.band_labels == (("red",), ("green",), ("blue",))
+    np.testing.assert_array_equal(chosen.read(Window(0, 0, 4, 4))[0],
+                                  data.values[[2, 1, 0], :4, :4])

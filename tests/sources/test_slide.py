@@ -463,3 +463,12 @@ def test_metadata_is_json(ramp: Path) -> None:
 def test_windows_outside_the_image_are_refused(ramp: Path) -> None:
     with pytest.raises(ValueError, match="not inside"):
         SlideSource(ramp).read(Window(90, 0, 10, 10))
+
+
+def test_slide_bands_by_colour_name():
+    from conftest import shared_file
+
+    from tilerun.sources import open_source
+
+    source = open_source(shared_file("wsi/openslide-python/small.svs"), ["blue", "red"], level=0)
+    assert source.bands == (3, 1) and source.band_labels == (("blue",), ("red",))

@@ -20,7 +20,14 @@ from tilerun.cli.errors import exits_cleanly
 from tilerun.cli.jsonout import json_line
 from tilerun.cli.progress import progress_bar
 from tilerun.cli.renamed import chosen_variables
-from tilerun.engine.options import BACKENDS, PRECISIONS, PYRAMIDS, TTA_MODES, PredictOptions
+from tilerun.engine.options import (
+    BACKENDS,
+    PRECISIONS,
+    PYRAMIDS,
+    RESAMPLINGS,
+    TTA_MODES,
+    PredictOptions,
+)
 from tilerun.errors import OptionError, printable
 
 if TYPE_CHECKING:
@@ -38,18 +45,13 @@ DEMO = "demo"
 DEFAULT = PredictOptions()
 
 
-def _int_list(name: str, text: str | None) -> tuple[int, ...] | None:
-    """Comma-separated integers; an empty item (``1,,2``) is a typo, not a band to drop."""
+def _band_list(text: str | None) -> tuple[int | str, ...] | None:
+    """``--bands``: numbers and/or names, comma-separated."""
     if text is None:
         return None
-    items = [v.strip() for v in text.split(",")]
-    if "" in items:
-        raise OptionError(name, f"empty item in {text!r}; give comma-separated integers, "
-                          "e.g. 3,2,1")
-    try:
-        return tuple(int(v) for v in items)
-    except ValueError:
-        raise OptionError(name, f"expected comma-separated integers, got {text!r}") from None
+    from tilerun.sources.bandnames import parse_band_list
+
+    return parse_band_list(text)
 
 
 def _overlap(text: str) -> float | int:
@@ -109,7 +111,15 @@ def _is_float(text: str) -> bool:
 @click.option("--batch-size", default=DEFAULT.batch_size, show_default=True)
 @click.option("--chunk", default=DEFAULT.chunk, show_default=True,
               help="Output chunk edge in pixels.")
-@click.option("--bands", help="1-based bands to use, in order, e.g. 3,2,1.")
+@click.option("--bands",
+              help="Bands to use, in order: 1-based numbers (3,2,1) or names (red,green,blue; "
+                   "B04 = red for Sentinel-2), matched against band descriptions, band tags "
+                   "and STAC eo:bands [default: the bands the model's spec names, when the "
+                   "input names its bands; else all].")
+@click.option("--resampling", type=click.Choice(RESAMPLINGS), default=DEFAULT.resampling,
+              show_default=True,
+              help="STAC items and per-band files: how bands coarser than the finest are "
+                   "resampled onto its grid.")
 @click.option("--device", default=DEFAULT.device, show_default=True,
               help="auto, cpu, cuda or cuda:N.")
 @click.option(
@@ -188,12 +198,13 @@ def predict_command(
     as_json: bool,
     **options: Any,
 ) -> None:
-    """Predict INPUT (a GeoTIFF or any raster GDAL reads) into a chunked Zarr store."""
+    """Predict INPUT (a GeoTIFF or any raster GDAL reads, or a STAC Item .json) into a
+    chunked Zarr store."""
     target = _output(out, input)
     variables = chosen_variables(variables, old_variables, ",".join(DEFAULT.output))
     opts = PredictOptions.from_kwargs(
         overlap=_overlap(overlap) if overlap is not None else None,
-        bands=_int_list("--bands", bands),
+        bands=_band_list(bands),
         output=tuple(v.strip() for v in variables.split(",") if v.strip()),
         **options,
     )
@@ -361,6 +372,17 @@ def _written(plan: RunPlan) -> str:
             "them if the same run wrote them, which the run checks)")
 
 
+def _names(plan: RunPlan) -> str:
+    names = plan.band_names
+    return f" ({', '.join(n or '?' for n in names)})" if names else ""
+
+
+def _scaling(plan: RunPlan) -> str:
+    from tilerun.report.text import scaling_text
+
+    return f"; scale/offset {scaling_text(plan.scale_offset)}" if plan.scale_offset else ""
+
+
 def plan_lines(plan: RunPlan) -> list[str]:
     """The ``--dry-run`` plan, one fact a line (plain text, never wrapped)."""
     from tilerun.engine.budget import size_text as _size
@@ -393,7 +415,7 @@ def plan_lines(plan: RunPlan) -> list[str]:
     return [
         f"plan for {plan.input} → {plan.output} (dry run: nothing written)",
         *exists,
-        f"  input    {bands} band(s), {height} × {width} px",
+        f"  input    {bands} band(s){_names(plan)}, {height} × {width} px{_scaling(plan)}",
         f"  model    {model}, {plan.classes} classes",
         f"  tiles    {plan.tiles_run} to run of {plan.tiles}{skipped} "
         f"({plan.tile} px, overlap {plan.overlap} px)"

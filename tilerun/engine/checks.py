@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import warnings
 
+import numpy as np
+
 from tilerun.engine.degrees import degree_pixel
+from tilerun.engine.scaling import model_dtype, takes_counts
 from tilerun.errors import BandError, InputError, PixelSizeError, TilerunWarning
 from tilerun.models import ModelHandle, ModelSpec
 from tilerun.sources import Source
@@ -26,12 +29,8 @@ def check_input(source: Source, model: ModelHandle, pixel_size_tolerance: float)
             + (f" ({', '.join(spec.band_names)})" if spec.band_names else "")
             + "; choose bands with --bands",
         )
-    if spec.dtype is not None and str(source.dtype) != spec.dtype:
-        raise InputError(
-            source.name,
-            f"pixel type {source.dtype} but the model was trained on {spec.dtype}; "
-            "convert the input (e.g. gdal_translate -ot) so its values mean what the model expects",
-        )
+    if spec.dtype is not None and str(model_dtype(source, spec)) != spec.dtype:
+        raise InputError(source.name, _dtype_problem(source, spec))
     if spec.pixel_size is None or pixel_size_tolerance == float("inf"):
         return
     size = source.pixel_size()
@@ -59,6 +58,28 @@ def check_input(source: Source, model: ModelHandle, pixel_size_tolerance: float)
             f"{unit} (tolerance {pixel_size_tolerance:.0%}); resample the input or raise "
             "--pixel-size-tolerance",
         )
+
+
+def _dtype_problem(source: Source, spec: ModelSpec) -> str:
+    """Why the input's values are not what the model was trained on, and the right fix: a
+    product's counts need their scale/offset (which turns them into physical values), not a
+    type conversion, which would keep the counts."""
+    stored = f"pixel type {source.dtype}"
+    wanted = np.dtype(spec.dtype)
+    if source.dtype.kind in "ui" and wanted.kind == "f":
+        if source.scale_offset is not None and takes_counts(spec):
+            return (f"{stored} with a scale/offset that the model spec says not to apply "
+                    f"(apply_scale_offset false), but the model was trained on {spec.dtype} "
+                    "values; fix the model spec")
+        return (f"{stored} declares no scale/offset, but the model was trained on "
+                f"{spec.dtype} (physical) values; give the raster its product's scale/offset "
+                "(e.g. Sentinel-2 L2A: gdal_edit.py -scale 0.0001 -offset 0 FILE; then they "
+                "are applied), or read the scene through its STAC item (raster:bands)")
+    if source.dtype.kind == "f" and wanted.kind in "ui":
+        return (f"{stored} but the model was trained on {spec.dtype} counts; give it the "
+                "product's stored counts (not physical values)")
+    return (f"{stored} but the model was trained on {spec.dtype}; convert the input (e.g. "
+            "gdal_translate -ot) so its values mean what the model expects")
 
 
 def check_default_model(source: Source, model: ModelHandle, pixel_size_tolerance: float) -> None:

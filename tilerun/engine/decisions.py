@@ -17,6 +17,7 @@ from tilerun import __version__
 from tilerun.engine.graph import Job
 from tilerun.engine.options import PredictOptions
 from tilerun.engine.plan import ChunkPlan
+from tilerun.engine.scaling import scaling_record
 from tilerun.errors import OptionError, TilerunWarning
 from tilerun.models import ModelHandle
 from tilerun.sinks import OutputLayout, Sink
@@ -95,7 +96,10 @@ def run_attributes(
         "blend": plan.blend.name,
         "sigma": plan.blend.sigma,
         "chunk": plan.chunk,
-        "bands": list(options.bands or range(1, source.shape[0] + 1)),
+        "bands": list(getattr(source, "bands", None) or options.bands
+                      or range(1, source.shape[0] + 1)),
+        "band_names": [names[0] if names else None for names in source.band_labels]
+        or None,
         "class_names": list(spec.class_names) if spec.class_names else None,
         "class_colours": list(spec.class_colours) if spec.class_colours else None,
         "activation": spec.activation,
@@ -104,6 +108,7 @@ def run_attributes(
         "tta": options.tta,
         "pixel_size": list(source.pixel_size() or ()) or None,
         "slide": source.metadata(),
+        "scale_offset": scaling_record(source, spec),
     }
     job = job_record(attrs, source, plan, classes, model, options, input_digest)
     attrs["job"] = plain(job)

@@ -28,6 +28,7 @@ from tilerun.engine.decisions import (
 )
 from tilerun.engine.opening import open_checked
 from tilerun.engine.options import PredictOptions
+from tilerun.engine.scaling import scaling_record
 from tilerun.engine.workers import fit_workers
 from tilerun.models import ModelHandle
 from tilerun.sinks import Sink
@@ -94,6 +95,10 @@ class RunPlan:
     #: what the backends are checked against (eager torch, or an ONNX model's ONNX Runtime;
     #: empty where ``auto`` runs an ONNX model on its own runtime, unchecked)
     backend_reference: str = "eager torch fp32"
+    #: the names of the bands read (None: the input names none) and the input's own
+    #: scale/offset with whether it is applied (see :mod:`tilerun.engine.scaling`)
+    band_names: tuple[str | None, ...] | None = None
+    scale_offset: dict[str, Any] | None = None
 
     @property
     def tiles_run(self) -> int:
@@ -179,6 +184,8 @@ def plan_run(
         overlap_note=grid.overlap_note,
         backend_reference="" if own_runtime(handle, target, options.backend)
         else reference_name(handle),
+        band_names=tuple(n[0] if n else None for n in src.band_labels) or None,
+        scale_offset=scaling_record(src, handle.spec),
     )
 
 

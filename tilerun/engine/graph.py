@@ -25,6 +25,7 @@ from tilerun.engine.partial import (
 )
 from tilerun.engine.plan import ChunkPlan
 from tilerun.engine.runner import TileRunner
+from tilerun.engine.scaling import applied_scaling
 from tilerun.report import collect
 from tilerun.report.collect import StatsPlan
 from tilerun.sinks import LABEL_FILL, PROBABILITY_FILL, PROBABILITY_SCALE, Sink
@@ -59,7 +60,8 @@ def with_stats(job: Job) -> Job:
     if not collect.ENABLED:
         return job
     spec, (bands, _, _) = job.runner.model.spec, job.source.shape
-    plan = StatsPlan.for_model(job.source.name, spec, bands, job.source.dtype, job.classes)
+    plan = StatsPlan.for_model(job.source.name, spec, bands, job.source.dtype, job.classes,
+                               applied_scaling(job.source, spec))
     return replace(job, stats=plan)
 
 

@@ -29,6 +29,7 @@ from tilerun.engine.decisions import (
 from tilerun.engine.options import PredictOptions
 from tilerun.engine.plan import ChunkPlan
 from tilerun.engine.runner import Normalizer, TileRunner, resolve_device
+from tilerun.engine.scaling import applied_scaling, model_dtype
 from tilerun.engine.skipping import resolve_tissue, skipped_tiles
 from tilerun.errors import OptionError, OutputExistsError
 from tilerun.extras import require_extra
@@ -95,7 +96,8 @@ def open_checked(
     with phase("model"):
         runner = TileRunner(handle, device, options.precision, options.tta, options.device,
                             options.backend)
-        normalize = Normalizer.for_model(handle, bands, src.dtype)
+        normalize = Normalizer.for_model(handle, bands, model_dtype(src, spec),
+                                         applied_scaling(src, spec))
         example = normalize.example(PROBE_TILES, grid.input_tile)
         classes = runner.probe(bands, grid.input_tile, example)
     advice = missing_spec(handle)  # once every check passed: a refused run says only why
@@ -119,7 +121,8 @@ def _checked_sink(sink: Sink, existing_ok: bool) -> str | None:
 
 def _opened_source(source: Any, options: PredictOptions, model: ModelHandle) -> Any:
     """The input opened and checked against the model's spec."""
-    src = open_source(source, options.bands, **slide_options(options, model))
+    src = open_source(source, options.bands, model_bands=model.spec.band_names,
+                      resampling=options.resampling, **slide_options(options, model))
     if (options.mpp is not None or options.level is not None) and not src.is_slide:
         raise OptionError(src.name, "--mpp and --level apply to whole-slide images only")
     check_input(src, model, options.pixel_size_tolerance)

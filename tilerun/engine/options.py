@@ -13,6 +13,8 @@ SCHEDULERS = ("threads", "sync", "processes")
 PRECISIONS = ("fp32", "bf16", "fp16")
 TTA_MODES = ("none", "flips", "d4")
 PYRAMIDS = ("auto", "none", "labels", "labels,probabilities")
+#: How stacked bands coarser than the finest are resampled (see tilerun.sources.stack).
+RESAMPLINGS = ("nearest", "bilinear", "cubic", "average", "mode")
 #: Worker processes of a local cluster when ``--workers`` is not given.
 DEFAULT_WORKERS = 2
 #: The smallest output chunk edge. A chunk is a pair of Dask tasks and a file per variable,
@@ -49,6 +51,11 @@ class PredictOptions:
     ``pyramid`` adds OME-NGFF multiscale pyramids for viewers (``auto``: labels, for slides).
     ``zarr_format``: 3 (default), or 2 for the GDAL in today's rasterio/QGIS builds, which
     reads Zarr v2 but not v3's ``bytes`` codec (no viewer pyramids then: OME-Zarr 0.5 is v3).
+
+    ``bands``: 1-based numbers and/or names (``red``, ``B04``: see
+    :mod:`tilerun.sources.bandnames`); None takes the bands the model's spec names when the
+    input names its bands, else all. ``resampling``: how stacked bands (per-band files, STAC
+    assets) coarser than the finest are resampled onto its grid.
     """
 
     tile: int | None = None
@@ -57,7 +64,7 @@ class PredictOptions:
     sigma: float = 0.125
     batch_size: int = 8
     chunk: int = 1024
-    bands: tuple[int, ...] | None = None
+    bands: tuple[int | str, ...] | None = None
     device: str = "auto"
     output: tuple[str, ...] = ("logits",)
     dtype: str = "float32"
@@ -79,6 +86,7 @@ class PredictOptions:
     pyramid: str = "auto"
     resume: bool = False
     zarr_format: int = 3
+    resampling: str = "nearest"
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -108,6 +116,9 @@ class PredictOptions:
             raise OptionError("--mpp", "give --mpp or --level, not both")
         if self.workers is not None and self.workers < 1:
             raise OptionError("--workers", f"must be ≥ 1, got {self.workers}")
+        if self.resampling not in RESAMPLINGS:
+            raise OptionError("--resampling", f"choose from {RESAMPLINGS}, got "
+                              f"{self.resampling!r}")
         if self.zarr_format not in (2, 3):
             raise OptionError("--zarr-format", f"choose 2 or 3, got {self.zarr_format!r}")
 
@@ -133,6 +144,10 @@ class PredictOptions:
             raise OptionError(
                 ", ".join(sorted(unknown)), f"unknown option(s); known: {sorted(known)}"
             )
+        if isinstance(kwargs.get("bands"), str):  # "red,green,blue" or "3,2,1"
+            from tilerun.sources.bandnames import parse_band_list
+
+            kwargs["bands"] = parse_band_list(str(kwargs["bands"]))
         for key in ("bands", "output", "mean", "std"):
             value = kwargs.get(key)
             if isinstance(value, str):

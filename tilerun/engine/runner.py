@@ -30,6 +30,7 @@ from tilerun.backends.torch_backends import on_device
 from tilerun.engine.tta import averaged
 from tilerun.errors import ModelError, OptionError, first_line
 from tilerun.models import ModelHandle
+from tilerun.sources import ScaleOffset
 
 
 def resolve_device(device: str) -> torch.device:
@@ -53,14 +54,22 @@ class Normalizer:
     in ``[0, 1]``); no normalisation gives ``0`` and ``1``. ``embedded``: the model's graph
     normalises its input itself (an export with the normalisation embedded), so the pixels
     pass as float32 and invalid ones become ``offset``, which the graph maps to 0.
+
+    ``gain``/``bias``: the input's own scale/offset, applied first (``x · gain + bias`` in
+    float32: the physical values, see :mod:`tilerun.engine.scaling`); None: the values as
+    stored.
     """
 
     offset: np.ndarray
     scale: np.ndarray
     embedded: bool = False
+    gain: np.ndarray | None = None
+    bias: np.ndarray | None = None
 
     @classmethod
-    def for_model(cls, model: ModelHandle, bands: int, dtype: np.dtype[Any]) -> Normalizer:
+    def for_model(cls, model: ModelHandle, bands: int, dtype: np.dtype[Any],
+                  scaling: ScaleOffset | None = None) -> Normalizer:
+        """``dtype``: what the model receives (float32 when ``scaling`` applies)."""
         spec = model.spec
         offset, scale = np.zeros(bands, np.float32), np.ones(bands, np.float32)
         if spec.mean is not None and spec.std is not None:
@@ -74,19 +83,29 @@ class Normalizer:
             )
         if np.any(scale <= 0):
             raise ModelError(model.name, "normalisation std must be > 0")
-        return cls(offset, scale, spec.embedded_normalisation)
+        if scaling is None:
+            return cls(offset, scale, spec.embedded_normalisation)
+        return cls(offset, scale, spec.embedded_normalisation,
+                   np.asarray(scaling.scales, np.float32), np.asarray(scaling.offsets, np.float32))
 
     def __call__(self, pixels: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
         """Normalise a ``(bands, h, w)`` tensor on its device; ``valid`` None: all valid."""
         offset = torch.from_numpy(self.offset).to(pixels.device)[:, None, None]
+        owned = False
+        if self.gain is not None and self.bias is not None:
+            # Two steps, as numpy does them: the same float32 values as a reflectance raster.
+            pixels = pixels.to(torch.float32, copy=True)
+            pixels.mul_(torch.from_numpy(self.gain).to(pixels.device)[:, None, None])
+            pixels.add_(torch.from_numpy(self.bias).to(pixels.device)[:, None, None])
+            owned = True
         if self.embedded:
-            x = pixels.to(torch.float32, copy=True)
+            x = pixels if owned else pixels.to(torch.float32, copy=True)
             if valid is not None:
                 x = torch.where(valid, x, offset)
             return x
         scale = torch.from_numpy(self.scale).to(pixels.device)[:, None, None]
         # Out of place first (the pixels may be the caller's array), then float32 in place.
-        x = (pixels - offset).to(torch.float32)
+        x = pixels.sub_(offset) if owned else (pixels - offset).to(torch.float32)
         x /= scale
         if valid is not None:
             x.masked_fill_(~valid, 0.0)

@@ -71,12 +71,15 @@ class CalibrationTiles:
     def __init__(self, source: Source, handle: ModelHandle, windows: list[Window]) -> None:
         from tilerun.engine.checks import check_input
         from tilerun.engine.runner import Normalizer
+        from tilerun.engine.scaling import applied_scaling, model_dtype
 
         source.check_dtype()
         check_input(source, handle, float("inf"))
         self.source = source
         self.windows = windows
-        self.normalise = Normalizer.for_model(handle, source.shape[0], source.dtype)
+        self.normalise = Normalizer.for_model(handle, source.shape[0],
+                                              model_dtype(source, handle.spec),
+                                              applied_scaling(source, handle.spec))
         self.input_name = str(getattr(handle.module, "input_name", "x"))
         self._next: Iterator[Window] = iter(windows)
 

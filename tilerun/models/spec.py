@@ -22,7 +22,10 @@ A tilerun package says, in JSON (schema :data:`SCHEMA_VERSION`):
 * ``output``: for a model with several outputs (an ONNX graph's), the name of the one that
   holds the segmentation logits (default: the first);
 * ``embedded_normalisation``: the graph applies the normalisation above itself (an export
-  made with it embedded, for deployment elsewhere), so the engine feeds it raw values.
+  made with it embedded, for deployment elsewhere), so the engine feeds it raw values;
+* ``apply_scale_offset``: the raster's own scale/offset (GDAL metadata, STAC ``raster:bands``)
+  turn its counts into physical values before normalisation (default); False for a model
+  trained on raw counts.
 """
 
 from __future__ import annotations

@@ -74,8 +74,9 @@ class StatsPlan:
 
     @classmethod
     def for_model(cls, subject: str, spec: Any, bands: int, dtype: np.dtype[Any],
-                  classes: int) -> StatsPlan:
-        """From the model spec (``mean``/``std``, names, activation) and the input's bands."""
+                  classes: int, scaling: Any = None) -> StatsPlan:
+        """From the model spec (``mean``/``std``, names, activation) and the input's bands;
+        ``scaling``: the input scale/offset the run applies (statistics in physical values)."""
         mean, std = spec.mean, spec.std
         if mean is None or std is None or len(mean) != bands:
             mean = std = None
@@ -86,7 +87,7 @@ class StatsPlan:
         if len(class_names) != n:
             class_names = tuple(str(k) for k in range(n))
         activation = "sigmoid" if classes == 1 or spec.activation == "sigmoid" else "softmax"
-        return cls(subject, input_bins(mean, std, bands, np.dtype(dtype)), names,
+        return cls(subject, input_bins(mean, std, bands, np.dtype(dtype), scaling), names,
                    None if mean is None else tuple(float(v) for v in mean),
                    None if std is None else tuple(float(v) for v in std),
                    classes, class_names, activation)

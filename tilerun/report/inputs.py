@@ -21,6 +21,10 @@ whose spec gives no statistics are taken as already scaled, as the normaliser do
 
 Integer pixels of at most 16 bits are first counted per value (``np.bincount``), and every
 sum follows from those counts exactly; other types are summed directly.
+
+When the run applies the input's scale/offset (:mod:`tilerun.engine.scaling`), everything is
+in physical values ``x · gain + bias``, as the model sees them and as its training statistics
+are: the bins are mapped, and the values (the distinct ones, for counted integers) converted.
 """
 
 from __future__ import annotations
@@ -44,6 +48,15 @@ class InputBins:
     hi: tuple[float, ...]
     centre: tuple[float, ...]
     bins: int = BINS
+    #: stored value → physical value per band, ``x · gain + bias`` (None: as stored)
+    gain: tuple[float, ...] | None = None
+    bias: tuple[float, ...] | None = None
+
+    def physical(self, band: int, values: np.ndarray) -> np.ndarray:
+        """float64 ``values`` as the model sees them (a new array when converted)."""
+        if self.gain is None or self.bias is None:
+            return values
+        return values * self.gain[band] + self.bias[band]
 
     @property
     def bands(self) -> int:
@@ -63,10 +76,12 @@ class InputBins:
         return index.astype(np.intp) + 1
 
 
-def input_bins(mean: Any, std: Any, bands: int, dtype: np.dtype[Any]) -> InputBins:
+def input_bins(mean: Any, std: Any, bands: int, dtype: np.dtype[Any],
+               scaling: Any = None) -> InputBins:
     """The fixed bins for ``bands`` bands of ``dtype`` (see the module docstring).
 
-    ``mean``/``std``: the model spec's training statistics per band, or None.
+    ``mean``/``std``: the model spec's training statistics per band, or None. ``scaling``:
+    the :class:`~tilerun.sources.ScaleOffset` the run applies, or None.
     """
     lo = np.zeros(bands)
     hi = np.ones(bands)
@@ -75,6 +90,12 @@ def input_bins(mean: Any, std: Any, bands: int, dtype: np.dtype[Any]) -> InputBi
         lo[:], hi[:] = float(info.min), float(info.max) + 1.0
     elif dtype.kind == "b":
         lo[:], hi[:] = 0.0, 2.0
+    gain = bias = None
+    if scaling is not None:
+        gain, bias = tuple(scaling.scales), tuple(scaling.offsets)
+        if dtype.kind in "uib":
+            ranges = [scaling.physical_range(b, lo[b], hi[b]) for b in range(bands)]
+            lo, hi = np.array([r[0] for r in ranges]), np.array([r[1] for r in ranges])
     if mean is not None and std is not None:
         m, s = np.asarray(mean, np.float64), np.asarray(std, np.float64)
         below, above = m - HALF_WIDTH_SIGMAS * s, m + HALF_WIDTH_SIGMAS * s
@@ -85,7 +106,8 @@ def input_bins(mean: Any, std: Any, bands: int, dtype: np.dtype[Any]) -> InputBi
         centre = m
     else:
         centre = (lo + hi) / 2
-    return InputBins(tuple(lo.tolist()), tuple(hi.tolist()), tuple(np.asarray(centre).tolist()))
+    return InputBins(tuple(lo.tolist()), tuple(hi.tolist()), tuple(np.asarray(centre).tolist()),
+                     gain=gain, bias=bias)
 
 
 @dataclass(frozen=True)
@@ -154,13 +176,13 @@ def _by_value(bins: InputBins, band: int, values: np.ndarray, into: InputStats) 
     if present.size == 0:
         return
     counts = per_value[present]
-    x = present.astype(np.float64) - offset
+    x = bins.physical(band, present.astype(np.float64) - offset)
     d = x - bins.centre[band]
     into.count[band] += counts.sum()
     into.s1[band] += counts @ d
     into.s2[band] += counts @ (d * d)
-    into.low[band] = min(into.low[band], x[0])
-    into.high[band] = max(into.high[band], x[-1])
+    into.low[band] = min(into.low[band], float(x.min()))
+    into.high[band] = max(into.high[band], float(x.max()))
     into.hist[band] += np.bincount(bins.slots(band, x), weights=counts,
                                    minlength=bins.bins + 2).astype(np.int64)
 
@@ -174,6 +196,7 @@ def _direct(bins: InputBins, band: int, values: np.ndarray, into: InputStats) ->
             x = x[finite]
     if x.size == 0:
         return
+    x = bins.physical(band, x)
     d = x - bins.centre[band]
     into.count[band] += x.size
     into.s1[band] += d.sum()

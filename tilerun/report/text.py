@@ -18,9 +18,21 @@ def summary_rows(report: RunReport, record: dict[str, Any]) -> list[list[str]]:
     if report.chunks_resumed:
         rows.append(["chunks from an earlier run", f"{report.chunks_resumed} (not in the "
                      "statistics)"])
+    rows.append(["input scale/offset", scaling_text(record.get("scale_offset"))])
     drifted = ", ".join(report.drifted_bands) or "none"
     rows.append([f"drifted bands (drift > {report.drift_threshold:g})", drifted])
     return rows
+
+
+def scaling_text(record: dict[str, Any] | None) -> str:
+    """Whether the input's own scale/offset was applied before normalisation, and which."""
+    if not record:
+        return "none declared (values as stored)"
+    pairs = sorted(set(zip(record["scales"], record["offsets"], strict=True)))
+    values = "; ".join(f"× {s:g} + {o:g}" for s, o in pairs)
+    if record.get("applied"):
+        return f"applied: {values} ({record.get('origin', '?')})"
+    return f"not applied: {values} ({record.get('reason', '?')})"
 
 
 def timing_rows(report: RunReport) -> list[list[str]]:

@@ -15,8 +15,9 @@ import numpy as np
 
 from tilerun.errors import InputError
 from tilerun.geometry import Window
-from tilerun.sources.bands import select_bands
-from tilerun.sources.base import GeoRef, Source
+from tilerun.sources.bandnames import band_labels
+from tilerun.sources.bands import BandSpec, bands_for_model, select_bands
+from tilerun.sources.base import GeoRef, ScaleOffset, Source
 
 
 class ArraySource(Source):
@@ -26,25 +27,36 @@ class ArraySource(Source):
         self,
         array: np.ndarray | da.Array,
         *,
-        bands: Sequence[int] | None = None,
+        bands: BandSpec | None = None,
         nodata: float | None = None,
         georef: GeoRef | None = None,
         name: str = "<array>",
+        labels: Sequence[Sequence[str]] = (),
+        scale_offset: ScaleOffset | None = None,
     ) -> None:
+        """``labels``: each band's names (for ``bands`` by name); ``scale_offset``: what
+        turns the values into physical ones (the run applies it, see ``ModelSpec``)."""
         self.name = name
         if array.ndim == 2:
             array = array[None]
         if array.ndim != 3:
             raise InputError(name, f"expected (bands, y, x) or (y, x), got shape {array.shape}")
-        chosen = select_bands(name, array.shape[0], bands)
+        chosen = select_bands(name, array.shape[0], bands, labels)
         self._array = array[[b - 1 for b in chosen]] if bands is not None else array
+        self._labels = tuple(tuple(labels[b - 1]) for b in chosen) if labels else ()
+        self._scale_offset = None if scale_offset is None else ScaleOffset(
+            tuple(scale_offset.scales[b - 1] for b in chosen),
+            tuple(scale_offset.offsets[b - 1] for b in chosen), scale_offset.origin)
         self._nodata = nodata
         self._georef = georef
         self.check_dtype()
 
     @classmethod
-    def from_xarray(cls, data: Any, bands: Sequence[int] | None = None) -> ArraySource:
-        """A DataArray with dims ``(band, y, x)`` or ``(y, x)``; georef read through rioxarray."""
+    def from_xarray(cls, data: Any, bands: BandSpec | None = None,
+                    model_bands: Sequence[str] | None = None) -> ArraySource:
+        """A DataArray with dims ``(band, y, x)`` or ``(y, x)``; georef read through rioxarray;
+        band names from a string band coordinate or ``long_name``, and rioxarray's
+        ``scale_factor``/``add_offset`` attributes (left there when not decoded)."""
         import rioxarray  # noqa: F401  (registers the .rio accessor)
 
         name = f"<DataArray {data.name or ''}>".replace(" >", ">")
@@ -53,11 +65,15 @@ class ArraySource(Source):
             (band_dim,) = [d for d in data.dims if d not in ("y", "x")]
             data = data.transpose(band_dim, "y", "x")
         georef, nodata = None, None
+        labels, scaling = _xarray_bands(data)
+        if bands is None:
+            bands = bands_for_model(name, labels, model_bands)
         if spatial:
             crs = data.rio.crs
             georef = GeoRef(crs.to_wkt() if crs else None, tuple(data.rio.transform())[:6])
             nodata = data.rio.nodata
-        return cls(data.data, bands=bands, nodata=nodata, georef=georef, name=name)
+        return cls(data.data, bands=bands, nodata=nodata, georef=georef, name=name,
+                   labels=labels, scale_offset=scaling)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -79,6 +95,14 @@ class ArraySource(Source):
     def in_memory(self) -> np.ndarray | None:
         return self._array if isinstance(self._array, np.ndarray) else None
 
+    @property
+    def band_labels(self) -> tuple[tuple[str, ...], ...]:
+        return self._labels
+
+    @property
+    def scale_offset(self) -> ScaleOffset | None:
+        return self._scale_offset
+
     def read(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
         block = self._array[:, window.y : window.bottom, window.x : window.right]
         if isinstance(block, da.Array):
@@ -90,3 +114,30 @@ class ArraySource(Source):
         if self._nodata is not None and not np.isnan(self._nodata):
             valid &= pixels != self._nodata
         return pixels, valid
+
+
+def _xarray_bands(data: Any) -> tuple[list[tuple[str, ...]], ScaleOffset | None]:
+    """Band names and scale/offset of a ``(band, y, x)`` DataArray, as rioxarray and STAC
+    stackers leave them: string band coordinates, ``long_name``, ``scale_factor``/``add_offset``."""
+    count = data.shape[0] if data.ndim == 3 else 1
+    names: list[list[str | None]] = [[] for _ in range(count)]
+    if data.ndim == 3 and data.dims[0] in data.coords:
+        for k, value in enumerate(data.coords[data.dims[0]].values.tolist()):
+            names[k].append(value if isinstance(value, str) else None)
+    long_name = data.attrs.get("long_name")
+    if isinstance(long_name, (list, tuple)) and len(long_name) == count:
+        for k, value in enumerate(long_name):
+            names[k].append(str(value))
+    labels = [band_labels(*n) for n in names]
+    scale, offset = data.attrs.get("scale_factor"), data.attrs.get("add_offset")
+    scaling = ScaleOffset.of([_scalar(scale, k) for k in range(count)],
+                             [_scalar(offset, k) for k in range(count)], "xarray attributes")
+    return (labels if any(labels) else []), scaling
+
+
+def _scalar(value: Any, band: int) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return float(value[band]) if len(value) > band else None
+    return float(value)

@@ -55,6 +55,35 @@ class GeoRef:
         return f + (np.arange(height) + 0.5) * e, c + (np.arange(width) + 0.5) * a
 
 
+@dataclass(frozen=True)
+class ScaleOffset:
+    """Per band: physical value = stored value × ``scales[b]`` + ``offsets[b]``.
+
+    GDAL's band scale/offset and STAC's ``raster:bands`` ``scale``/``offset`` follow this
+    convention (Sentinel-2 L2A: reflectance = DN × 0.0001 − 0.1 from baseline 04.00 on), and
+    rioxarray's ``mask_and_scale`` applies it on reading. ``origin`` says where it was read.
+    """
+
+    scales: tuple[float, ...]
+    offsets: tuple[float, ...]
+    origin: str
+
+    @classmethod
+    def of(cls, scales: Any, offsets: Any, origin: str) -> ScaleOffset | None:
+        """None when every band is stored as is (scale 1, offset 0); missing values are 1/0."""
+        s = tuple(1.0 if v is None else float(v) for v in scales)
+        o = tuple(0.0 if v is None else float(v) for v in offsets)
+        if all(v == 1.0 for v in s) and all(v == 0.0 for v in o):
+            return None
+        return cls(s, o, origin)
+
+    def physical_range(self, band: int, lo: float, hi: float) -> tuple[float, float]:
+        """``[lo, hi]`` of stored values as physical values (ordered: a scale may be < 0)."""
+        a = lo * self.scales[band] + self.offsets[band]
+        b = hi * self.scales[band] + self.offsets[band]
+        return min(a, b), max(a, b)
+
+
 class Source(ABC):
     """A lazily read ``(bands, height, width)`` image with validity and georeferencing."""
 
@@ -79,6 +108,17 @@ class Source(ABC):
     @property
     def nodata(self) -> float | None:
         """The declared nodata value, if any (NaN is a valid answer)."""
+        return None
+
+    @property
+    def band_labels(self) -> tuple[tuple[str, ...], ...]:
+        """Per selected band, the names the input gives it (descriptions, band tags, STAC
+        ``eo:bands``); empty when it names none. See :mod:`tilerun.sources.bandnames`."""
+        return ()
+
+    @property
+    def scale_offset(self) -> ScaleOffset | None:
+        """The input's own scale/offset per selected band, None when it declares none."""
         return None
 
     def pixel_size(self) -> tuple[float, str] | None:

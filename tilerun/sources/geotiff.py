@@ -27,8 +27,9 @@ from rasterio.windows import Window as RioWindow
 
 from tilerun.errors import InputError, TilerunWarning, UnsupportedDtypeError
 from tilerun.geometry import Window
-from tilerun.sources.bands import select_bands
-from tilerun.sources.base import GeoRef, Source
+from tilerun.sources.bandnames import band_labels
+from tilerun.sources.bands import BandSpec, bands_for_model, select_bands
+from tilerun.sources.base import GeoRef, ScaleOffset, Source
 from tilerun.sources.guards import (
     check_tiff_complete,
     check_vrt_sources,
@@ -81,10 +82,27 @@ def _georef(ds: Any) -> tuple[GeoRef, str | None]:
     return GeoRef(crs, tuple(transform)[:6]), note
 
 
+def _labels(ds: Any, colour: bool) -> tuple[tuple[str, ...], ...]:
+    """Every band's names: description, BAND_NAME/COMMON_NAME tags, else (``colour``) its
+    colour interpretation. GDAL gives any 3- or 4-band byte GeoTIFF red, green, blue (alpha)
+    unless told otherwise, so colours only serve names a user asks for, never the automatic
+    choice of a model's bands."""
+    labels = []
+    for k in range(1, ds.count + 1):
+        tags = ds.tags(k)
+        labels.append(band_labels(ds.descriptions[k - 1], tags.get("BAND_NAME"),
+                                  tags.get("COMMON_NAME"),
+                                  colour=ds.colorinterp[k - 1].name if colour else None))
+    return tuple(labels)
+
+
 class GeoTIFFSource(Source):
     """A raster file read window by window through rasterio."""
 
-    def __init__(self, path: str | Path, bands: Sequence[int] | None = None) -> None:
+    def __init__(self, path: str | Path, bands: BandSpec | None = None,
+                 model_bands: Sequence[str] | None = None) -> None:
+        """``bands``: numbers and/or names; when None, the bands ``model_bands`` (a model
+        spec's band names) name, if the raster names its bands, else all bands in order."""
         url = remote_url(path)
         self.remote = url is not None
         #: What rasterio opens: the URL as given (a Path would merge its ``//``), else a Path.
@@ -94,7 +112,14 @@ class GeoTIFFSource(Source):
             self._check_local()
         try:
             with self._env(), quiet_readers(), rasterio.open(self.path) as ds:
-                self.bands = select_bands(self.name, ds.count, bands)
+                labels = _labels(ds, colour=True)
+                if bands is None:
+                    bands = bands_for_model(self.name, _labels(ds, colour=False), model_bands)
+                self.bands = select_bands(self.name, ds.count, bands, labels)
+                self._labels = tuple(labels[b - 1] for b in self.bands)
+                self._scale_offset = ScaleOffset.of(
+                    [ds.scales[b - 1] for b in self.bands],
+                    [ds.offsets[b - 1] for b in self.bands], "GDAL band scale/offset")
                 self._shape = (len(self.bands), ds.height, ds.width)
                 self._dtype = _numpy_dtype(self.name, ds.dtypes[self.bands[0] - 1])
                 self._nodata = ds.nodata
@@ -161,6 +186,14 @@ class GeoTIFFSource(Source):
             listed = []
         files = [Path(self.path)] + [f for f in listed if f != Path(self.path)]
         return tuple(f for f in files if f.is_file())
+
+    @property
+    def band_labels(self) -> tuple[tuple[str, ...], ...]:
+        return self._labels
+
+    @property
+    def scale_offset(self) -> ScaleOffset | None:
+        return self._scale_offset
 
     def _dataset(self) -> Any:
         """This thread's handle. Opening it again repeats what the first open told the user

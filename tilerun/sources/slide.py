@@ -25,7 +25,6 @@ Their public names are re-exported here, where the rest of tilerun imports them 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +32,7 @@ import numpy as np
 
 from tilerun.errors import InputError, OptionError, TilerunWarning
 from tilerun.geometry import Window
-from tilerun.sources.bands import select_bands
+from tilerun.sources.bands import BandSpec, select_bands
 from tilerun.sources.base import Source
 from tilerun.sources.guards import require_existing
 from tilerun.sources.slide_format import (
@@ -57,6 +56,9 @@ from tilerun.sources.slide_grid import (
 )
 from tilerun.sources.slide_props import SELECTED_PROPERTIES, positive_float, read_properties
 from tilerun.sources.slide_read import LevelReader
+
+#: A slide's bands, as ``--bands`` may name them.
+RGB = (("red",), ("green",), ("blue",))
 
 __all__ = [
     "GEOTIFF_TAGS",
@@ -92,7 +94,7 @@ class SlideSource(Source):
         mpp: float | None = None,
         level: int | None = None,
         slide_mpp: float | None = None,
-        bands: Sequence[int] | None = None,
+        bands: BandSpec | None = None,
     ) -> None:
         import_openslide()
         self.path = Path(path)
@@ -125,7 +127,7 @@ class SlideSource(Source):
         mpp: float | None,
         level: int | None,
         slide_mpp: float | None,
-        bands: Sequence[int] | None,
+        bands: BandSpec | None,
     ) -> None:
         """Properties (slide_props), then the grid (slide_grid), then the bands."""
         info = read_properties(slide, slide_mpp)
@@ -153,7 +155,7 @@ class SlideSource(Source):
             self.path, self.name, grid.level, self.background, grid.x, grid.y
         )
 
-        self.bands = select_bands(self.name, 3, bands)
+        self.bands = select_bands(self.name, 3, bands, RGB)
         self._band_index = [b - 1 for b in self.bands]
         self._properties = dict(info.properties)
 
@@ -166,6 +168,10 @@ class SlideSource(Source):
     @property
     def dtype(self) -> np.dtype[Any]:
         return np.dtype(np.uint8)
+
+    @property
+    def band_labels(self) -> tuple[tuple[str, ...], ...]:
+        return tuple(RGB[b - 1] for b in self.bands)
 
     def pixel_size(self) -> tuple[float, str] | None:
         """``(µm per output pixel, "um")``, or None when the slide's mpp is unknown."""
@@ -250,7 +256,7 @@ def open_slide(
     mpp: float | None = None,
     level: int | None = None,
     slide_mpp: float | None = None,
-    bands: Sequence[int] | None = None,
+    bands: BandSpec | None = None,
 ) -> Source:
     """A :class:`SlideSource`, or — when OpenSlide cannot open the file but GDAL can read it
     and neither ``mpp`` nor a level other than 0 was asked — a GeoTIFF source, with a
