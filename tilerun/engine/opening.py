@@ -26,6 +26,7 @@ from tilerun.engine.decisions import (
 )
 from tilerun.engine.options import PredictOptions
 from tilerun.engine.plan import ChunkPlan
+from tilerun.engine.prepared import PreparedModel
 from tilerun.engine.runner import Normalizer, TileRunner, resolve_device
 from tilerun.engine.skipping import resolve_tissue, skipped_tiles
 from tilerun.errors import OptionError
@@ -59,12 +60,17 @@ class Opened:
 
 
 def open_checked(
-    source: Any, model: Any, out: str | Path, options: PredictOptions, sink: Sink | None = None
+    source: Any, model: Any, out: str | Path, options: PredictOptions, sink: Sink | None = None,
+    prepared: PreparedModel | None = None,
 ) -> Opened:
-    """Open and check destination, model and input; probe the model (see the module doc)."""
+    """Open and check destination, model and input; probe the model (see the module doc).
+
+    ``prepared``: a job's model, loaded and probed once for all its scenes (``model`` is then
+    not used; see :mod:`tilerun.engine.prepared`)."""
     sink = sink if sink is not None else sink_for(out, overwrite=options.overwrite)
     sink.check()
-    handle = as_model(model, allow_pickle=options.allow_pickle, mean=options.mean, std=options.std)
+    handle = prepared.handle if prepared is not None else \
+        as_model(model, allow_pickle=options.allow_pickle, mean=options.mean, std=options.std)
     src = open_source(source, options.bands, **slide_options(options, handle))
     if (options.mpp is not None or options.level is not None) and not src.is_slide:
         raise OptionError(src.name, "--mpp and --level apply to whole-slide images only")
@@ -75,11 +81,22 @@ def open_checked(
     overlap = first(options.overlap, spec.overlap, DEFAULT_OVERLAP)
     grid = make_grid(height, width, tile, overlap, handle.downsampling, spec.border)
     blend = Blend(options.blend, options.sigma)
-    device = resolve_device(options.device)
+    device = prepared.device if prepared is not None else resolve_device(options.device)
     check_budget(grid, options, src, spec, device)  # before the probe runs a whole tile
-    runner = TileRunner(handle, device, options.precision, options.tta, options.device,
-                        options.backend)
     normalize = Normalizer.for_model(handle, bands, src.dtype)
     example = normalize.example(PROBE_TILES, grid.input_tile)
-    classes = runner.probe(bands, grid.input_tile, example)
+
+    def make() -> TileRunner:
+        return TileRunner(handle, device, options.precision, options.tta, options.device,
+                          options.backend)
+
+    def probe(runner: TileRunner) -> int:
+        return runner.probe(bands, grid.input_tile, example)
+
+    if prepared is None:
+        runner = make()
+        classes = probe(runner)
+    else:
+        known = prepared.probed((bands, grid.input_tile, str(src.dtype)), make, probe)
+        runner, classes = known.runner, known.classes
     return Opened(sink, handle, src, grid, blend, device, runner, normalize, example, classes)

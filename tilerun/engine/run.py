@@ -10,6 +10,7 @@ import errno
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import Executor
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from tilerun.engine.memory import fewer_gc_passes, tune_allocator
 from tilerun.engine.opening import open_checked
 from tilerun.engine.options import PredictOptions
 from tilerun.engine.partial import ChunkResult
+from tilerun.engine.prepared import PreparedModel
 from tilerun.errors import OutputError, first_line
 from tilerun.models import ModelHandle
 from tilerun.report.collect import finish_report
@@ -85,17 +87,24 @@ ChunkCallback = Callable[[ChunkResult], None]
 
 
 def prepare(
-    source: Any, model: Any, out: str | Path, options: PredictOptions, sink: Sink | None = None
+    source: Any, model: Any, out: str | Path, options: PredictOptions, sink: Sink | None = None,
+    prepared: PreparedModel | None = None,
 ) -> Job:
     """Open and check source and model, plan the chunks and open the sink (by default a Zarr
-    store at ``out``): every check runs before the sink creates anything."""
-    opened = open_checked(source, model, out, options, sink)
+    store at ``out``): every check runs before the sink creates anything. ``prepared``: a
+    job's model, with its runners and compute stages (see :mod:`tilerun.engine.prepared`)."""
+    opened = open_checked(source, model, out, options, sink, prepared)
     runner, sink = opened.runner, opened.sink
-    runner.select(opened.example, options.batch_size)
+    weights = opened.blend.weights(opened.grid)
+    compute: DeviceFeeder
+    if prepared is None:
+        runner.select(opened.example, options.batch_size)
+        compute = DeviceFeeder(runner, opened.normalize, weights, options.batch_size)
+    else:
+        prepared.selected(runner, opened.example, options.batch_size)
+        compute = prepared.feeder(runner, opened.normalize, weights, options.batch_size)
     layout = output_layout(options, opened.source, opened.model.spec, opened.classes, sink)
     variables = layout.variables
-    compute = DeviceFeeder(runner, opened.normalize, opened.blend.weights(opened.grid),
-                           options.batch_size)
     job = Job(
         source=opened.source,
         plan=opened.chunk_plan(options),
@@ -121,6 +130,7 @@ def run(
     on_start: Callable[[int], None] | None = None,
     client: Any = None,
     sink: Sink | None = None,
+    prepared: PreparedModel | None = None,
 ) -> RunSummary:
     """Predict ``source`` with ``model`` into the Zarr store ``out``; returns the summary.
 
@@ -128,14 +138,19 @@ def run(
     chunk is written (both in the calling thread), e.g. to drive a progress bar. ``client``: a
     ``distributed.Client`` to run the chunk tasks on (see :mod:`tilerun.engine.cluster`).
     ``sink``: where the chunks go (default: a :class:`~tilerun.sinks.ZarrSink` at ``out``).
+    ``prepared``: a job's model, loaded once for many scenes (:mod:`tilerun.engine.prepared`);
+    its compute stage, threads and client are shared with the job's other scenes.
     """
     options = options or PredictOptions()
     finished = completed_output(out) if options.resume else None
     if finished is not None:
         return _finished_summary(out, finished)
     tune_allocator()
-    job = prepare(source, model, out, options, sink)
+    job = prepare(source, model, out, options, sink, prepared)
     job = with_stats(job)
+    shared = prepared is not None
+    if prepared is not None and client is None:
+        client = prepared.client
     try:
         done = job.sink.completed()
         graph, writes = build_graph(job, uuid.uuid4().hex[:12], done)
@@ -143,18 +158,20 @@ def run(
             on_start(len(writes))
         start = time.perf_counter()
         with fewer_gc_passes(), _output_failures(out):
-            results = _execute(graph, writes, options, on_chunk, client)
+            results = _execute(graph, writes, options, on_chunk, client,
+                               prepared.executor if prepared is not None else None)
         seconds = time.perf_counter() - start
     except BaseException:
         job.sink.abort()
         raise
     finally:
-        job.compute.close()
+        if not shared:  # a job's compute stage serves its other scenes; the job closes it
+            job.compute.close()
     summary = RunSummary(
         output=str(out),
         # Threads share one compute stage, which counts real model calls; on a cluster each
-        # worker has its own copy, so count the tiles of the chunks written.
-        tiles_run=job.compute.tiles_run or sum(r.tiles for r in results),
+        # worker has its own copy, and a job's scenes share one: count the tiles written.
+        tiles_run=(0 if shared else job.compute.tiles_run) or sum(r.tiles for r in results),
         tiles_minimum=job.plan.grid.count - len(job.plan.skip),
         tiles_skipped=len(job.plan.skip),
         chunks=len(results),
@@ -165,7 +182,7 @@ def run(
         device=str(job.runner.device),
         backend=job.runner.backend_used,
         backend_seconds=job.runner.selection.seconds if job.runner.selection else 0.0,
-        batches=dict(sorted(job.compute.batch_sizes.items())),
+        batches={} if shared else dict(sorted(job.compute.batch_sizes.items())),
     )
     summary = replace(summary, report=finish_report(job.stats, results, summary))
     pyramids = pyramid_writer(options, job)
@@ -214,6 +231,7 @@ def _execute(
     options: PredictOptions,
     on_chunk: ChunkCallback | None,
     client: Any = None,
+    pool: Executor | None = None,
 ) -> list[ChunkResult]:
     report = on_chunk or (lambda _: None)
     if client is not None or options.distributed:
@@ -228,7 +246,7 @@ def _execute(
         if options.scheduler == "sync":
             results = dask.get(graph, keys)
         else:
-            results = dask.threaded.get(graph, keys, num_workers=options.thread_count)
+            results = dask.threaded.get(graph, keys, num_workers=options.thread_count, pool=pool)
     return list(results)
 
 
