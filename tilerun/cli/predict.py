@@ -57,14 +57,15 @@ def _overlap(text: str) -> float | int:
 
 
 @click.command("predict")
-@click.argument("input", type=click.Path(path_type=Path))
+@click.argument("inputs", nargs=-1, required=True)
 @click.option(
     "-o",
     "--output-path",
     "out",
     help="Output Zarr store: a path, or an object-store URL (s3://, gs://, az://) written in "
          "place [default: INPUT with suffix .zarr; for a URL, its file name with suffix .zarr "
-         "in the current folder].",
+         "in the current folder]. With several inputs (or a folder, glob, @list or STAC "
+         "JSON): the output folder, one OUTDIR/<stem>.zarr per input.",
 )
 @click.option(
     "--model",
@@ -148,7 +149,7 @@ def _overlap(text: str) -> float | int:
               help="Print the summary (or the --dry-run plan) as one JSON object on stdout.")
 @exits_cleanly
 def predict_command(
-    input: Path,
+    inputs: tuple[str, ...],
     out: str | None,
     model: str | None,
     overlap: str,
@@ -159,8 +160,10 @@ def predict_command(
     as_json: bool,
     **options: Any,
 ) -> None:
-    """Predict INPUT (a GeoTIFF or any raster GDAL reads) into a chunked Zarr store."""
-    target = _output(out, input)
+    """Predict INPUT (a GeoTIFF or any raster GDAL reads) into a chunked Zarr store.
+
+    Several INPUTS, a folder, a quoted glob ('tiles/*.tif'), @list.txt or a STAC Item(Collection)
+    JSON run as one job into the folder -o OUTDIR (see README, "Many scenes")."""
     opts = PredictOptions.from_kwargs(
         overlap=_overlap(overlap) if overlap is not None else None,
         bands=_int_list("--bands", bands),
@@ -170,10 +173,16 @@ def predict_command(
     from rich.console import Console
 
     from tilerun.sinks import completed_output, object_url, sink_for
+    from tilerun.sources.inputs import is_plain
 
     # Progress, notes and warnings go to stderr; stdout has the summary (or plan) alone.
     console = Console(stderr=True, quiet=quiet)
     _show_library_notes(console)
+    if len(inputs) > 1 or not is_plain(inputs[0]):
+        _run_job(inputs, out, model, opts, console, quiet, dry_run, as_json)
+        return
+    input = Path(inputs[0])
+    target = _output(out, input)
     finished = completed_output(target) if opts.resume else None
     if finished is None:
         sink_for(target, opts.overwrite).check()
@@ -202,6 +211,20 @@ def predict_command(
             "[yellow]note:[/] no trained demo model is bundled: an untrained U-Net was used "
             "in its place, so the outputs are not meaningful"
         )
+
+
+def _run_job(inputs: tuple[str, ...], out: str | None, model: str | None, opts: PredictOptions,
+             console: Console, quiet: bool, dry_run: bool, as_json: bool) -> None:
+    """Many scenes as one job (:mod:`tilerun.cli.job`)."""
+    from tilerun.cli.job import model_for_job, run_job
+
+    if dry_run:
+        raise OptionError("--dry-run", "plans one input; run it on one scene of the job")
+    handle, trained = model_for_job(model, inputs, opts, DEMO)
+    run_job(inputs, out, handle, opts, console, quiet=quiet, as_json=as_json)
+    if not trained:
+        console.print("[yellow]note:[/] no trained demo model is bundled: an untrained U-Net "
+                      "was used in its place, so the outputs are not meaningful")
 
 
 def _output(out: str | None, input: Path) -> str | Path:

@@ -87,6 +87,7 @@ def predict_many(
     started = time.perf_counter()
     handle = as_model(model, allow_pickle=options.allow_pickle, mean=options.mean,
                       std=options.std)
+    loaded = time.perf_counter() - started
     record = JobRecord(JobSummary(str(folder), handle.name, scenes, renamed=tuple(notes),
                                   options=_options_record(options)))
     events = events or JobEvents()
@@ -95,11 +96,11 @@ def predict_many(
     with _job_threads(options, client) as (executor, active), fewer_gc_passes():
         prepared = PreparedModel(handle, resolve_device(options.device), executor, active)
         try:
-            _Scenes(entries, record, prepared, options, events, started).run()
+            _Scenes(entries, record, prepared, options, events).run()
         finally:
             prepared.close()
     return record.finish(finished=True, backends=prepared.backends,
-                         prepare_seconds=prepared.seconds)
+                         prepare_seconds=loaded + prepared.seconds)
 
 
 def job_folder(out_dir: str | Path) -> str | Path:
@@ -184,9 +185,9 @@ class _Scenes:
     :class:`_Admission`; the main thread waits (and takes Ctrl-C)."""
 
     def __init__(self, entries: list[JobInput], record: JobRecord, prepared: PreparedModel,
-                 options: PredictOptions, events: JobEvents, started: float) -> None:
+                 options: PredictOptions, events: JobEvents) -> None:
         self.entries, self.record, self.prepared = entries, record, prepared
-        self.options, self.events, self.started = options, events, started
+        self.options, self.events = options, events
         self.admission = _Admission(_capacity(options, prepared.client))
         self.opening = threading.Semaphore(LOOKAHEAD)
 
