@@ -14,7 +14,7 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ imports these
     from tilerun.engine import PredictOptions, RunSummary, predict, run
     from tilerun.engine.job import predict_many
-    from tilerun.engine.job_record import JobSummary
+    from tilerun.sinks.job_record import JobSummary
     from tilerun.errors import TilerunError
     from tilerun.models import (
         UNet,
@@ -33,7 +33,7 @@ _LAZY = {
     "predict": "tilerun.engine.run",
     "run": "tilerun.engine.run",
     "predict_many": "tilerun.engine.job",
-    "JobSummary": "tilerun.engine.job_record",
+    "JobSummary": "tilerun.sinks.job_record",
     "TilerunError": "tilerun.errors",
     "UNet": "tilerun.models",
     "UNetConfig": "tilerun.models",

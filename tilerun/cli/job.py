@@ -18,7 +18,7 @@ import click
 
 from tilerun.cli.jsonout import json_line
 from tilerun.engine.job import JobEvents
-from tilerun.engine.job_record import JOB_FILE, JobSummary, SceneResult
+from tilerun.sinks.job_record import JOB_FILE, JobSummary, SceneResult
 from tilerun.engine.options import PredictOptions
 from tilerun.errors import OptionError
 

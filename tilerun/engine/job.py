@@ -26,7 +26,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from tilerun.engine.job_record import JobRecord, JobSummary, SceneResult
+from tilerun.sinks.job_record import JobRecord, JobSummary, SceneResult
 from tilerun.engine.memory import fewer_gc_passes, tune_allocator
 from tilerun.engine.options import PredictOptions
 from tilerun.engine.prepared import PreparedModel

@@ -19,7 +19,7 @@ from typing import Any
 
 from tilerun import __version__
 from tilerun.errors import OutputError, first_line
-from tilerun.sinks import object_url
+from tilerun.sinks.objects import object_url
 
 JOB_FILE = "tilerun-job.json"
 #: What a scene can end as. ``pending``/``interrupted``: the job stopped before or during it.
