@@ -128,7 +128,9 @@ def scene_output(folder: str | Path, stem: str) -> str:
 
 
 def _options_record(options: PredictOptions) -> dict[str, Any]:
-    return {k: v for k, v in asdict(options).items() if v is not None}
+    """The options as the record keeps them (JSON types: lists, not tuples)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(options).items()
+            if v is not None}
 
 
 @contextlib.contextmanager
