@@ -32,7 +32,7 @@ from tilerun.engine.options import PredictOptions
 from tilerun.engine.prepared import PreparedModel
 from tilerun.engine.run import RunSummary, run
 from tilerun.engine.runner import resolve_device
-from tilerun.errors import OutputError, TilerunError, first_line
+from tilerun.errors import InputError, OptionError, OutputError, TilerunError, first_line
 from tilerun.models import as_model
 from tilerun.sinks import object_url
 from tilerun.sources.inputs import JobInput, expand_inputs, output_stems, scene_source
@@ -80,6 +80,7 @@ def predict_many(
     options = options or PredictOptions()
     single = isinstance(inputs, (str, Path)) or type(inputs).__name__ in ("Item", "ItemCollection")
     entries = expand_inputs([inputs] if single else list(inputs))
+    _check_runnable(entries)
     folder = job_folder(out_dir)
     stems, notes = output_stems(entries)
     scenes = tuple(SceneResult(e.ref, scene_output(folder, s)) for e, s in zip(entries, stems,
@@ -103,8 +104,22 @@ def predict_many(
                          prepare_seconds=loaded + prepared.seconds)
 
 
+def _check_runnable(entries: list[JobInput]) -> None:
+    """Refuse a job with nothing to run (no input, or none that names a scene) before any
+    output is made: one line naming what was given."""
+    if not entries:
+        raise InputError("inputs", "none given")
+    if all(e.problem is not None for e in entries):
+        first, *rest = entries
+        others = "".join(f"; {e.ref}: {e.problem}" for e in rest)
+        raise InputError(first.ref, f"{first.problem}{others}")
+
+
 def job_folder(out_dir: str | Path) -> str | Path:
     """The job's folder (made when missing; its parent must exist), or a bucket URL."""
+    if str(out_dir).rstrip("/").lower().endswith(".zarr"):
+        raise OptionError("-o", f"{out_dir} ends in .zarr, but a job writes one store per "
+                          "input into a folder: name a folder")
     url = object_url(str(out_dir))
     if url is not None:
         return url
