@@ -14,7 +14,6 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ imports these
     from tilerun.engine import PredictOptions, RunSummary, predict, run
     from tilerun.engine.job import predict_many
-    from tilerun.sinks.job_record import JobSummary
     from tilerun.errors import TilerunError
     from tilerun.models import (
         UNet,
@@ -24,6 +23,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ im
         load_package,
         save_package,
     )
+    from tilerun.sinks.job_record import JobSummary
     from tilerun.sources import open_source
 
 #: public name → the module that defines it

@@ -69,5 +69,5 @@ def test_report_cli_shows_the_job(job_folder):
 
 
 def test_a_folder_without_a_job_record_is_one_error(tmp_path):
-    with pytest.raises(InputError, match="holds no tilerun-job.json"):
+    with pytest.raises(InputError, match=r"holds no tilerun-job\.json"):
         read_collection(tmp_path)

@@ -18,9 +18,9 @@ import click
 
 from tilerun.cli.jsonout import json_line
 from tilerun.engine.job import JobEvents
-from tilerun.sinks.job_record import JOB_FILE, JobSummary, SceneResult
 from tilerun.engine.options import PredictOptions
 from tilerun.errors import OptionError
+from tilerun.sinks.job_record import JOB_FILE, JobSummary, SceneResult
 
 if TYPE_CHECKING:
     from rich.console import Console

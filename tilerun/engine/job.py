@@ -26,7 +26,6 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from tilerun.sinks.job_record import JobRecord, JobSummary, SceneResult
 from tilerun.engine.memory import fewer_gc_passes, tune_allocator
 from tilerun.engine.options import PredictOptions
 from tilerun.engine.prepared import PreparedModel
@@ -35,6 +34,7 @@ from tilerun.engine.runner import resolve_device
 from tilerun.errors import InputError, OptionError, OutputError, TilerunError, first_line
 from tilerun.models import as_model
 from tilerun.sinks import object_url
+from tilerun.sinks.job_record import JobRecord, JobSummary, SceneResult
 from tilerun.sources.inputs import JobInput, expand_inputs, output_stems, scene_source
 
 #: Scenes opened ahead of those computing (read, checked, store created).
@@ -253,7 +253,7 @@ class _Scenes:
             scene = replace(scene, status="interrupted")
         except TilerunError as err:
             scene = replace(scene, status="failed", error=str(err))
-        except Exception as err:  # noqa: BLE001  (any failure of one input fails it alone)
+        except Exception as err:  # any other failure of one input fails it alone
             scene = replace(scene, status="failed", error=f"{entry.ref}: {first_line(err)}")
         finally:
             if not released:

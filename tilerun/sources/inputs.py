@@ -281,7 +281,7 @@ def scene_source(entry: JobInput, bands: Sequence[int] | None) -> tuple[Any, boo
     if entry.item is None:
         return entry.ref, False
     try:
-        from tilerun.sources.stac import open_stac_item  # type: ignore[import-not-found]
+        from tilerun.sources.stac import open_stac_item
     except ImportError:
         return _single_asset(entry), False
     return open_stac_item(entry.item, bands=bands), True
