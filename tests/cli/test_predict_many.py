@@ -126,3 +126,55 @@ def test_kill_minus_9_mid_job_then_resume_loses_nothing(tmp_path):
         np.testing.assert_allclose(xr.open_zarr(out / f"s{n}.zarr").logits.values,
                                    xr.open_zarr(tmp_path / "ref" / f"s{n}.zarr").logits.values,
                                    rtol=0, atol=1e-5)
+
+
+def test_on_a_terminal_one_bar_for_the_job_and_one_for_the_scene(tmp_path, study, capsys):
+    import io
+
+    from rich.console import Console
+
+    from tilerun.cli.job import run_job
+    from tilerun.engine.options import PredictOptions
+
+    screen = io.StringIO()
+    console = Console(file=screen, force_terminal=True, width=140)
+    inputs = [str(study["folder"] / f"s{n}.tif") for n in range(3)]
+    options = PredictOptions(tile=32, chunk=64, backend="torch", tissue="none")
+    run_job(inputs, str(tmp_path / "out"), study["package"], options, console, quiet=False,
+            as_json=False)
+    drawn = screen.getvalue()
+    assert "scenes" in drawn and "chunks" in drawn and "Mpx/s" in drawn
+    assert "s2.tif" in drawn  # the current scene's bar names it
+    printed = capsys.readouterr().out
+    assert sum(line.startswith("done ") for line in printed.splitlines()) == 3
+    assert "job: 3 done" in printed
+
+
+def test_ctrl_c_mid_job_keeps_the_record_and_exits_130(tmp_path):
+    folder = tmp_path / "scenes"
+    folder.mkdir()
+    for n in range(3):
+        write_scene(folder / f"s{n}.tif", 320, 320, seed=n)
+    package = tmp_path / "m.safetensors"
+    torch.manual_seed(0)
+    save_package(build_unet("unet", in_channels=3, classes=3, base=16, depth=2), package,
+                 mean=(120,) * 3, std=(60,) * 3)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "tilerun", "predict", str(folder), "-o", str(out), "--model",
+           str(package), "--tile", "64", "--chunk", "64", "--threads", "1", "--backend",
+           "torch", "--tissue", "none", "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 180
+    while time.time() < deadline and proc.poll() is None and not (out / "s0.zarr").is_dir():
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "aborted" in stderr and "--resume" in stderr and "Traceback" not in stderr
+    record = json.loads((out / JOB_FILE).read_text())
+    statuses = [s["status"] for s in record["scenes"]]
+    assert statuses[0] == "done" and set(statuses[1:]) <= {"interrupted", "pending", "done"}
+    assert "interrupted" in statuses or "pending" in statuses
+    for scene in record["scenes"]:
+        if scene["status"] != "done":
+            assert not Path(scene["output"]).exists()  # nothing unfinished looks complete

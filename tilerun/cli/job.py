@@ -40,7 +40,7 @@ def run_job(inputs: Sequence[str], out: str | None, model: Any, opts: PredictOpt
         try:
             summary = predict_many(list(inputs), model, out, opts, events=events)
         except KeyboardInterrupt:
-            click.echo(f"aborted: finished scenes are kept and {Path(out) / JOB_FILE} "
+            click.echo(f"aborted: finished scenes are kept and {out.rstrip('/')}/{JOB_FILE} "
                        "records them; unfinished stores keep their chunks: run the same "
                        "command with --resume to continue", err=True)
             raise SystemExit(130) from None

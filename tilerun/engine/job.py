@@ -81,14 +81,14 @@ def predict_many(
     single = isinstance(inputs, (str, Path)) or type(inputs).__name__ in ("Item", "ItemCollection")
     entries = expand_inputs([inputs] if single else list(inputs))
     _check_runnable(entries)
-    folder = job_folder(out_dir)
-    stems, notes = output_stems(entries)
-    scenes = tuple(SceneResult(e.ref, scene_output(folder, s)) for e, s in zip(entries, stems,
-                                                                             strict=True))
     started = time.perf_counter()
     handle = as_model(model, allow_pickle=options.allow_pickle, mean=options.mean,
                       std=options.std)
     loaded = time.perf_counter() - started
+    folder = job_folder(out_dir)  # made only once inputs and model passed their checks
+    stems, notes = output_stems(entries)
+    scenes = tuple(SceneResult(e.ref, scene_output(folder, s)) for e, s in zip(entries, stems,
+                                                                             strict=True))
     record = JobRecord(JobSummary(str(folder), handle.name, scenes, renamed=tuple(notes),
                                   options=_options_record(options)))
     events = events or JobEvents()
@@ -234,11 +234,13 @@ class _Scenes:
         entry = self.entries[index]
         scene = self.record.summary.scenes[index]
         start = time.perf_counter()
-        released = False
+        released, waited = False, 0.0
 
         def on_start(chunks: int) -> None:
-            nonlocal released
+            nonlocal released, waited
+            before = time.perf_counter()
             self.admission.admit(index, chunks)
+            waited = time.perf_counter() - before
             self.opening.release()  # admitted: the next scene may open
             released = True
             self.events.scene_started(index, scene, chunks)
@@ -259,7 +261,7 @@ class _Scenes:
             if not released:
                 self.opening.release()
             self.admission.leave(index)
-        scene = replace(scene, seconds=time.perf_counter() - start)
+        scene = replace(scene, seconds=time.perf_counter() - start - waited)
         self.record.scene(index, scene)
         self.events.scene_done(index, scene)
 

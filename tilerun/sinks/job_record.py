@@ -33,7 +33,8 @@ class SceneResult:
     ``status``: ``done`` (written now), ``skipped`` (``--resume`` found it complete),
     ``failed`` (``error`` says why, one line naming the input), ``interrupted`` or
     ``pending`` (the job stopped). ``seconds``: from opening the input to the published
-    output; scenes overlap, so they add up to more than the job's wall time.
+    output, less the wait for the threads; scenes overlap, so they may add up to more than
+    the job's wall time.
     """
 
     input: str
