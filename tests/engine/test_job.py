@@ -137,3 +137,20 @@ def test_two_worker_cluster_job_equals_threaded_job(tmp_path, scenes, small_unet
         name = Path(scene.output).name
         _same(_logits(tmp_path / "cluster" / name), _logits(scene.output))
     assert sum(s.tiles for s in clustered.scenes) == threaded.tiles
+
+
+def test_an_object_store_output_folder_holds_the_stores_and_the_record(tmp_path, scenes,
+                                                                       small_unet):
+    (scenes / "corrupt.tif").unlink()
+    url = f"file://{tmp_path}/bucket/predictions"
+    job = predict_many(sorted(scenes.glob("s[01].tif")), small_unet, url,
+                       tilerun.PredictOptions(**OPTIONS))
+    assert [s.output for s in job.scenes] == [f"{url}/s0.zarr", f"{url}/s1.zarr"]
+    assert job.exit_code == 0 and read_job(url) == job
+    single = tilerun.predict(scenes / "s1.tif", small_unet, tmp_path / "single.zarr", **OPTIONS)
+    from tilerun.sinks.store import open_target
+
+    _same(xr.open_zarr(open_target(f"{url}/s1.zarr")).logits.values, single.logits.values)
+    again = predict_many(sorted(scenes.glob("s[01].tif")), small_unet, url,
+                         tilerun.PredictOptions(**OPTIONS, resume=True))
+    assert [s.status for s in again.scenes] == ["skipped", "skipped"]
