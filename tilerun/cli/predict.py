@@ -160,10 +160,8 @@ def predict_command(
     as_json: bool,
     **options: Any,
 ) -> None:
-    """Predict INPUT (a GeoTIFF or any raster GDAL reads) into a chunked Zarr store.
-
-    Several INPUTS, a folder, a quoted glob ('tiles/*.tif'), @list.txt or a STAC Item(Collection)
-    JSON run as one job into the folder -o OUTDIR (see README, "Many scenes")."""
+    """Predict INPUT (a GeoTIFF or any raster GDAL reads) into a chunked Zarr store; several
+    INPUTS, a folder, a quoted glob, @list.txt or STAC JSON: one job into -o OUTDIR."""
     opts = PredictOptions.from_kwargs(
         overlap=_overlap(overlap) if overlap is not None else None,
         bands=_int_list("--bands", bands),
@@ -179,8 +177,7 @@ def predict_command(
     console = Console(stderr=True, quiet=quiet)
     _show_library_notes(console)
     if len(inputs) > 1 or not is_plain(inputs[0]):
-        _run_job(inputs, out, model, opts, console, quiet, dry_run, as_json)
-        return
+        return _run_job(inputs, out, model, opts, console, quiet, dry_run, as_json)
     input = Path(inputs[0])
     target = _output(out, input)
     finished = completed_output(target) if opts.resume else None

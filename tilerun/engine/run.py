@@ -138,8 +138,8 @@ def run(
     chunk is written (both in the calling thread), e.g. to drive a progress bar. ``client``: a
     ``distributed.Client`` to run the chunk tasks on (see :mod:`tilerun.engine.cluster`).
     ``sink``: where the chunks go (default: a :class:`~tilerun.sinks.ZarrSink` at ``out``).
-    ``prepared``: a job's model, loaded once for many scenes (:mod:`tilerun.engine.prepared`);
-    its compute stage, threads and client are shared with the job's other scenes.
+    ``prepared``: a job's model, compute stage, threads and client, shared by its scenes
+    (:mod:`tilerun.engine.prepared`).
     """
     options = options or PredictOptions()
     finished = completed_output(out) if options.resume else None
@@ -149,8 +149,7 @@ def run(
     job = prepare(source, model, out, options, sink, prepared)
     job = with_stats(job)
     shared = prepared is not None
-    if prepared is not None and client is None:
-        client = prepared.client
+    client = prepared.client if prepared is not None and client is None else client
     try:
         done = job.sink.completed()
         graph, writes = build_graph(job, uuid.uuid4().hex[:12], done)
@@ -167,7 +166,20 @@ def run(
     finally:
         if not shared:  # a job's compute stage serves its other scenes; the job closes it
             job.compute.close()
-    summary = RunSummary(
+    summary = _summary(out, job, results, len(done), seconds, shared)
+    summary = replace(summary, report=finish_report(job.stats, results, summary))
+    pyramids = pyramid_writer(options, job)
+    record = {k: v for k, v in asdict(summary).items() if k not in ("output", "already_complete")}
+    with _output_failures(out):
+        job.sink.finalize(record, pyramids)
+    return summary
+
+
+def _summary(out: str | Path, job: Job, results: list[ChunkResult], resumed: int,
+             seconds: float, shared: bool) -> RunSummary:
+    """The run's summary, before its report. ``shared``: a job's compute stage, which counts
+    the model calls of every scene, so this scene's are counted from its chunks."""
+    return RunSummary(
         output=str(out),
         # Threads share one compute stage, which counts real model calls; on a cluster each
         # worker has its own copy, and a job's scenes share one: count the tiles written.
@@ -175,7 +187,7 @@ def run(
         tiles_minimum=job.plan.grid.count - len(job.plan.skip),
         tiles_skipped=len(job.plan.skip),
         chunks=len(results),
-        chunks_resumed=len(done),
+        chunks_resumed=resumed,
         pixels=sum(r.pixels for r in results),
         valid_pixels=sum(r.valid_pixels for r in results),
         seconds=seconds,
@@ -184,12 +196,6 @@ def run(
         backend_seconds=job.runner.selection.seconds if job.runner.selection else 0.0,
         batches={} if shared else dict(sorted(job.compute.batch_sizes.items())),
     )
-    summary = replace(summary, report=finish_report(job.stats, results, summary))
-    pyramids = pyramid_writer(options, job)
-    record = {k: v for k, v in asdict(summary).items() if k not in ("output", "already_complete")}
-    with _output_failures(out):
-        job.sink.finalize(record, pyramids)
-    return summary
 
 
 #: Write failures that are the output's, not the program's: a full disk, a quota, a file
