@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ imports these
     from tilerun.engine import PredictOptions, RunSummary, predict, run
+    from tilerun.engine.job import predict_many
     from tilerun.errors import TilerunError
     from tilerun.models import (
         UNet,
@@ -22,6 +23,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ im
         load_package,
         save_package,
     )
+    from tilerun.sinks.job_summary import JobSummary
     from tilerun.sources import open_source
 
 #: public name → the module that defines it
@@ -30,6 +32,8 @@ _LAZY = {
     "RunSummary": "tilerun.engine.run",
     "predict": "tilerun.engine.run",
     "run": "tilerun.engine.run",
+    "predict_many": "tilerun.engine.job",
+    "JobSummary": "tilerun.sinks.job_summary",
     "TilerunError": "tilerun.errors",
     "UNet": "tilerun.models",
     "UNetConfig": "tilerun.models",
@@ -41,6 +45,7 @@ _LAZY = {
 }
 
 __all__ = [
+    "JobSummary",
     "PredictOptions",
     "RunSummary",
     "TilerunError",
@@ -52,6 +57,7 @@ __all__ = [
     "load_package",
     "open_source",
     "predict",
+    "predict_many",
     "run",
     "save_package",
 ]

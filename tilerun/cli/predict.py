@@ -80,14 +80,15 @@ def _is_float(text: str) -> bool:
 
 
 @click.command("predict")
-@click.argument("input", type=click.Path(path_type=Path))
+@click.argument("inputs", nargs=-1, required=True)
 @click.option(
     "-o",
     "--output-path",
     "out",
     help="Output Zarr store: a path, or an object-store URL (s3://, gs://, az://) written in "
          "place [default: INPUT with suffix .zarr; for a URL, its file name with suffix .zarr "
-         "in the current folder].",
+         "in the current folder]. With several inputs (or a folder, glob, @list or STAC "
+         "JSON): the output folder, one OUTDIR/<stem>.zarr per input.",
 )
 @click.option(
     "--model",
@@ -185,7 +186,7 @@ def _is_float(text: str) -> bool:
               help="Print the summary (or the --dry-run plan) as one JSON object on stdout.")
 @exits_cleanly
 def predict_command(
-    input: Path,
+    inputs: tuple[str, ...],
     out: str | None,
     model: str | None,
     spec_file: Path | None,
@@ -199,8 +200,8 @@ def predict_command(
     **options: Any,
 ) -> None:
     """Predict INPUT (a GeoTIFF or any raster GDAL reads, or a STAC Item .json) into a
-    chunked Zarr store."""
-    target = _output(out, input)
+    chunked Zarr store; several INPUTS, a folder, a quoted glob, @list.txt or a STAC
+    ItemCollection: one job into -o OUTDIR."""
     variables = chosen_variables(variables, old_variables, ",".join(DEFAULT.output))
     opts = PredictOptions.from_kwargs(
         overlap=_overlap(overlap) if overlap is not None else None,
@@ -211,10 +212,16 @@ def predict_command(
     from rich.console import Console
 
     from tilerun.sinks import completed_output, object_url, sink_for
+    from tilerun.sources.inputs import is_plain
 
     # Progress, notes and warnings go to stderr; stdout has the summary (or plan) alone.
     console = Console(stderr=True, quiet=quiet)
     _show_library_notes(console)
+    if len(inputs) > 1 or not is_plain(inputs[0]):
+        return _run_job(inputs, out, _given_model(model, opts, spec_file), opts, console,
+                        quiet, dry_run, as_json)
+    input = Path(inputs[0])
+    target = _output(out, input)
     finished = completed_output(target) if opts.resume else None
     if finished is None:
         if not dry_run:  # a dry run plans an existing output too, and says a run would stop
@@ -246,6 +253,22 @@ def predict_command(
         )
 
 
+def _run_job(inputs: tuple[str, ...], out: str | None, model: str | Path | ModelHandle | None,
+             opts: PredictOptions, console: Console, quiet: bool, dry_run: bool,
+             as_json: bool) -> None:
+    """Many scenes as one job (:mod:`tilerun.cli.job`); ``model``: the one given (None: the
+    demo model)."""
+    from tilerun.cli.job import model_for_job, run_job
+
+    if dry_run:
+        raise OptionError("--dry-run", "plans one input; run it on one scene of the job")
+    handle, trained = (model, True) if model is not None else model_for_job(inputs, opts)
+    run_job(inputs, out, handle, opts, console, quiet=quiet, as_json=as_json)
+    if not trained:
+        console.print("[yellow]note:[/] no trained demo model is bundled: an untrained U-Net "
+                      "was used in its place, so the outputs are not meaningful")
+
+
 def _output(out: str | None, input: Path) -> str | Path:
     """The output: an object-store URL as given, else a path (by default beside INPUT)."""
     from tilerun.sinks import object_url
@@ -269,14 +292,9 @@ def _model(model: str | None, input: Path, opts: PredictOptions,
     """The model given (with ``--spec``'s spec), else (or for ``demo``) the bundled demo
     model, checked against the input so that an input it does not suit is an error that says
     to pass ``--model``; and whether the model is trained."""
-    if spec_file is not None:
-        from tilerun.models import as_model
-        from tilerun.models.specfile import read_spec_file
-
-        return as_model(model or DEMO, spec=read_spec_file(spec_file),
-                        allow_pickle=opts.allow_pickle, mean=opts.mean, std=opts.std), True
-    if model is not None and model != DEMO:
-        return (model if ":" in model and not Path(model).exists() else Path(model)), True
+    given = _given_model(model, opts, spec_file)
+    if given is not None:
+        return given, True
     from tilerun.engine.checks import check_default_model
     from tilerun.models.default import default_model
     from tilerun.sources import open_source
@@ -289,6 +307,21 @@ def _model(model: str | None, input: Path, opts: PredictOptions,
         handle, trained = default_model(source.shape[0])
         check_default_model(source, handle, opts.pixel_size_tolerance)
     return handle, trained
+
+
+def _given_model(model: str | None, opts: PredictOptions,
+                 spec_file: Path | None) -> str | Path | ModelHandle | None:
+    """The model the user named (a file, or a name such as ``csmask:6band-l2a``), with
+    ``--spec``'s spec; None for the demo model (which depends on the input)."""
+    if spec_file is not None:
+        from tilerun.models import as_model
+        from tilerun.models.specfile import read_spec_file
+
+        return as_model(model or DEMO, spec=read_spec_file(spec_file),
+                        allow_pickle=opts.allow_pickle, mean=opts.mean, std=opts.std)
+    if model is not None and model != DEMO:
+        return model if ":" in model and not Path(model).exists() else Path(model)
+    return None
 
 
 def _show_library_notes(console: Console) -> None:

@@ -23,8 +23,20 @@ from tilerun.cli.errors import exits_cleanly
 def report_command(store: str, html_path: Path | None, no_html: bool, as_json: bool,
                    max_size: int, overwrite: bool) -> None:
     """Print STORE's run report (input drift, class fractions, confidence, timing) and write
-    it, with plots, as a self-contained HTML page."""
+    it, with plots, as a self-contained HTML page. For a job's output folder: its scenes'
+    drift side by side and the scenes that stand out from the collection (no HTML page)."""
     from rich.console import Console
+
+    from tilerun.report.collection import collection_report, job_folder_record, print_collection
+
+    job = job_folder_record(store)
+    if job is not None:
+        collection = collection_report(job)
+        if as_json:
+            click.echo(json.dumps(collection.to_dict(), indent=2))
+        else:
+            print_collection(collection, Console())
+        return
 
     from tilerun.report.html import default_html_path, write_html
     from tilerun.report.stored import read_report

@@ -28,6 +28,7 @@ from tilerun.engine.decisions import (
 )
 from tilerun.engine.options import PredictOptions
 from tilerun.engine.plan import ChunkPlan
+from tilerun.engine.prepared import PreparedModel
 from tilerun.engine.runner import Normalizer, TileRunner, resolve_device
 from tilerun.engine.scaling import applied_scaling, model_dtype
 from tilerun.engine.skipping import resolve_tissue, skipped_tiles
@@ -68,11 +69,13 @@ class Opened:
 
 def open_checked(
     source: Any, model: Any, out: str | Path, options: PredictOptions, sink: Sink | None = None,
-    existing_ok: bool = False, check_sink: bool = True,
+    existing_ok: bool = False, check_sink: bool = True, prepared: PreparedModel | None = None,
 ) -> Opened:
     """Open and check destination (unless ``check_sink`` is False: to identify the job of a
     complete output), model and input; probe the model (see the module doc).
-    ``existing_ok``: an existing output is noted (``Opened.output_exists``), not refused."""
+    ``existing_ok``: an existing output is noted (``Opened.output_exists``), not refused.
+    ``prepared``: a job's model, loaded and probed once for all its scenes (``model`` is then
+    not used; see :mod:`tilerun.engine.prepared`)."""
     with phase("opening"):
         if options.distributed:
             require_extra("cluster", "--scheduler" if options.workers is None else "--workers")
@@ -81,8 +84,8 @@ def open_checked(
         sink = sink if sink is not None else sink_for(out, overwrite=options.overwrite)
         exists = _checked_sink(sink, existing_ok) if check_sink else None
     with phase("model"):
-        handle = as_model(model, allow_pickle=options.allow_pickle, mean=options.mean,
-                          std=options.std)
+        handle = prepared.handle if prepared is not None else as_model(
+            model, allow_pickle=options.allow_pickle, mean=options.mean, std=options.std)
     with phase("opening"):
         src = _opened_source(source, options, handle)
     bands, height, width = src.shape
@@ -91,20 +94,41 @@ def open_checked(
     overlap = first(options.overlap, spec.overlap, DEFAULT_OVERLAP)
     grid = make_grid(height, width, tile, overlap, handle.downsampling, spec.border)
     blend = Blend(options.blend, options.sigma)
-    device = resolve_device(options.device)
+    device = prepared.device if prepared is not None else resolve_device(options.device)
     check_budget(grid, options, src, spec, device)  # before the probe runs a whole tile
     with phase("model"):
-        runner = TileRunner(handle, device, options.precision, options.tta, options.device,
-                            options.backend)
         normalize = Normalizer.for_model(handle, bands, model_dtype(src, spec),
                                          applied_scaling(src, spec))
         example = normalize.example(PROBE_TILES, grid.input_tile)
-        classes = runner.probe(bands, grid.input_tile, example)
-    advice = missing_spec(handle)  # once every check passed: a refused run says only why
-    if advice is not None:
-        warnings.warn(advice, SpecWarning, stacklevel=2)
+        runner, classes = _probed(handle, device, options, (bands, grid.input_tile, src),
+                                  example, prepared)
+    if prepared is None:  # a job warns once, for its first scene (see engine.prepared)
+        advice = missing_spec(handle)  # once every check passed: a refused run says only why
+        if advice is not None:
+            warnings.warn(advice, SpecWarning, stacklevel=2)
     return Opened(sink, handle, src, grid, blend, device, runner, normalize, example, classes,
                   exists)
+
+
+def _probed(handle: ModelHandle, device: Any, options: PredictOptions,
+            shape: tuple[int, int, Any], example: Any,
+            prepared: PreparedModel | None) -> tuple[TileRunner, int]:
+    """The runner for the model and its class count from a probe batch; a job probes each
+    (bands, tile, pixel type) once (``shape``: bands, input tile, the source)."""
+    bands, tile, src = shape
+
+    def make() -> TileRunner:
+        return TileRunner(handle, device, options.precision, options.tta, options.device,
+                          options.backend)
+
+    def probe(runner: TileRunner) -> int:
+        return runner.probe(bands, tile, example)
+
+    if prepared is None:
+        runner = make()
+        return runner, probe(runner)
+    known = prepared.probed((bands, tile, str(src.dtype)), make, probe)
+    return known.runner, known.classes
 
 
 def _checked_sink(sink: Sink, existing_ok: bool) -> str | None:

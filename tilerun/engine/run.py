@@ -11,6 +11,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import Executor
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from tilerun.engine.memory import fewer_gc_passes, tune_allocator
 from tilerun.engine.opening import Opened, open_checked
 from tilerun.engine.options import PredictOptions
 from tilerun.engine.partial import ChunkResult
+from tilerun.engine.prepared import PreparedModel
 from tilerun.engine.workers import fit_workers
 from tilerun.errors import InputError, OutputError
 from tilerun.extras import store_errors
@@ -96,28 +98,36 @@ ChunkCallback = Callable[[ChunkResult], None]
 
 
 def prepare(
-    source: Any, model: Any, out: str | Path, options: PredictOptions, sink: Sink | None = None
+    source: Any, model: Any, out: str | Path, options: PredictOptions, sink: Sink | None = None,
+    prepared: PreparedModel | None = None,
 ) -> Job:
     """Open and check source and model, plan the chunks and open the sink (by default a Zarr
-    store at ``out``): every check runs before the sink creates anything."""
-    opened = open_checked(source, model, out, options, sink)
+    store at ``out``): every check runs before the sink creates anything. ``prepared``: a
+    job's model, with its runners and compute stages (see :mod:`tilerun.engine.prepared`)."""
+    opened = open_checked(source, model, out, options, sink, prepared=prepared)
     runner, sink = opened.runner, opened.sink
     digest = start_input_digest(opened.source)  # read while the backend is chosen
     if opened.grid.overlap_note:
         logging.getLogger("tilerun").info("%s: %s", opened.model.name, opened.grid.overlap_note)
+    weights = opened.blend.weights(opened.grid)
+    compute: DeviceFeeder
     with phase("backend"):
-        runner.select(opened.example, options.batch_size)
+        if prepared is None:
+            runner.select(opened.example, options.batch_size)
+            compute = DeviceFeeder(runner, opened.normalize, weights, options.batch_size)
+        else:
+            prepared.selected(runner, opened.example, options.batch_size)
+            compute = prepared.feeder(runner, opened.normalize, weights, options.batch_size)
     with phase("planning"):
-        return _planned(opened, options, digest)
+        return _planned(opened, options, compute, digest)
 
 
-def _planned(opened: Opened, options: PredictOptions, digest: Any) -> Job:
+def _planned(opened: Opened, options: PredictOptions, compute: DeviceFeeder,
+             digest: Any) -> Job:
     """The job of a run whose backend is chosen, its sink opened."""
     runner, sink = opened.runner, opened.sink
     layout = output_layout(options, opened.source, opened.model.spec, opened.classes, sink)
     variables = layout.variables
-    compute = DeviceFeeder(runner, opened.normalize, opened.blend.weights(opened.grid),
-                           options.batch_size)
     job = Job(
         source=opened.source,
         plan=opened.chunk_plan(options),
@@ -137,12 +147,13 @@ def _planned(opened: Opened, options: PredictOptions, digest: Any) -> Job:
 
 def _same_job(
     source: Any, model: Any, out: str | Path, options: PredictOptions, sink: Sink | None,
-    finished: dict[str, Any],
+    finished: dict[str, Any], prepared: PreparedModel | None = None,
 ) -> bool:
     """Whether the complete output at ``out`` (its record ``finished``) is this job's, by
     fingerprint: a ``--resume`` on it has nothing to do. Another job's is refused with what
     differs, unless ``--overwrite`` asks to compute it again (False)."""
-    opened = open_checked(source, model, out, options, sink, check_sink=False)
+    opened = open_checked(source, model, out, options, sink, check_sink=False,
+                          prepared=prepared)
     attrs = run_attributes(opened.source, opened.chunk_plan(options), opened.classes,
                            opened.model, options, input_digest(opened.source))
     if same_job(finished, attrs):
@@ -164,6 +175,7 @@ def run(
     client: Any = None,
     sink: Sink | None = None,
     on_phase: PhaseCallback | None = None,
+    prepared: PreparedModel | None = None,
 ) -> RunSummary:
     """Predict ``source`` with ``model`` into the Zarr store ``out``; returns the summary.
 
@@ -172,10 +184,11 @@ def run(
     ``on_phase(name, label)`` as each phase before and after the work begins (see
     :mod:`tilerun.phases`). ``client``: a ``distributed.Client`` to run the chunk tasks
     on (see :mod:`tilerun.engine.cluster`). ``sink``: where the chunks go (default: a
-    :class:`~tilerun.sinks.ZarrSink` at ``out``).
+    :class:`~tilerun.sinks.ZarrSink` at ``out``). ``prepared``: a job's model, compute stage,
+    threads and client, shared by its scenes (:mod:`tilerun.engine.prepared`).
     """
     with clock(on_phase) as recorder:
-        summary = _run(source, model, out, options, on_chunk, on_start, client, sink)
+        summary = _run(source, model, out, options, on_chunk, on_start, client, sink, prepared)
         phases = recorder.breakdown()
         return replace(summary, wall_seconds=sum(phases.values()), phases=phases,
                        phase_notes=dict(recorder.notes))
@@ -190,15 +203,19 @@ def _run(
     on_start: Callable[[int], None] | None,
     client: Any,
     sink: Sink | None,
+    prepared: PreparedModel | None,
 ) -> RunSummary:
     options = options or PredictOptions()
     finished = completed_output(out) if options.resume else None
-    if finished is not None and _same_job(source, model, out, options, sink, finished):
+    if finished is not None and _same_job(source, model, out, options, sink, finished,
+                                          prepared):
         return _finished_summary(out, finished)
     options = fit_workers(options) if client is None else options
     tune_allocator()
-    job = prepare(source, model, out, options, sink)
+    job = prepare(source, model, out, options, sink, prepared)
     job = with_stats(job)
+    shared = prepared is not None
+    client = prepared.client if prepared is not None and client is None else client
     try:
         with phase("planning"):
             done = job.sink.completed()
@@ -208,30 +225,16 @@ def _run(
         start = time.perf_counter()
         with phase("work"), fewer_gc_passes(), _output_failures(out), \
                 _input_failures(job.sink):
-            results = _execute(graph, writes, options, on_chunk, client)
+            results = _execute(graph, writes, options, on_chunk, client,
+                               prepared.executor if prepared is not None else None)
         seconds = time.perf_counter() - start
     except BaseException:
         job.sink.abort()
         raise
     finally:
-        job.compute.close()
-    summary = RunSummary(
-        output=str(out),
-        # Threads share one compute stage, which counts real model calls; on a cluster each
-        # worker has its own copy, so count the tiles of the chunks written.
-        tiles_run=job.compute.tiles_run or sum(r.tiles for r in results),
-        tiles_minimum=job.plan.grid.count - len(job.plan.skip),
-        tiles_skipped=len(job.plan.skip),
-        chunks=len(results),
-        chunks_resumed=len(done),
-        pixels=sum(r.pixels for r in results),
-        valid_pixels=sum(r.valid_pixels for r in results),
-        seconds=seconds,
-        device=str(job.runner.device),
-        backend=job.runner.backend_used,
-        backend_seconds=job.runner.selection.seconds if job.runner.selection else 0.0,
-        batches=dict(sorted(job.compute.batch_sizes.items())),
-    )
+        if not shared:  # a job's compute stage serves its other scenes; the job closes it
+            job.compute.close()
+    summary = _summary(out, job, results, len(done), seconds, shared)
     with phase("finishing"):
         summary = replace(summary, report=finish_report(job.stats, results, summary))
         pyramids = pyramid_writer(options, job)
@@ -244,6 +247,29 @@ def _run(
 #: summary fields not stored in the output's record: where it is, and the whole call's
 #: timings (known only once the store is finished)
 UNRECORDED = frozenset({"output", "already_complete", "wall_seconds", "phases", "phase_notes"})
+
+
+def _summary(out: str | Path, job: Job, results: list[ChunkResult], resumed: int,
+             seconds: float, shared: bool) -> RunSummary:
+    """The run's summary, before its report. ``shared``: a job's compute stage, which counts
+    the model calls of every scene, so this scene's are counted from its chunks."""
+    return RunSummary(
+        output=str(out),
+        # Threads share one compute stage, which counts real model calls; on a cluster each
+        # worker has its own copy, and a job's scenes share one: count the tiles written.
+        tiles_run=(0 if shared else job.compute.tiles_run) or sum(r.tiles for r in results),
+        tiles_minimum=job.plan.grid.count - len(job.plan.skip),
+        tiles_skipped=len(job.plan.skip),
+        chunks=len(results),
+        chunks_resumed=resumed,
+        pixels=sum(r.pixels for r in results),
+        valid_pixels=sum(r.valid_pixels for r in results),
+        seconds=seconds,
+        device=str(job.runner.device),
+        backend=job.runner.backend_used,
+        backend_seconds=job.runner.selection.seconds if job.runner.selection else 0.0,
+        batches={} if shared else dict(sorted(job.compute.batch_sizes.items())),
+    )
 
 
 #: Write failures that are the output's, not the program's: a full disk, a quota, a file
@@ -307,6 +333,7 @@ def _execute(
     options: PredictOptions,
     on_chunk: ChunkCallback | None,
     client: Any = None,
+    pool: Executor | None = None,
 ) -> list[ChunkResult]:
     report = on_chunk or (lambda _: None)
     if client is not None or options.distributed:
@@ -321,7 +348,7 @@ def _execute(
         if options.scheduler == "sync":
             results = dask.get(graph, keys)
         else:
-            results = dask.threaded.get(graph, keys, num_workers=options.thread_count)
+            results = dask.threaded.get(graph, keys, num_workers=options.thread_count, pool=pool)
     return list(results)
 
 

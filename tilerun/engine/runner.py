@@ -88,6 +88,13 @@ class Normalizer:
         return cls(offset, scale, spec.embedded_normalisation,
                    np.asarray(scaling.scales, np.float32), np.asarray(scaling.offsets, np.float32))
 
+    @property
+    def identity(self) -> tuple[Any, ...]:
+        """Every value that changes what this normaliser does (its arrays are not hashable):
+        two scenes share a compute stage only when it is the same."""
+        arrays = (self.offset, self.scale, self.gain, self.bias)
+        return (self.embedded, *(None if a is None else a.tobytes() for a in arrays))
+
     def __call__(self, pixels: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
         """Normalise a ``(bands, h, w)`` tensor on its device; ``valid`` None: all valid."""
         offset = torch.from_numpy(self.offset).to(pixels.device)[:, None, None]
