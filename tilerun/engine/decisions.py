@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tilerun import __version__
+from tilerun._version import __version__
 from tilerun.engine.graph import Job
 from tilerun.engine.options import PredictOptions
 from tilerun.errors import OptionError
