@@ -27,9 +27,9 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ im
 #: public name → the module that defines it
 _LAZY = {
     "PredictOptions": "tilerun.engine.options",
-    "RunSummary": "tilerun.engine.run",
-    "predict": "tilerun.engine.run",
-    "run": "tilerun.engine.run",
+    "RunSummary": "tilerun.engine.execute",
+    "predict": "tilerun.engine.execute",
+    "run": "tilerun.engine.execute",
     "TilerunError": "tilerun.errors",
     "UNet": "tilerun.models",
     "UNetConfig": "tilerun.models",

@@ -160,7 +160,7 @@ def quantize_command(path: Path, out: Path, scene: Path, method: str, calibratio
     """INT8-quantise a model (ONNX Runtime), checked against fp32 labels on a scene."""
     from math import isnan
 
-    from tilerun.models.quantize import quantize_model
+    from tilerun.engine.quantize import quantize_model
 
     report = quantize_model(path, out, scene, method=method, calibration_tiles=calibration_tiles,
                             tile=tile, min_agreement=min_agreement, force=force,

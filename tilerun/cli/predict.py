@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from tilerun.engine.dry_run import RunPlan
-    from tilerun.engine.run import RunSummary
+    from tilerun.engine.execute import RunSummary
     from tilerun.models import ModelHandle
 
 #: ``--model demo`` (and no ``--model``) is the bundled demo model
@@ -252,7 +252,7 @@ def _show_library_notes(console: Console) -> None:
 def _run_with_progress(
     source: Any, model: Any, out: str | Path, opts: PredictOptions, console: Console
 ) -> RunSummary:
-    from tilerun.engine.run import run
+    from tilerun.engine.execute import run
 
     with progress_bar(console) as (started, done):
         return run(source, model, out, opts, on_chunk=done, on_start=started)

@@ -1,4 +1,4 @@
-"""What a run decides before any work, shared by :func:`~tilerun.engine.run.run` and
+"""What a run decides before any work, shared by :func:`~tilerun.engine.execute.run` and
 :func:`~tilerun.engine.dry_run.plan_run`: tile and overlap defaults, the output's layout and
 viewer pyramids, slide resolution options, and the record (with its ``--resume``
 fingerprint) the output keeps of how it was made.

@@ -1,6 +1,6 @@
 """What a run would do, without doing it (``tilerun predict --dry-run``).
 
-:func:`plan_run` takes the steps of :func:`tilerun.engine.run.prepare` up to the sink's
+:func:`plan_run` takes the steps of :func:`tilerun.engine.execute.prepare` up to the sink's
 ``open``: the same checks (output destination, model, input against the model's spec, chunk
 and memory budget, explicit backend), the same tile grid, chunk plan and tissue skipping, and
 one probe of the model as loaded to learn its class count. It converts, checks and races no

@@ -43,8 +43,9 @@ from tilerun.engine.lanes import (
     on_stream,
     torch_ready,
 )
-from tilerun.engine.runner import Normalizer, TileRunner
+from tilerun.engine.runner import TileRunner
 from tilerun.errors import NonFiniteError
+from tilerun.models.normalise import Normalizer
 
 #: Chunks uploaded to the device and waiting for (or in) batches; bounds device memory.
 MAX_STAGED = 3

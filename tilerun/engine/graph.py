@@ -10,8 +10,8 @@ import operator
 from dataclasses import dataclass, replace
 from typing import Any
 
+from tilerun.classes.labels import labels_from_logits
 from tilerun.engine.compute import ComputeStage
-from tilerun.engine.labels import labels_from_logits
 from tilerun.engine.partial import (
     ChunkResult,
     Partial,

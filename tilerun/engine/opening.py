@@ -26,11 +26,12 @@ from tilerun.engine.decisions import (
 )
 from tilerun.engine.options import PredictOptions
 from tilerun.engine.plan import ChunkPlan
-from tilerun.engine.runner import Normalizer, TileRunner, resolve_device
+from tilerun.engine.runner import TileRunner, resolve_device
 from tilerun.engine.skipping import resolve_tissue, skipped_tiles
 from tilerun.errors import OptionError
 from tilerun.geometry import TileGrid, make_grid
 from tilerun.models import ModelHandle, as_model
+from tilerun.models.normalise import Normalizer
 from tilerun.sinks import Sink, sink_for
 from tilerun.sources import open_source
 

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from tilerun.classes.names import label_values
 from tilerun.report.drift import DRIFT_THRESHOLD, band_drift, drift_message, warn_drift
 from tilerun.report.inputs import InputBins, InputStats, input_bins, observe_input
 from tilerun.report.lattice import lattice
@@ -26,7 +27,6 @@ from tilerun.report.outputs import (
     LOW_CONFIDENCE,
     LOW_CONFIDENCE_SIGMOID,
     OutputStats,
-    label_values,
     observe_output,
 )
 from tilerun.report.record import (

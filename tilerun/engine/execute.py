@@ -1,5 +1,7 @@
 """The run: check everything, create the output, execute the chunk graph, finalise.
 
+(The module is ``execute``, not ``run``, so that ``tilerun.engine.run`` is always the function.)
+
 All validation happens before the output store is created, so bad input leaves nothing behind.
 """
 
@@ -150,7 +152,20 @@ def run(
         raise
     finally:
         job.compute.close()
-    summary = RunSummary(
+    summary = _summary(out, job, results, len(done), seconds)
+    summary = replace(summary, report=finish_report(job.stats, results, summary))
+    pyramids = pyramid_writer(options, job)
+    record = {k: v for k, v in asdict(summary).items() if k not in ("output", "already_complete")}
+    with _output_failures(out):
+        job.sink.finalize(record, pyramids)
+    return summary
+
+
+
+def _summary(out: str | Path, job: Job, results: list[ChunkResult], resumed: int,
+             seconds: float) -> RunSummary:
+    """What the run did (its report is added once the statistics are merged)."""
+    return RunSummary(
         output=str(out),
         # Threads share one compute stage, which counts real model calls; on a cluster each
         # worker has its own copy, so count the tiles of the chunks written.
@@ -158,7 +173,7 @@ def run(
         tiles_minimum=job.plan.grid.count - len(job.plan.skip),
         tiles_skipped=len(job.plan.skip),
         chunks=len(results),
-        chunks_resumed=len(done),
+        chunks_resumed=resumed,
         pixels=sum(r.pixels for r in results),
         valid_pixels=sum(r.valid_pixels for r in results),
         seconds=seconds,
@@ -167,13 +182,6 @@ def run(
         backend_seconds=job.runner.selection.seconds if job.runner.selection else 0.0,
         batches=dict(sorted(job.compute.batch_sizes.items())),
     )
-    summary = replace(summary, report=finish_report(job.stats, results, summary))
-    pyramids = pyramid_writer(options, job)
-    record = {k: v for k, v in asdict(summary).items() if k not in ("output", "already_complete")}
-    with _output_failures(out):
-        job.sink.finalize(record, pyramids)
-    return summary
-
 
 #: Write failures that are the output's, not the program's: a full disk, a quota, a file
 #: system turned read-only.
