@@ -22,7 +22,7 @@ def quicklook_command(
     store: str, output: Path, max_size: int, colours: str | None, overwrite: bool
 ) -> None:
     """Write a PNG quicklook of STORE's class labels (or the argmax of its logits)."""
-    from tilerun.quicklook import write_quicklook
+    from tilerun.report.quicklook import write_quicklook
 
     chosen = [c.strip() for c in colours.split(",") if c.strip()] if colours else None
     look = write_quicklook(store, output, max_size, colours=chosen, overwrite=overwrite)

@@ -34,8 +34,9 @@ from typing import Any
 
 import numpy as np
 
-from tilerun.exports.reader import LABEL_NODATA, Affine6, FinishedOutput
+from tilerun.exports.reader import Affine6, FinishedOutput
 from tilerun.geometry import Window
+from tilerun.sinks.codes import LABEL_FILL
 
 
 @dataclass(frozen=True)
@@ -125,9 +126,9 @@ def regions(output: FinishedOutput, progress: Callable[[int], None] | None = Non
     pending = _Pending()
     # The seam state: the previous chunk's last column and the previous chunk row's last row,
     # as label values and global piece ids (-1: none).
-    bottom_values = np.full(width, LABEL_NODATA, np.uint8)
+    bottom_values = np.full(width, LABEL_FILL, np.uint8)
     bottom_ids = np.full(width, -1, np.int64)
-    right_values = np.full(cy, LABEL_NODATA, np.uint8)
+    right_values = np.full(cy, LABEL_FILL, np.uint8)
     right_ids = np.full(cy, -1, np.int64)
     next_id = 0
     for k, window in enumerate(output.windows((cy, cx))):
@@ -191,7 +192,7 @@ def _trace(labels: np.ndarray, window: Window) -> tuple[list[Any], list[int], np
     ids = np.zeros(labels.shape, np.int32)
     classes: list[int] = []
     for value in np.unique(labels).tolist():
-        if value == LABEL_NODATA:
+        if value == LABEL_FILL:
             continue
         components, count = ndimage.label(labels == value)
         inside = components > 0

@@ -30,11 +30,12 @@ from typing import Any
 
 import numpy as np
 
+from tilerun.classes.colours import rgba_colour
+from tilerun.classes.names import class_name
 from tilerun.errors import InputError, OptionError
 from tilerun.exports.polygons import Region, region_batches, to_frame
 from tilerun.exports.reader import Affine6, FinishedOutput
 from tilerun.exports.target import ExportTarget
-from tilerun.sinks.ngff_metadata import rgba_colour
 
 OBJECT_TYPES = ("annotation", "detection")
 ORIGINS = ("slide", "bounds")
@@ -124,7 +125,7 @@ def _features(output: FinishedOutput, batch: list[Region], frame: Affine6,
         area = region.pixels * abs(a * e - b * d)
         value = region.value
         names, colours = output.class_names, output.class_colours
-        name = names[value] if value < len(names) else f"class {value}"
+        name = class_name(names, value)
         colour = colours[value] if value < len(colours) else "#808080"
         measurements: dict[str, float] = {
             "class_id": value, "pixels": region.pixels, "area_level0_px2": area,

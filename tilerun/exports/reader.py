@@ -25,14 +25,12 @@ from typing import Any
 
 import numpy as np
 
+from tilerun.classes.colours import hex_colour, palette_colour
 from tilerun.errors import InputError
 from tilerun.geometry import Window
-from tilerun.quicklook import PALETTE
 from tilerun.sinks import store as output_stores
-from tilerun.sinks.codes import LABEL_FILL
 from tilerun.sinks.objects import object_url
 
-LABEL_NODATA = LABEL_FILL
 Affine6 = tuple[float, float, float, float, float, float]
 IDENTITY: Affine6 = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 #: the variables an export can read, in the order ``--variable`` lists them
@@ -93,9 +91,9 @@ class FinishedOutput:
         return np.asarray(array[rows, cols])
 
     def labels(self, window: Window) -> np.ndarray:
-        """uint8 labels in ``window``, :data:`LABEL_NODATA` where nodata: the ``labels``
-        variable, else the argmax of the logits (``logit > 0`` for one class), else of the
-        probability codes (``p > 0.5`` for one class), as the run would have labelled."""
+        """uint8 labels in ``window``, :data:`~tilerun.sinks.codes.LABEL_FILL` where nodata:
+        the ``labels`` variable, else the argmax of the logits (``logit > 0`` for one class),
+        else of the probability codes (``p > 0.5`` for one class), as the run labelled."""
         return output_stores.read_labels(self.group, *window.slices())
 
 
@@ -150,14 +148,13 @@ def _colours(record: dict[str, Any], values: int) -> tuple[str, ...]:
     """``#rrggbb`` per label value: the record's ``class_colours``, else the quicklook
     palette (as ``tilerun quicklook`` colours them)."""
     from tilerun.errors import OptionError
-    from tilerun.sinks.ngff_metadata import hex_colour
 
     stored = record.get("class_colours")
     colours = list(stored) if isinstance(stored, list | tuple) else []
     out = []
     for k in range(values):
         try:
-            out.append(hex_colour(colours[k]) if k < len(colours) else PALETTE[k % len(PALETTE)])
+            out.append(hex_colour(colours[k]) if k < len(colours) else palette_colour(k))
         except (OptionError, TypeError):
-            out.append(PALETTE[k % len(PALETTE)])
+            out.append(palette_colour(k))
     return tuple(out)

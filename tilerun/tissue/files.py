@@ -4,7 +4,7 @@
 raster or a Zarr array or group, reducing a mask too large to keep in memory strip by strip
 (a block *any*, so no tissue is lost), turning every reader failure into one
 :class:`~tilerun.errors.InputError` naming the file, and stretching the result over the output
-as a :class:`~tilerun.tissue_windows.TissueMask`. Detection (:mod:`tilerun.tissue`) never
+as a :class:`~tilerun.tissue.windows.TissueMask`. Detection (:mod:`tilerun.tissue.detect`) never
 reads files, and this module never looks at pixels' colours.
 """
 
@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from tilerun.errors import InputError, TilerunWarning
-from tilerun.tissue_windows import TissueMask
+from tilerun.tissue.windows import TissueMask
 
 #: Masks larger than this (long edge, pixels) are reduced on load by a block "any".
 MAX_MASK_SIZE = 4096
