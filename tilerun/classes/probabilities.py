@@ -54,3 +54,10 @@ def two_class(z: np.ndarray) -> np.ndarray:
     ``1 - σ(z)`` and ``σ(z)`` (label 0 is "not X", label 1 is "X")."""
     p = probabilities(z, "sigmoid")[0]
     return np.stack([1.0 - p, p]).astype(np.float32)
+
+
+def activation_for(classes: int, activation: str) -> str:
+    """The activation that makes a model's probabilities: ``sigmoid`` per class for a sigmoid
+    model or a one-class model (a softmax over one logit would always be 1), else
+    ``softmax``."""
+    return "sigmoid" if classes == 1 or activation == "sigmoid" else "softmax"
