@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 
-from tilerun.errors import BandError, InputError, PixelSizeError, TilerunWarning
+from tilerun.errors import BandError, InputError, InputWarning, PixelSizeError
 from tilerun.models import ModelHandle, ModelSpec
 from tilerun.sources import Source
 
@@ -38,7 +38,7 @@ def check_input(source: Source, model: ModelHandle, pixel_size_tolerance: float)
         warnings.warn(
             f"{source.name}: pixel size unknown; cannot check it against the model's "
             f"{spec.pixel_size:g} {spec.pixel_unit}",
-            TilerunWarning,
+            InputWarning,
             stacklevel=2,
         )
         return

@@ -16,7 +16,7 @@ from typing import Any
 from tilerun._version import __version__
 from tilerun.engine.graph import Job
 from tilerun.engine.options import PredictOptions
-from tilerun.errors import OptionError
+from tilerun.errors import OptionError, OutputWarning
 from tilerun.models import ModelHandle
 from tilerun.sinks import OutputLayout, Sink
 
@@ -39,7 +39,7 @@ def output_layout(
     pyramids = pyramid_kinds(options, source, sink)
     why_not = no_pyramids(options, sink)
     if options.pyramid == "auto" and source.is_slide and why_not:
-        warnings.warn(f"{sink.name}: no viewer pyramid is written ({why_not})", UserWarning,
+        warnings.warn(f"{sink.name}: no viewer pyramid is written ({why_not})", OutputWarning,
                       stacklevel=2)
     if "labels" in pyramids and "labels" not in variables:
         variables = (*variables, "labels")

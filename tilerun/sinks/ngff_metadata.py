@@ -12,7 +12,7 @@ import numpy as np
 
 from tilerun.classes.colours import Colour, palette_colour, rgba_colour
 from tilerun.classes.names import label_names
-from tilerun.errors import OptionError, TilerunWarning
+from tilerun.errors import OptionError, OutputWarning
 from tilerun.sinks.store import run_record
 
 NGFF_VERSION = "0.5"
@@ -86,7 +86,7 @@ def ngff_unit(unit: str | None) -> str | None:
     if name not in NGFF_SPACE_UNITS:
         warnings.warn(
             f"unit {unit!r} is not one of the space units OME-NGFF lists; viewers may ignore it",
-            TilerunWarning,
+            OutputWarning,
             stacklevel=4,
         )
     return name

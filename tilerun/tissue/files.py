@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from tilerun.errors import InputError, TilerunWarning
+from tilerun.errors import InputError, InputWarning
 from tilerun.tissue.windows import TissueMask
 
 #: Masks larger than this (long edge, pixels) are reduced on load by a block "any".
@@ -38,7 +38,7 @@ def load_mask(
     block with one tissue pixel is tissue), and its scale is ``f`` times the original's.
 
     Raises :class:`~tilerun.errors.InputError` naming the file when it cannot be read; warns
-    (:class:`~tilerun.errors.TilerunWarning`) when the mask's aspect ratio does not match
+    (:class:`~tilerun.errors.InputWarning`) when the mask's aspect ratio does not match
     the output's, which usually means it belongs to another image.
     """
     source = Path(path)
@@ -69,7 +69,7 @@ def load_mask(
         warnings.warn(
             f"{source}: tissue mask is {mh} × {mw}, output {height} × {width}: the aspect "
             "ratios differ; is it the mask of this image?",
-            TilerunWarning,
+            InputWarning,
             stacklevel=2,
         )
     return TissueMask(mask, (sy * factor, sx * factor))
