@@ -55,7 +55,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_engine import make_scene
+from _scene import make_scene
 
 TILE, OVERLAP, BATCH, CHUNK = 256, 0.25, 8, 1024
 

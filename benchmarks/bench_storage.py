@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from bench_engine import make_scene
+from _scene import make_scene
 from bench_pipeline import Meter, NullModel
 
 TILE, OVERLAP, BATCH, CHUNK = 256, 0.25, 8, 1024
