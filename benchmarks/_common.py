@@ -140,3 +140,16 @@ def spawn_json(script: str | Path, args: list[str], env: dict[str, str] | None =
         log(f"child {args[:2]} failed with exit status {proc.returncode}")
         return None
     return json.loads(lines[-1])
+
+
+class Meter:
+    """Wall and process CPU seconds of a block (``with Meter() as m: …``, then ``m.wall``,
+    ``m.cpu``)."""
+
+    def __enter__(self) -> Meter:
+        self.wall0, self.cpu0 = time.perf_counter(), cpu_seconds()
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self.wall = time.perf_counter() - self.wall0
+        self.cpu = cpu_seconds() - self.cpu0

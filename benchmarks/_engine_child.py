@@ -21,12 +21,9 @@ MODEL_SEED = 0
 
 
 def build_model() -> Any:
-    import torch
+    from _models import bench_unet  # torch: in the children only
 
-    from tilerun.models import build_unet
-
-    torch.manual_seed(MODEL_SEED)
-    return build_unet("unet", in_channels=BANDS, classes=CLASSES, base=16, depth=4).eval()
+    return bench_unet(bands=BANDS, classes=CLASSES, seed=MODEL_SEED)
 
 
 class ForwardTimer:

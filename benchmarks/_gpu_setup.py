@@ -15,11 +15,11 @@ from typing import Any
 import numpy as np
 import torch
 from _common import log
+from _models import bench_unet
 
 import tilerun
 from tilerun.backends import CHOICES
 from tilerun.engine import PredictOptions, RunSummary
-from tilerun.models import build_unet
 from tilerun.sample import make_scene, write_scene
 
 FP32_GOAL = 1e-4
@@ -232,9 +232,7 @@ def _write_mirrored(path: Path, size: int, base: np.ndarray) -> None:
 
 
 def build_model(base: int) -> torch.nn.Module:
-    torch.manual_seed(0)
-    model = build_unet("unet", in_channels=BANDS, classes=CLASSES, base=base, depth=DEPTH)
-    return model.eval()
+    return bench_unet(base, DEPTH, BANDS, CLASSES)
 
 
 def run_once(

@@ -109,12 +109,11 @@ def interior_box(size: int) -> tuple[int, int]:
 
 def write_package(path: Path) -> Path:
     """The benchmark model (seeded U-Net, mean/std per band) as a tilerun package."""
-    import torch
+    from _models import bench_unet
 
-    from tilerun.models import build_unet, save_package
+    from tilerun.models import save_package
 
-    torch.manual_seed(MODEL_SEED)
-    model = build_unet("unet", in_channels=BANDS, classes=CLASSES, base=16, depth=4).eval()
+    model = bench_unet(bands=BANDS, classes=CLASSES, seed=MODEL_SEED)
     save_package(model, path, mean=(MEAN,) * BANDS, std=(STD,) * BANDS)
     return path
 
