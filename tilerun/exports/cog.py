@@ -138,7 +138,6 @@ def _write_staging(
 ) -> None:
     """The variable as a tiled GeoTIFF, written in windows that are whole tiles."""
     import rasterio
-    from affine import Affine
     from rasterio.crs import CRS
     from rasterio.errors import CRSError, NotGeoreferencedWarning
 
@@ -149,7 +148,7 @@ def _write_staging(
     profile = {
         "driver": "GTiff", "width": output.width, "height": output.height,
         "count": bands.count, "dtype": bands.dtype, "nodata": bands.nodata,
-        "crs": crs, "transform": Affine(*output.frame),
+        "crs": crs, "transform": output.frame,
         "tiled": True, "blockxsize": options.blocksize, "blockysize": options.blocksize,
         "compress": "ZSTD", "zstd_level": 1, "bigtiff": "IF_SAFER",
     }  # fmt: skip

@@ -33,8 +33,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from affine import Affine
 
-from tilerun.exports.reader import Affine6, FinishedOutput
+from tilerun.exports.reader import FinishedOutput
 from tilerun.geometry import Window
 from tilerun.sinks.codes import LABEL_FILL
 
@@ -249,12 +250,12 @@ def _regions(value: int, polygon: Any, pixels: int) -> Iterator[Region]:
             yield Region(value, part, round(part.area))
 
 
-def to_frame(polygons: Any, frame: Affine6) -> Any:
+def to_frame(polygons: Any, frame: Affine) -> Any:
     """Pixel-corner polygons (an array of shapely geometries) in the output's frame, exterior
     rings counter-clockwise (as GeoJSON and OGC want, whatever the affine's handedness)."""
     import shapely
 
-    a, b, c, d, e, f = frame
+    a, b, c, d, e, f = frame[:6]
 
     def affine(coords: np.ndarray) -> np.ndarray:
         x, y = coords[:, 0], coords[:, 1]
