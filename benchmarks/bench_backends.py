@@ -10,7 +10,7 @@ Usage::
 
 Every row runs in a fresh child process (its own peak RSS, nothing warm from a previous row),
 one after another, on the same cached scene (a seeded 3-band uint8 GeoTIFF from
-``bench_engine.make_scene``) with the same model: a U-Net (base 16, depth 4, 3 → 4 classes,
+``_scene.make_scene``) with the same model: a U-Net (base 16, depth 4, 3 → 4 classes,
 ``torch.manual_seed(0)``) saved as a tilerun package with mean 127.5 / std 64 per band. Common
 settings: tile 256, overlap 0.25, batch 8, gaussian blending (σ = 0.125 of the tile), CPU,
 ``--threads`` (default 2) torch intra-op threads in every row (tilerun's engine threads stay
@@ -48,9 +48,7 @@ import contextlib
 import datetime as dt
 import json
 import os
-import resource
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -61,7 +59,8 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_engine import LoadMeter, log, machine, make_scene, maxrss_mib
+from _common import LoadMeter, log, machine, peak_rss_mib, spawn_json, verdict
+from _scene import make_scene
 
 TILE, OVERLAP, BATCH, SIGMA = 256, 0.25, 8, 0.125
 BANDS, CLASSES, MODEL_SEED = 3, 4, 0
@@ -95,9 +94,7 @@ ROWS = (
 GROUPS = ("monai", "torch", "auto", "bf16")
 
 
-# --------------------------------------------------------------------------------------------
-# Shared helpers
-# --------------------------------------------------------------------------------------------
+# -- Shared helpers --------------------------------------------------------------------------
 
 
 def interior_box(size: int) -> tuple[int, int]:
@@ -110,27 +107,18 @@ def interior_box(size: int) -> tuple[int, int]:
     return (size - edge) // 2, edge
 
 
-def peak_rss_mib() -> float:
-    """Peak RSS of this process or of any process it waited for, whichever is larger."""
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return max(maxrss_mib(), children / 2**20 if sys.platform == "darwin" else children / 1024)
-
-
 def write_package(path: Path) -> Path:
     """The benchmark model (seeded U-Net, mean/std per band) as a tilerun package."""
-    import torch
+    from _models import bench_unet
 
-    from tilerun.models import build_unet, save_package
+    from tilerun.models import save_package
 
-    torch.manual_seed(MODEL_SEED)
-    model = build_unet("unet", in_channels=BANDS, classes=CLASSES, base=16, depth=4).eval()
+    model = bench_unet(bands=BANDS, classes=CLASSES, seed=MODEL_SEED)
     save_package(model, path, mean=(MEAN,) * BANDS, std=(STD,) * BANDS)
     return path
 
 
-# --------------------------------------------------------------------------------------------
-# Child processes (one per row)
-# --------------------------------------------------------------------------------------------
+# -- Child processes (one per row) -----------------------------------------------------------
 
 
 def child_monai(job: dict[str, Any]) -> dict[str, Any]:
@@ -204,18 +192,12 @@ def child_tilerun(job: dict[str, Any]) -> dict[str, Any]:
 
 def spawn(job: dict[str, Any], cache_dir: Path) -> dict[str, Any]:
     """Run one row in a fresh interpreter; its last stdout line is the JSON result."""
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(job)]
     env = {**os.environ, "TILERUN_CACHE_DIR": str(cache_dir)}
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=env, check=False)
-    lines = [line for line in proc.stdout.splitlines() if line.strip()]
-    if proc.returncode != 0 or not lines:
-        return {"error": f"exit status {proc.returncode}"}
-    return json.loads(lines[-1])
+    result = spawn_json(__file__, ["--child", json.dumps(job)], env)
+    return result if result is not None else {"error": "the child failed (see its log)"}
 
 
-# --------------------------------------------------------------------------------------------
-# Comparisons
-# --------------------------------------------------------------------------------------------
+# -- Comparisons -----------------------------------------------------------------------------
 
 
 def rel_diff_stores(a: Path, b: Path) -> float:
@@ -243,9 +225,7 @@ def rel_diff_crop(store: Path, crop: Path) -> float:
     return float(np.max(np.abs(ours - ref)) / np.max(np.abs(ref)))
 
 
-# --------------------------------------------------------------------------------------------
-# Parent: one size
-# --------------------------------------------------------------------------------------------
+# -- Parent: one size ------------------------------------------------------------------------
 
 
 def run_size(size: int, rows: list[Row], args: argparse.Namespace,
@@ -285,9 +265,7 @@ def run_size(size: int, rows: list[Row], args: argparse.Namespace,
     return results
 
 
-# --------------------------------------------------------------------------------------------
-# Report
-# --------------------------------------------------------------------------------------------
+# -- Report ----------------------------------------------------------------------------------
 
 
 def _num(x: float | None, spec: str) -> str:
@@ -340,10 +318,6 @@ def goals(results: dict[str, dict[str, Any]]) -> list[str]:
     return lines
 
 
-def verdict(ok: bool) -> str:
-    return "pass" if ok else "**MISS**"
-
-
 def load_note(rows: list[Row], results: dict[str, dict[str, Any]]) -> str:
     """Share of the CPU other processes used during each row (timings need ~0 %)."""
     shares = []
@@ -374,9 +348,7 @@ def header(threads: int) -> list[str]:
     ]
 
 
-# --------------------------------------------------------------------------------------------
-# Main
-# --------------------------------------------------------------------------------------------
+# -- Main ------------------------------------------------------------------------------------
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -22,17 +22,16 @@ import time
 from pathlib import Path
 
 import torch
+from _models import bench_unet
 from distributed import Client, LocalCluster
 
 import tilerun
-from tilerun.models import build_unet
 from tilerun.sample import write_scene
 
 
 def measure(workers: int, scene: Path, out: Path,
             chunk: int) -> tuple[float, float, float, int]:
-    torch.manual_seed(0)
-    model = build_unet("unet", in_channels=3, classes=4, base=16, depth=4).eval()
+    model = bench_unet()
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                       dashboard_address=None) as cluster, Client(cluster) as client:
         client.get_task_stream()  # start recording

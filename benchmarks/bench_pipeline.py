@@ -42,11 +42,9 @@ import datetime as dt
 import json
 import os
 import platform
-import resource
 import shutil
 import sys
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -55,54 +53,11 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_engine import make_scene
+from _common import Meter
+from _models import NullModel, SleepModel
+from _scene import make_scene
 
 TILE, OVERLAP, BATCH, CHUNK = 256, 0.25, 8, 1024
-
-
-def cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-class Meter:
-    """Wall and process CPU seconds of a block."""
-
-    def __enter__(self) -> Meter:
-        self.wall0, self.cpu0 = time.perf_counter(), cpu_s()
-        return self
-
-    def __exit__(self, *_: Any) -> None:
-        self.wall = time.perf_counter() - self.wall0
-        self.cpu = cpu_s() - self.cpu0
-
-
-class NullModel(torch.nn.Module):
-    """A 1×1 convolution, 3 → 4 classes (channels-last inside; see the module docstring)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = torch.nn.Conv2d(3, 4, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv(x.contiguous(memory_format=torch.channels_last))
-        return y.contiguous()
-
-
-class SleepModel(torch.nn.Module):
-    """A device of ``rate`` Mpx/s of tiles: sleeps (releasing the GIL), uses no CPU."""
-
-    def __init__(self, rate_mpx: float, classes: int = 4) -> None:
-        super().__init__()
-        self.rate = rate_mpx * 1e6
-        self.classes = classes
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        start = time.perf_counter()
-        n, _, h, w = x.shape
-        out = x[:, :1].expand(n, self.classes, h, w)
-        time.sleep(max(0.0, n * h * w / self.rate - (time.perf_counter() - start)))
-        return out
 
 
 def windows(size: int, edge: int = CHUNK) -> list[tuple[int, int, int, int]]:

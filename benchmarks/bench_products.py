@@ -21,9 +21,9 @@ import rasterio
 import torch
 from rasterio.transform import from_origin
 
-from tilerun.engine.runner import Normalizer
 from tilerun.geometry import Window
 from tilerun.models import ModelSpec, as_model
+from tilerun.models.normalise import Normalizer
 from tilerun.sources import BandFile, GeoTIFFSource, ScaleOffset, Source, StackSource
 
 PROFILE = dict(driver="GTiff", dtype="uint16", crs="EPSG:32629", tiled=True, blockxsize=512,

@@ -40,8 +40,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from bench_engine import make_scene
-from bench_pipeline import Meter, NullModel
+from _common import Meter
+from _models import NullModel, bench_unet
+from _scene import make_scene
 
 TILE, OVERLAP, BATCH, CHUNK = 256, 0.25, 8, 1024
 
@@ -89,12 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/tilerun-bench"))
     args = parser.parse_args(argv)
 
-    from tilerun.models import build_unet
-
     scene = make_scene(args.workdir, args.size, 0)
     torch.manual_seed(0)
-    model = NullModel().eval() if args.model == "null" else \
-        build_unet("unet", in_channels=3, classes=4, base=8, depth=3).eval()
+    model = NullModel().eval() if args.model == "null" else bench_unet(base=8, depth=3)
     local = args.workdir / "storage-out.zarr"
     rows: dict[str, dict[str, Any]] = {}
     with moto():

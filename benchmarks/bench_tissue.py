@@ -20,9 +20,9 @@ import time
 from pathlib import Path
 
 import torch
+from _models import bench_unet
 
 import tilerun
-from tilerun.models import build_unet
 from tilerun.sample import write_slide
 
 
@@ -39,8 +39,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=4096)
     parser.add_argument("--fractions", type=float, nargs="+", default=[0.1, 0.3, 0.6, 1.0])
     args = parser.parse_args()
-    torch.manual_seed(0)
-    model = build_unet("unet", in_channels=3, classes=4, base=16, depth=4).eval()
+    model = bench_unet()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

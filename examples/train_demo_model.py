@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -93,22 +94,25 @@ def validate(model: nn.Module, image: torch.Tensor, truth: np.ndarray) -> np.nda
     return iou_per_class(pred, truth, len(CLASSES))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("out", nargs="?", type=Path, default=OUT)
-    parser.add_argument("--minutes", type=float, default=9.0,
-                        help="Stop training after this many minutes (wall clock).")
-    args = parser.parse_args()
+@dataclass(frozen=True)
+class Data:
+    """Normalised training scenes, their truths and where each class is, and the held-out
+    validation scene; ``mean``/``std`` are rounded, so that training uses exactly the values
+    the spec stores."""
 
-    torch.set_num_threads(2)
-    torch.manual_seed(0)
-    rng = np.random.default_rng(0)
-    start = time.perf_counter()
+    images: np.ndarray
+    truths: np.ndarray
+    where: list[np.ndarray]
+    mean: np.ndarray
+    std: np.ndarray
+    val_image: torch.Tensor
+    val_truth: np.ndarray
 
+
+def load_data() -> Data:
     scenes = [make_scene(SCENE_SIZE, SCENE_SIZE, seed) for seed in range(TRAIN_SCENES)]
     raw = np.stack([s.image for s in scenes]).astype(np.float32)
     truths = np.stack([s.truth for s in scenes])
-    # Rounded, so that training uses exactly the values the spec stores.
     mean = raw.mean(axis=(0, 2, 3), dtype=np.float64).round(3).astype(np.float32)
     std = raw.std(axis=(0, 2, 3), dtype=np.float64).round(3).astype(np.float32)
     images = (raw - mean[None, :, None, None]) / std[None, :, None, None]
@@ -116,25 +120,27 @@ def main() -> None:
     val_image = torch.from_numpy(
         (val.image.astype(np.float32) - mean[:, None, None]) / std[:, None, None]
     )
-    where = class_pixels(truths)
     share = np.bincount(truths.ravel(), minlength=len(CLASSES)) / truths.size
     print("training pixels per class:",
           ", ".join(f"{n} {f:.1%}" for n, f in zip(CLASSES, share, strict=True)))
     print(f"mean {[round(float(v), 3) for v in mean]}  std {[round(float(v), 3) for v in std]}")
+    return Data(images, truths, class_pixels(truths), mean, std, val_image, val.truth)
 
-    model = build_unet("unet", **ARCHITECTURE)
-    params = sum(p.numel() for p in model.parameters())
-    print(f"U-Net {ARCHITECTURE}: {params:,} parameters")
+
+def train(model: nn.Module, data: Data, rng: np.random.Generator, start: float,
+          minutes_limit: float) -> tuple[dict[str, torch.Tensor], int]:
+    """Train until the validation mIoU reaches :data:`TARGET_IOU`, the steps run out or the
+    time does; the best weights seen and their step."""
     optimiser = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimiser, max_lr=LEARNING_RATE, total_steps=MAX_STEPS, pct_start=0.1
     )
     loss_fn = nn.CrossEntropyLoss()
-    best_iou, best_state, best_step = -1.0, None, 0
+    best_iou, best_state, best_step = -1.0, dict(model.state_dict()), 0
     running = 0.0
     model.train()
     for step in range(1, MAX_STEPS + 1):
-        x, y = random_batch(images, truths, where, rng)
+        x, y = random_batch(data.images, data.truths, data.where, rng)
         loss = loss_fn(model(x), y)
         optimiser.zero_grad()
         loss.backward()
@@ -143,7 +149,7 @@ def main() -> None:
         running += loss.item()
         if step % EVAL_EVERY and step != MAX_STEPS:
             continue
-        ious = validate(model, val_image, val.truth)
+        ious = validate(model, data.val_image, data.val_truth)
         miou = float(np.nanmean(ious))
         minutes = (time.perf_counter() - start) / 60
         print(f"step {step:5d}  loss {running / EVAL_EVERY:.4f}  val mIoU {miou:.4f} "
@@ -152,23 +158,19 @@ def main() -> None:
         if miou > best_iou:
             best_iou, best_step = miou, step
             best_state = {k: v.clone() for k, v in model.state_dict().items()}
-        if miou >= TARGET_IOU or minutes > args.minutes:
+        if miou >= TARGET_IOU or minutes > minutes_limit:
             break
+    return best_state, best_step
 
-    assert best_state is not None
-    model.load_state_dict(best_state)
-    ious = validate(model, val_image, val.truth)
-    print(f"best: step {best_step}, validation (seed {VAL_SEED}) IoU per class:")
-    for name, value in zip(CLASSES, ious, strict=True):
-        print(f"  {name:10s} {value:.4f}")
-    print(f"  {'mean':10s} {np.nanmean(ious):.4f}")
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
+def save(model: nn.Module, out: Path, data: Data) -> None:
+    """The demo package: weights and the spec the CLI and the tests rely on."""
+    out.parent.mkdir(parents=True, exist_ok=True)
     save_package(
         model.eval(),
-        args.out,
-        mean=tuple(round(float(v), 3) for v in mean),
-        std=tuple(round(float(v), 3) for v in std),
+        out,
+        mean=tuple(round(float(v), 3) for v in data.mean),
+        std=tuple(round(float(v), 3) for v in data.std),
         bands=3,
         band_names=("red", "green", "blue"),
         dtype="uint8",
@@ -181,7 +183,32 @@ def main() -> None:
         pixel_unit="m",
         name="demo",
     )
-    args.out.chmod(0o644)  # safetensors writes 0600; an installed package must be world-readable
+    out.chmod(0o644)  # safetensors writes 0600; an installed package must be world-readable
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("out", nargs="?", type=Path, default=OUT)
+    parser.add_argument("--minutes", type=float, default=9.0,
+                        help="Stop training after this many minutes (wall clock).")
+    args = parser.parse_args()
+
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    start = time.perf_counter()
+    data = load_data()
+    model = build_unet("unet", **ARCHITECTURE)
+    params = sum(p.numel() for p in model.parameters())
+    print(f"U-Net {ARCHITECTURE}: {params:,} parameters")
+    best_state, best_step = train(model, data, rng, start, args.minutes)
+    model.load_state_dict(best_state)
+    ious = validate(model, data.val_image, data.val_truth)
+    print(f"best: step {best_step}, validation (seed {VAL_SEED}) IoU per class:")
+    for name, value in zip(CLASSES, ious, strict=True):
+        print(f"  {name:10s} {value:.4f}")
+    print(f"  {'mean':10s} {np.nanmean(ious):.4f}")
+    save(model, args.out, data)
     size = args.out.stat().st_size
     minutes = (time.perf_counter() - start) / 60
     print(f"wrote {args.out} ({size / 1e6:.2f} MB) in {minutes:.1f} min")

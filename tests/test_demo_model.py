@@ -18,7 +18,8 @@ from click.testing import CliRunner
 from tilerun.cli import main
 from tilerun.models.default import BUNDLED
 from tilerun.models.package import read_spec
-from tilerun.quicklook import PNG_SIGNATURE, encode_png, write_quicklook
+from tilerun.report.png import PNG_SIGNATURE, encode_png
+from tilerun.report.quicklook import write_quicklook
 from tilerun.sample import CLASSES, COLOURS, PIXEL_SIZE, make_scene
 
 SEED = 1234  # fresh: training uses seeds < 1000

@@ -9,7 +9,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from tilerun._version import __version__
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ imports these
     from tilerun.engine import PredictOptions, RunSummary, predict, run
@@ -29,9 +29,9 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ im
 #: public name → the module that defines it
 _LAZY = {
     "PredictOptions": "tilerun.engine.options",
-    "RunSummary": "tilerun.engine.run",
-    "predict": "tilerun.engine.run",
-    "run": "tilerun.engine.run",
+    "RunSummary": "tilerun.engine.execute",
+    "predict": "tilerun.engine.execute",
+    "run": "tilerun.engine.execute",
     "predict_many": "tilerun.engine.job",
     "JobSummary": "tilerun.sinks.job_summary",
     "TilerunError": "tilerun.errors",

@@ -68,5 +68,35 @@ class NonFiniteError(TilerunError):
     """The model produced NaN or infinite logits for a tile."""
 
 
+# -- warnings ----------------------------------------------------------------------------------
+#
+# One root, so that users filter all of tilerun's warnings, or one kind, with the standard
+# machinery, e.g. ``warnings.simplefilter("ignore", tilerun.errors.DriftWarning)`` or
+# ``python -W ignore::tilerun.errors.TilerunWarning``:
+#
+#   TilerunWarning
+#   ├── InputWarning     the input: pixel size unknown, slide resolution, tissue mask shape
+#   │   └── DriftWarning     its pixels are unlike the model's training data
+#   ├── OutputWarning    the output: no viewer pyramid, a unit OME-NGFF does not list
+#   └── BackendWarning   a backend asked for or preferred was not used (fell back)
+
+
 class TilerunWarning(UserWarning):
     """Something the user should know that does not stop the run."""
+
+
+class InputWarning(TilerunWarning):
+    """Something about the input that may make the result less useful."""
+
+
+class DriftWarning(InputWarning):
+    """The input's pixels are unlike the model's training data (see
+    :mod:`tilerun.report.drift`)."""
+
+
+class OutputWarning(TilerunWarning):
+    """Something about the output: a part of it not written, or metadata viewers may ignore."""
+
+
+class BackendWarning(TilerunWarning):
+    """A backend was asked for or preferred but not used (the message says why)."""

@@ -25,9 +25,10 @@ from tilerun.backends import (
     select_backend,
 )
 from tilerun.backends.base import Backend
-from tilerun.engine.runner import Normalizer, TileRunner
+from tilerun.engine.runner import TileRunner
 from tilerun.errors import OptionError
 from tilerun.models import as_model, build_unet, save_package
+from tilerun.models.normalise import Normalizer
 from tilerun.sample import write_scene
 
 CPU = torch.device("cpu")

@@ -110,7 +110,7 @@ def test_the_package_imports_its_api_on_first_use() -> None:
         "import tilerun.engine, tilerun.backends, tilerun.blending\n"
         "assert 'torch' not in sys.modules, 'engine, backends or blending eager'\n"
         "assert callable(tilerun.predict) and tilerun.run.__name__ == 'run'\n"
-        "import tilerun.engine.run\n"
+        "import tilerun.engine.execute\n"
         "from tilerun.engine import run\n"
         "assert callable(run) and tilerun.engine.run is run, 'the submodule hid the function'\n"
         "assert tilerun.load_model.__name__ == 'load_model'\n"

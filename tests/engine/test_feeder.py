@@ -17,9 +17,10 @@ from tilerun.engine import ChunkPlan, PredictOptions
 from tilerun.engine import feeder as feeder_module
 from tilerun.engine.feeder import DeviceFeeder
 from tilerun.engine.partial import chunk_work
-from tilerun.engine.runner import Normalizer, TileRunner
+from tilerun.engine.runner import TileRunner
 from tilerun.geometry import make_grid
 from tilerun.models import as_model
+from tilerun.models.normalise import Normalizer
 from tilerun.sources import open_source
 
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import shapely
 import shapely.geometry
+from affine import Affine
 from export_fixtures import NODATA, blobs, memory_output
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -115,6 +116,6 @@ def test_regions_stream_before_the_last_chunk():
 
 def test_to_frame_applies_the_affine_and_orients_counter_clockwise():
     square = shapely.box(0, 0, 2, 1)
-    out = to_frame(np.array([square], dtype=object), (10.0, 0.0, 100.0, 0.0, -10.0, 50.0))[0]
+    out = to_frame(np.array([square], dtype=object), Affine(10.0, 0.0, 100.0, 0.0, -10.0, 50.0))[0]
     assert out.bounds == (100.0, 40.0, 120.0, 50.0)
     assert out.exterior.is_ccw

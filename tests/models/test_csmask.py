@@ -26,8 +26,8 @@ import zarr
 
 import tilerun
 from tilerun.engine import PredictOptions
-from tilerun.engine.runner import Normalizer
 from tilerun.models import as_model
+from tilerun.models.normalise import Normalizer
 
 try:
     from tests.conftest import shared_file

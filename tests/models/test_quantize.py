@@ -15,15 +15,12 @@ from click.testing import CliRunner
 
 import tilerun
 from tilerun.cli import main
+from tilerun.engine.quantize import quantize_model
 from tilerun.errors import ModelError, OptionError, OutputExistsError
 from tilerun.models import build_unet, load_model, save_package
 from tilerun.models.calibration import calibration_windows
 from tilerun.models.onnx_runtime import DOWNSAMPLING_KEY, SPEC_KEY
-from tilerun.models.quantize import (
-    REPORT_KEY,
-    QuantizeReport,
-    quantize_model,
-)
+from tilerun.models.quantize import REPORT_KEY, QuantizeReport
 from tilerun.sample import write_scene
 
 TILE = 64

@@ -127,7 +127,7 @@ def test_resume_on_a_complete_output_returns_its_report(tmp_path, small_unet):
 
 def test_skipped_tiles_pixels_are_not_counted(tmp_path, identity):
     from tilerun.engine.skipping import skipped_tiles
-    from tilerun.tissue_windows import TissueMask
+    from tilerun.tissue import TissueMask
 
     image = np.random.default_rng(6).normal(size=(3, 96, 96)).astype(np.float32)
     tissue = np.zeros((96, 96), bool)

@@ -8,7 +8,7 @@ import pickle
 import numpy as np
 import pytest
 
-from tilerun.engine.labels import labels_from_logits
+from tilerun.classes.labels import labels_from_logits
 from tilerun.report.collect import ChunkStats
 from tilerun.report.inputs import InputStats, input_bins, observe_input
 from tilerun.report.lattice import STRIDE

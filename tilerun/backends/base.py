@@ -16,14 +16,10 @@ from typing import ClassVar
 
 import torch
 
-from tilerun.errors import TilerunWarning
+from tilerun.errors import BackendWarning as BackendWarning  # with the other warnings
 from tilerun.models import ModelHandle
 
 PRECISIONS = ("fp32", "bf16", "fp16")
-
-
-class BackendWarning(TilerunWarning):
-    """A backend was asked for or preferred but not used (the message says why)."""
 
 
 class ConversionError(Exception):

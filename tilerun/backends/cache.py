@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from tilerun import __version__
+from tilerun._version import __version__
 from tilerun.models import ModelHandle
 
 

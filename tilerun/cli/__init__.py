@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from tilerun import __version__
+from tilerun._version import __version__
 from tilerun.cli.compare import compare_command
 from tilerun.cli.errors import one_line_warnings
 from tilerun.cli.export import export_command

@@ -7,12 +7,13 @@ import json
 import click
 
 from tilerun.cli.errors import exits_cleanly
+from tilerun.cli.options import json_option
 
 
 @click.command("compare")
 @click.argument("first")
 @click.argument("second")
-@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
+@json_option("the comparison")
 @exits_cleanly
 def compare_command(first: str, second: str, as_json: bool) -> None:
     """Compare the labels (and logits, when both have them) of two outputs of the same scene:

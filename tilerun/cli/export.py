@@ -7,10 +7,11 @@ from pathlib import Path
 import click
 
 from tilerun.cli.errors import exits_cleanly
+from tilerun.cli.options import overwrite_option, store_argument
 
 
 @click.command("export")
-@click.argument("store")
+@store_argument
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--variable", type=click.Choice(["labels", "probabilities", "logits"]),
               default="labels", show_default=True,
@@ -24,7 +25,7 @@ from tilerun.cli.errors import exits_cleanly
               show_default=True,
               help="QuPath coordinates from the slide's level-0 origin, or from its "
                    "openslide.bounds offset (QuPath's OpenSlide server crops to bounds).")
-@click.option("--overwrite", is_flag=True, help="Replace FILE if it exists.")
+@overwrite_option("FILE")
 @exits_cleanly
 def export_command(store: str, file: Path, variable: str, blocksize: int, object_type: str,
                    origin: str, overwrite: bool) -> None:

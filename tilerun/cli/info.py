@@ -9,6 +9,7 @@ import click
 
 from tilerun.cli.errors import exits_cleanly
 from tilerun.cli.jsonout import json_line
+from tilerun.cli.options import json_option, store_argument
 
 #: the record's keys the text report lists (``--json`` gives the whole record)
 SHOWN = ("input", "model", "tile", "overlap_px", "blend", "chunk", "tiles_run", "tiles_minimum",
@@ -16,9 +17,8 @@ SHOWN = ("input", "model", "tile", "overlap_px", "blend", "chunk", "tiles_run", 
 
 
 @click.command("info")
-@click.argument("store")
-@click.option("--json", "as_json", is_flag=True,
-              help="Print the state and the run's whole record as one JSON object.")
+@store_argument
+@json_option("the state and the run's whole record")
 @click.option("--verify", is_flag=True,
               help="Read every written chunk and check it against its checksum; name the bad "
                    "ones (exit 2).")

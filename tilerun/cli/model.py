@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from tilerun.cli.errors import exits_cleanly
+from tilerun.cli.options import allow_pickle_option, json_option, overwrite_option
 from tilerun.cli.predict import DEMO
 from tilerun.errors import OutputExistsError
 
@@ -28,8 +29,8 @@ def model_group() -> None:
 
 @model_group.command("info")
 @click.argument("path", required=False)
-@click.option("--json", "as_json", is_flag=True, help="Print the spec as JSON.")
-@click.option("--allow-pickle", is_flag=True, help="Allow a pickled checkpoint (weights only).")
+@json_option("the spec")
+@allow_pickle_option
 @exits_cleanly
 def info_command(path: str | None, as_json: bool, allow_pickle: bool) -> None:
     """Print a model's spec: bands, normalisation, classes, pixel size, tiles …
@@ -109,12 +110,8 @@ def _model_info(path: str | None, allow_pickle: bool) -> tuple[Any, ModelSpec, s
          "torch.export stay what they are (spec as an extra file), a state dict becomes a "
          ".safetensors package.",
 )
-@click.option(
-    "--allow-pickle",
-    is_flag=True,
-    help="Read a pickled state dict (.pt/.pth/.ckpt) with torch's weights-only loader.",
-)
-@click.option("--overwrite", is_flag=True)
+@allow_pickle_option
+@overwrite_option("the package")
 @exits_cleanly
 def pack_command(
     state: Path, spec_path: Path, out: Path, allow_pickle: bool, overwrite: bool
@@ -167,8 +164,8 @@ def inspect_command(path: str, as_json: bool, allow_pickle: bool) -> None:
 @click.option("--embed-normalisation", is_flag=True,
               help="Put the spec's input normalisation in the graph (it then takes raw pixel "
                    "values); the spec records it, so tilerun does not normalise twice.")
-@click.option("--allow-pickle", is_flag=True, help="Allow a pickled checkpoint (weights only).")
-@click.option("--overwrite", is_flag=True)
+@allow_pickle_option
+@overwrite_option("the exported file")
 @exits_cleanly
 def export_command(path: Path, fmt: str, out: Path, tile: int | None, embed_normalisation: bool,
                    allow_pickle: bool, overwrite: bool) -> None:
@@ -198,8 +195,8 @@ def export_command(path: Path, fmt: str, out: Path, tile: int | None, embed_norm
 @click.option("--min-agreement", type=float, default=0.98, show_default=True,
               help="Refuse to write a model whose labels agree less with fp32's.")
 @click.option("--force", is_flag=True, help="Write the model even below --min-agreement.")
-@click.option("--overwrite", is_flag=True)
-@click.option("--allow-pickle", is_flag=True, help="Allow a pickled checkpoint (weights only).")
+@overwrite_option("the INT8 model")
+@allow_pickle_option
 @exits_cleanly
 def quantize_command(path: Path, out: Path, scene: Path, method: str, calibration_tiles: int,
                      tile: int | None, min_agreement: float, force: bool, overwrite: bool,
@@ -207,7 +204,7 @@ def quantize_command(path: Path, out: Path, scene: Path, method: str, calibratio
     """INT8-quantise a model (ONNX Runtime), checked against fp32 labels on a scene."""
     from math import isnan
 
-    from tilerun.models.quantize import quantize_model
+    from tilerun.engine.quantize import quantize_model
 
     report = quantize_model(_model_file(path), out, scene, method=method,
                             calibration_tiles=calibration_tiles, tile=tile,

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from tilerun.engine.dry_run import RunPlan
-    from tilerun.engine.run import RunSummary
+    from tilerun.engine.execute import RunSummary
     from tilerun.models import ModelHandle
 
 #: ``--model demo`` (and no ``--model``) is the bundled demo model
@@ -338,7 +338,7 @@ def _run_with_progress(
     source: Any, model: Any, out: str | Path, opts: PredictOptions, console: Console
 ) -> tuple[RunSummary, float]:
     """The run's summary, and the seconds the command spent before the run (its start-up)."""
-    from tilerun.engine.run import run
+    from tilerun.engine.execute import run
     from tilerun.phases import since_command_start
 
     start_up = since_command_start()

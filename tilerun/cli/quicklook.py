@@ -7,22 +7,23 @@ from pathlib import Path
 import click
 
 from tilerun.cli.errors import exits_cleanly
+from tilerun.cli.options import overwrite_option, store_argument
 
 
 @click.command("quicklook")
-@click.argument("store")
+@store_argument
 @click.argument("output", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
     "--max-size", default=1024, show_default=True, help="Longest edge of the PNG in pixels."
 )
 @click.option("--colours", help="Class colours, comma-separated #rrggbb [default: the store's].")
-@click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
+@overwrite_option("OUTPUT")
 @exits_cleanly
 def quicklook_command(
     store: str, output: Path, max_size: int, colours: str | None, overwrite: bool
 ) -> None:
     """Write a PNG quicklook of STORE's class labels (or the argmax of its logits)."""
-    from tilerun.quicklook import write_quicklook
+    from tilerun.report.quicklook import write_quicklook
     from tilerun.words import ordinal
 
     chosen = [c.strip() for c in colours.split(",") if c.strip()] if colours else None

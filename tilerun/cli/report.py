@@ -8,17 +8,18 @@ from pathlib import Path
 import click
 
 from tilerun.cli.errors import exits_cleanly
+from tilerun.cli.options import json_option, overwrite_option, store_argument
 
 
 @click.command("report")
-@click.argument("store")
+@store_argument
 @click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path),
               help="HTML page to write [default: STORE's name with .report.html, beside it].")
 @click.option("--no-html", is_flag=True, help="Only print the report.")
-@click.option("--json", "as_json", is_flag=True, help="Print the stored report as JSON.")
+@json_option("the stored report")
 @click.option("--max-size", default=512, show_default=True,
               help="Longest edge of the page's quicklook and entropy map in pixels.")
-@click.option("--overwrite", is_flag=True, help="Replace the HTML page if it exists.")
+@overwrite_option("the HTML page")
 @exits_cleanly
 def report_command(store: str, html_path: Path | None, no_html: bool, as_json: bool,
                    max_size: int, overwrite: bool) -> None:

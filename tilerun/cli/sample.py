@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from tilerun.cli.errors import exits_cleanly
+from tilerun.cli.options import overwrite_option
 from tilerun.errors import OutputExistsError
 
 
@@ -18,7 +19,7 @@ from tilerun.errors import OutputExistsError
               help="Write an H&E-like pyramidal slide (0.5 µm/px) instead of a GeoTIFF scene.")
 @click.option("--tissue-fraction", default=0.3, show_default=True,
               help="With --slide: the share of the area that is tissue.")
-@click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
+@overwrite_option("OUTPUT")
 @exits_cleanly
 def sample_command(output: Path, size: int, seed: int, slide: bool, tissue_fraction: float,
                    overwrite: bool) -> None:

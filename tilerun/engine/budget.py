@@ -12,7 +12,7 @@ flight: one per thread, times the worker processes, never more than there are ch
 
 * model batch, per process: ``B·T²·(b + C)·4`` — the float32 input tiles and their logits;
 * staged chunks, per process: ``MAX_STAGED·b·R_y·R_x·4`` — normalised chunks waiting for
-  batches (:data:`tilerun.engine.feeder.MAX_STAGED`);
+  batches (:data:`tilerun.engine.staging.MAX_STAGED`);
 * each chunk in flight: ``R_y·R_x·(b·(S + 1) + 4·(C + 1)) + 4·C·Z²`` — pixels and validity
   as read, the float32 blending canvas and weight sum, and the chunk as written: Zarr fills a
   whole ``Z × Z`` chunk before storing it, even where the image ends.
@@ -34,8 +34,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tilerun.engine.feeder import MAX_STAGED
 from tilerun.engine.options import DEFAULT_WORKERS, PredictOptions
+from tilerun.engine.staging import MAX_STAGED
 from tilerun.errors import OptionError
 from tilerun.geometry import TileGrid
 from tilerun.models import ModelSpec

@@ -7,9 +7,9 @@ import warnings
 import numpy as np
 
 from tilerun.engine.degrees import degree_pixel
-from tilerun.engine.scaling import model_dtype, takes_counts
-from tilerun.errors import BandError, InputError, PixelSizeError, TilerunWarning
+from tilerun.errors import BandError, InputError, InputWarning, PixelSizeError
 from tilerun.models import ModelHandle, ModelSpec
+from tilerun.models.scaling import model_dtype, takes_counts
 from tilerun.sources import Source
 
 
@@ -41,7 +41,7 @@ def check_input(source: Source, model: ModelHandle, pixel_size_tolerance: float)
         warnings.warn(
             f"{source.name}: pixel size unknown (no georeferencing, or a CRS without units); "
             f"cannot check it against the model's {spec.pixel_size:g} {spec.pixel_unit}",
-            TilerunWarning,
+            InputWarning,
             stacklevel=2,
         )
         return

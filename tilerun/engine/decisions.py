@@ -1,4 +1,4 @@
-"""What a run decides before any work, shared by :func:`~tilerun.engine.run.run` and
+"""What a run decides before any work, shared by :func:`~tilerun.engine.execute.run` and
 :func:`~tilerun.engine.dry_run.plan_run`: tile and overlap defaults, the output's layout and
 viewer pyramids, slide resolution options, and the record (with its ``--resume``
 fingerprint) the output keeps of how it was made.
@@ -13,13 +13,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tilerun import __version__
+from tilerun._version import __version__
 from tilerun.engine.graph import Job
 from tilerun.engine.options import PredictOptions
 from tilerun.engine.plan import ChunkPlan
-from tilerun.engine.scaling import scaling_record
-from tilerun.errors import OptionError, TilerunWarning
+from tilerun.errors import OptionError, OutputWarning
 from tilerun.models import ModelHandle
+from tilerun.models.scaling import scaling_record
 from tilerun.sinks import OutputLayout, Sink
 from tilerun.sinks.job_record import fingerprint, model_digest, plain
 
@@ -54,7 +54,7 @@ def output_layout(
     pyramids = pyramid_kinds(options, source, sink)
     why_not = no_pyramids(options, sink)
     if options.pyramid == "auto" and source.is_slide and why_not:
-        warnings.warn(f"{sink.name}: no viewer pyramid is written ({why_not})", UserWarning,
+        warnings.warn(f"{sink.name}: no viewer pyramid is written ({why_not})", OutputWarning,
                       stacklevel=2)
     if "labels" in pyramids and "labels" not in variables:
         variables = (*variables, "labels")
@@ -63,7 +63,7 @@ def output_layout(
     if options.dtype != "float32" and "logits" not in variables:
         warnings.warn(f"--dtype {options.dtype} has no effect: it is the stored logits' type, "
                       f"and --write {','.join(options.output)} writes no logits",
-                      TilerunWarning, stacklevel=2)
+                      OutputWarning, stacklevel=2)
     _, height, width = source.shape
     return OutputLayout(height, width, classes, options.chunk, variables, options.dtype,
                         spec.class_names, activation=spec.activation,

@@ -1,6 +1,6 @@
 """What a run would do, without doing it (``tilerun predict --dry-run``).
 
-:func:`plan_run` takes the steps of :func:`tilerun.engine.run.prepare` up to the sink's
+:func:`plan_run` takes the steps of :func:`tilerun.engine.execute.prepare` up to the sink's
 ``open``: the same checks (output destination, model, input against the model's spec, chunk
 and memory budget, explicit backend), the same tile grid, chunk plan and tissue skipping, and
 one probe of the model as loaded to learn its class count. It converts, checks and races no
@@ -28,9 +28,9 @@ from tilerun.engine.decisions import (
 )
 from tilerun.engine.opening import open_checked
 from tilerun.engine.options import PredictOptions
-from tilerun.engine.scaling import scaling_record
 from tilerun.engine.workers import fit_workers
 from tilerun.models import ModelHandle
+from tilerun.models.scaling import scaling_record
 from tilerun.sinks import Sink
 from tilerun.sinks.store import OutputStore, output_store
 
@@ -96,7 +96,7 @@ class RunPlan:
     #: empty where ``auto`` runs an ONNX model on its own runtime, unchecked)
     backend_reference: str = "eager torch fp32"
     #: the names of the bands read (None: the input names none) and the input's own
-    #: scale/offset with whether it is applied (see :mod:`tilerun.engine.scaling`)
+    #: scale/offset with whether it is applied (see :mod:`tilerun.models.scaling`)
     band_names: tuple[str | None, ...] | None = None
     scale_offset: dict[str, Any] | None = None
 

@@ -11,15 +11,17 @@ Three threads joined by short queues, so that each stage overlaps the others::
   has been queued): then the device is idle anyway and waiting longer would only add latency.
 * **model** runs the batches (autocast, TTA), one after another, keeping at most two on a GPU.
 * **blend** adds each tile's logits times the weight window into its chunk's float32 canvas
-  on the device; when a chunk's last tile is in, only the canvas goes back to the host. Tiles
-  overlap, so this is one fused multiply-add per tile (``addcmul_`` on a canvas slice).
-  Measured per batch of 8 tiles of 4×256² on one CPU thread, the per-tile add beat one
-  ``index_add_`` over precomputed flat indices (2.2× slower) and ``fold``/col2im (6× slower).
+  on the device; when a chunk's last tile is in, only the canvas goes back to the host.
 
-Back-pressure: at most :data:`MAX_STAGED` chunks sit on the device at once; ``submit`` itself
-never blocks, callers block on the future. Threads are daemons and exit after
-:data:`IDLE_EXIT_S` seconds without work (a cluster worker keeps the job between runs), and
-start again on the next ``submit``. A failure fails every chunk in flight and the next submits.
+This module holds the threads, their queues and their lifecycle; what the stage lane does to
+chunks is :class:`~tilerun.engine.staging.Staging`, what the blend lane does is
+:class:`~tilerun.engine.blender.Blender`.
+
+Back-pressure: at most :data:`~tilerun.engine.staging.MAX_STAGED` chunks sit on the device at
+once; ``submit`` itself never blocks, callers block on the future. Threads are daemons and
+exit after :data:`IDLE_EXIT_S` seconds without work (a cluster worker keeps the job between
+runs), and start again on the next ``submit``. A failure fails every chunk in flight and the
+next submits.
 """
 
 from __future__ import annotations
@@ -32,26 +34,19 @@ from typing import Any
 import numpy as np
 import torch
 
+from tilerun.engine.blender import Blender
 from tilerun.engine.call_timer import CallTimer
 from tilerun.engine.compute import ChunkWork, ComputeStage
-from tilerun.engine.lanes import (
-    Batch,
-    Chunk,
-    Lanes,
-    finite_tiles,
-    normalised,
-    on_stream,
-    torch_ready,
-)
-from tilerun.engine.runner import Normalizer, TileRunner
-from tilerun.errors import NonFiniteError
+from tilerun.engine.lanes import Batch, Chunk, Lanes, finite_tiles, on_stream
+from tilerun.engine.runner import TileRunner
+from tilerun.engine.staging import Staging
+from tilerun.models.normalise import Normalizer
 
-#: Chunks uploaded to the device and waiting for (or in) batches; bounds device memory.
-MAX_STAGED = 3
 #: Batches queued between stages: one waits while the model runs the previous one (its
 #: upload overlapping that batch); more would only hold more chunks in flight.
 QUEUE_DEPTH = 1
 IDLE_EXIT_S = 30.0
+
 
 class DeviceFeeder(ComputeStage):
     """The compute stage for one device (CPU or one CUDA device) in one process."""
@@ -69,18 +64,14 @@ class DeviceFeeder(ComputeStage):
         #: forward calls by batch size (how often a short batch was cut)
         self.batch_sizes: collections.Counter[int] = collections.Counter()
         self._cv = threading.Condition()
-        self._inbox: collections.deque[Chunk] = collections.deque()
-        self._staged: collections.deque[Chunk] = collections.deque()
+        edge = int(self.weights.shape[0]) + 2 * self.runner.model.spec.border
+        self._staging = Staging(self.normalize, self.batch_size, edge, self.runner.device)
         self._unresolved: set[Future[np.ndarray]] = set()
         self._lanes: Lanes | None = None
         self._error: BaseException | None = None
-        self._w: torch.Tensor | None = None
-        self._streams: tuple[Any, Any] | None = None
+        self._blender: Blender | None = None  # made once the threads start on the device
+        self._compute_stream: Any = None
         self._timer: CallTimer | None = None  # made with the streams, once the device is known
-
-    @property
-    def _input_edge(self) -> int:
-        return int(self.weights.shape[0]) + 2 * self.runner.model.spec.border
 
     # -- the seam ----------------------------------------------------------------------------
 
@@ -93,7 +84,7 @@ class DeviceFeeder(ComputeStage):
             if self._error is not None:
                 future.set_exception(self._error)
                 return future
-            self._inbox.append(Chunk(work, future))
+            self._staging.inbox.append(Chunk(work, future))
             self._unresolved.add(future)
             future.add_done_callback(self._unresolved.discard)
             if self._lanes is None:
@@ -112,8 +103,7 @@ class DeviceFeeder(ComputeStage):
         for thread in lanes.threads if lanes is not None else ():
             thread.join()
         with self._cv:
-            self._inbox.clear()
-            self._staged.clear()
+            self._staging.clear()
             for future in list(self._unresolved):
                 if not future.done():
                     future.set_exception(RuntimeError("the run stopped before this chunk ran"))
@@ -134,10 +124,12 @@ class DeviceFeeder(ComputeStage):
     def _start(self) -> Lanes:
         """Start a generation of the three threads (called with the lock held)."""
         device = self.runner.device
-        if self._w is None:
-            self._w = torch.from_numpy(self.weights).to(device)
-        if device.type == "cuda" and self._streams is None:
-            self._streams = (torch.cuda.Stream(device), torch.cuda.Stream(device))
+        if self._blender is None:
+            weights = torch.from_numpy(self.weights).to(device)
+            self._blender = Blender(weights, self.runner.model.spec.border)
+            if device.type == "cuda":
+                self._staging.copy_stream = torch.cuda.Stream(device)
+                self._compute_stream = torch.cuda.Stream(device)
         lanes = Lanes()
         for loop in (self._stage_loop, self._model_loop, self._blend_loop):
             name = f"tilerun-{loop.__name__.strip('_').removesuffix('_loop')}"
@@ -163,8 +155,7 @@ class DeviceFeeder(ComputeStage):
             for future in list(self._unresolved):
                 if not future.done():
                     future.set_exception(err)
-            self._inbox.clear()
-            self._staged.clear()
+            self._staging.clear()
             lanes.stopping = True
             lanes.to_model.clear()
             lanes.to_model.append(None)
@@ -172,13 +163,14 @@ class DeviceFeeder(ComputeStage):
             lanes.to_blend.append(None)
             self._cv.notify_all()
 
-    # -- stage: upload, normalise, cut batches ------------------------------------------------
+    # -- stage: upload, normalise, cut batches (see Staging) ------------------------------------
 
     def _stage_loop(self, lanes: Lanes) -> None:
+        staging = self._staging
         while True:
             with self._cv:
                 if not self._cv.wait_for(lambda: self._stage_has_work(lanes), IDLE_EXIT_S):
-                    if self._inbox or self._staged:
+                    if staging.holds_chunks():
                         continue
                     lanes.stopping = True  # idle: this generation ends
                     if self._lanes is lanes:
@@ -187,19 +179,18 @@ class DeviceFeeder(ComputeStage):
                     lanes.to_model.append(None)
                     self._cv.notify_all()
                     return
-                new = self._admit()
+                new = staging.admit()
             for chunk in new:
-                self._upload(chunk)
-            batch = self._cut(lanes)
-            if batch is not None:
+                staging.upload(chunk)
+            with self._cv:
+                parts = staging.take(self._model_waits(lanes))
+            if parts is not None:
+                batch = staging.stack(parts)
                 with self._cv:
                     self._cv.wait_for(lambda: len(lanes.to_model) < QUEUE_DEPTH
                                       or lanes.stopping)
                     lanes.to_model.append(batch)
                     self._cv.notify_all()
-
-    def _pending_tiles(self) -> int:
-        return sum(c.work.tiles - c.cut for c in self._staged)
 
     def _model_waits(self, lanes: Lanes) -> bool:
         return not lanes.model_busy and not lanes.to_model
@@ -207,69 +198,7 @@ class DeviceFeeder(ComputeStage):
     def _stage_has_work(self, lanes: Lanes) -> bool:
         if lanes.stopping or self._error is not None:
             return True
-        if self._inbox and len(self._staged) < MAX_STAGED:
-            return True
-        pending = self._pending_tiles()
-        return pending >= self.batch_size or (pending > 0 and self._model_waits(lanes))
-
-    def _admit(self) -> list[Chunk]:
-        new = []
-        while self._inbox and len(self._staged) < MAX_STAGED:
-            chunk = self._inbox.popleft()
-            self._staged.append(chunk)
-            new.append(chunk)
-        return new
-
-    def _upload(self, chunk: Chunk) -> None:
-        """Pixels to the device (pinned, on the copy stream when on CUDA), then normalised."""
-        work, device = chunk.work, self.runner.device
-        pixels = torch.from_numpy(torch_ready(work.pixels))
-        valid = None if work.valid is None else torch.from_numpy(work.valid)
-        if device.type != "cuda":
-            chunk.x = self.normalize(pixels, valid)
-            return
-        with on_stream(self._copy_stream):
-            pixels = pixels.pin_memory().to(device, non_blocking=True)
-            valid = None if valid is None else valid.pin_memory().to(device, non_blocking=True)
-            chunk.x = self.normalize(pixels, valid)
-
-    @property
-    def _copy_stream(self) -> Any:
-        return self._streams[0] if self._streams else None
-
-    @property
-    def _compute_stream(self) -> Any:
-        return self._streams[1] if self._streams else None
-
-    def _cut(self, lanes: Lanes) -> Batch | None:
-        """Up to ``batch_size`` tiles, oldest chunk first, across chunk boundaries."""
-        with self._cv:
-            pending = self._pending_tiles()
-            if pending == 0 or (pending < self.batch_size and not self._model_waits(lanes)):
-                return None
-            parts, need = [], self.batch_size
-            for chunk in self._staged:
-                take = min(need, chunk.work.tiles - chunk.cut)
-                if take > 0:
-                    parts.append((chunk, chunk.cut, chunk.cut + take))
-                    chunk.cut += take
-                    need -= take
-                if need == 0:
-                    break
-            while self._staged and self._staged[0].cut == self._staged[0].work.tiles:
-                self._staged.popleft()
-        side = self._input_edge
-        with on_stream(self._copy_stream):
-            views = [normalised(chunk)[:, y: y + side, x: x + side]
-                     for chunk, a, b in parts for y, x in chunk.work.offsets[a:b].tolist()]
-            batch = Batch(torch.stack(views), parts)
-            if self._copy_stream is not None:
-                batch.ready = torch.cuda.Event()
-                batch.ready.record(self._copy_stream)
-        for chunk, _, b in parts:
-            if b == chunk.work.tiles:
-                chunk.x = None  # its pixels are all in batches now
-        return batch
+        return self._staging.has_work(self._model_waits(lanes))
 
     # -- model ---------------------------------------------------------------------------------
 
@@ -321,9 +250,12 @@ class DeviceFeeder(ComputeStage):
             lanes.to_blend.append(batch)
             self._cv.notify_all()
 
-    # -- blend ---------------------------------------------------------------------------------
+    # -- blend (see Blender) -----------------------------------------------------------------
 
     def _blend_loop(self, lanes: Lanes) -> None:
+        blender = self._blender
+        if blender is None:
+            raise RuntimeError("the feeder's threads run before its weights were set")
         while True:
             with self._cv:
                 self._cv.wait_for(lambda: bool(lanes.to_blend))
@@ -332,50 +264,4 @@ class DeviceFeeder(ComputeStage):
             if batch is None:
                 return
             with on_stream(self._compute_stream):
-                self._blend(batch)
-
-    def _blend(self, batch: Batch) -> None:
-        """``canvas[:, tile] += w · z`` for each tile of the batch, in float32.
-
-        One fused ``addcmul_`` per tile: 4.3 ms of CPU per chunk of 25 tiles (4×256²) against
-        21 ms for a batched ``z * w`` followed by slice-adds, which streams a temporary the
-        size of the batch through memory.
-        """
-        edge, weights = int(batch.logits.shape[-1]), self._weights_on_device()
-        k = 0
-        for chunk, a, b in batch.parts:
-            if chunk.canvas is None:
-                chunk.canvas = self._zeros_canvas(chunk.work, int(batch.logits.shape[1]))
-            for y, x in chunk.work.offsets[a:b].tolist():
-                chunk.canvas[:, y: y + edge, x: x + edge].addcmul_(batch.logits[k], weights)
-                k += 1
-            chunk.finite.append(batch.finite[k - (b - a): k])
-            chunk.blended += b - a
-            if chunk.blended == chunk.work.tiles:
-                self._finish(chunk)
-
-    def _finish(self, chunk: Chunk) -> None:
-        """Check the chunk's tiles were finite, bring its canvas to the host, resolve it."""
-        finite = torch.cat(chunk.finite).cpu().numpy()
-        canvas, chunk.canvas = chunk.canvas, None
-        if chunk.future.done():  # already failed: the stage broke or was closed meanwhile
-            return
-        if canvas is None:
-            raise RuntimeError(f"chunk {chunk.work.index} finished without a canvas")
-        if not finite.all() and not bool(torch.isfinite(canvas).all()):
-            bad = [yx for yx, ok in zip(chunk.work.tile_origins(), finite, strict=True) if not ok]
-            chunk.future.set_exception(
-                NonFiniteError(f"tiles at (y, x) {bad}", "the model produced non-finite logits")
-            )
-            return
-        chunk.future.set_result(canvas.cpu().numpy())
-
-    def _weights_on_device(self) -> torch.Tensor:
-        if self._w is None:
-            raise RuntimeError("the feeder's threads run before its weights were set")
-        return self._w
-
-    def _zeros_canvas(self, work: ChunkWork, classes: int) -> torch.Tensor:
-        window = work.canvas_window(self.runner.model.spec.border)
-        return torch.zeros((classes, window.height, window.width), dtype=torch.float32,
-                           device=self.runner.device)
+                blender.blend(batch)

@@ -10,8 +10,8 @@ import operator
 from dataclasses import dataclass, replace
 from typing import Any
 
+from tilerun.classes.labels import labels_from_logits
 from tilerun.engine.compute import ComputeStage
-from tilerun.engine.labels import labels_from_logits
 from tilerun.engine.partial import (
     ChunkResult,
     Partial,
@@ -25,7 +25,7 @@ from tilerun.engine.partial import (
 )
 from tilerun.engine.plan import ChunkPlan
 from tilerun.engine.runner import TileRunner
-from tilerun.engine.scaling import applied_scaling
+from tilerun.models.scaling import applied_scaling
 from tilerun.report import collect
 from tilerun.report.collect import StatsPlan
 from tilerun.sinks import LABEL_FILL, PROBABILITY_FILL, PROBABILITY_SCALE, Sink

@@ -2,7 +2,7 @@
 
 :func:`predict_many` expands its inputs (:mod:`tilerun.sources.inputs`), loads the model once
 (:class:`~tilerun.engine.prepared.PreparedModel`) and runs each scene with the single-scene
-:func:`~tilerun.engine.run.run` — its checks, sink, resume and run report — into
+:func:`~tilerun.engine.execute.run` — its checks, sink, resume and run report — into
 ``OUTDIR/<stem>.zarr``.
 
 Scenes overlap, and memory stays that of one scene. Every scene's chunk tasks run on the
@@ -27,10 +27,10 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+from tilerun.engine.execute import RunSummary, run
 from tilerun.engine.memory import fewer_gc_passes, tune_allocator
 from tilerun.engine.options import PredictOptions
 from tilerun.engine.prepared import PreparedModel
-from tilerun.engine.run import RunSummary, run
 from tilerun.engine.runner import resolve_device
 from tilerun.errors import InputError, OptionError, OutputError, TilerunError, first_line
 from tilerun.models import as_model

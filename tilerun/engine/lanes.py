@@ -61,7 +61,7 @@ def finite_tiles(logits: torch.Tensor) -> torch.Tensor:
     this 0.5 ms) and no device synchronisation.
 
     A NaN or ±inf anywhere makes the sum non-finite. A non-finite sum can also be an overflow
-    of huge but finite logits, so :meth:`DeviceFeeder._finish` only reports tiles when the
+    of huge but finite logits, so :func:`tilerun.engine.blender.finish` only reports tiles when the
     blended canvas itself is not finite.
     """
     return torch.isfinite(logits.sum(dim=(1, 2, 3)))

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from tilerun.classes.probabilities import check_activation, probabilities_into
 from tilerun.engine.compute import ChunkWork, ComputeStage, canvas_window
 from tilerun.engine.plan import ChunkPlan
 from tilerun.geometry import Window
@@ -232,36 +233,22 @@ def probabilities_from_logits(
     """Class probabilities as uint8 codes ``round(p · scale)`` (classes, h, w); ``fill`` where
     invalid. ``logits`` is left unchanged.
 
-    ``activation`` ``softmax``: ``p = exp(z - max) / Σ exp(z - max)`` over classes (axis 0);
-    subtracting the per-pixel max keeps every ``exp`` in (0, 1], so nothing overflows and the
-    sum is at least 1. ``sigmoid``: ``p = 1 / (1 + exp(-z))`` per class (``exp`` overflowing to
-    inf gives ``p = 0``, as it should). Vectorised float32 passes, in place on a small scratch
-    block of rows (a Python loop over row blocks, never over pixels), about 2 ns per pixel and
-    class: subtract, exp, sum, one multiply by ``scale / Σ``, and ``+ 0.5`` fused with the cast
-    to uint8 (which truncates: round half up). Valid pixels get codes 0 … ``scale``, never
+    ``activation``: ``softmax`` or ``sigmoid``, as :mod:`tilerun.classes.probabilities` defines
+    them. Vectorised float32 passes, in place on a small scratch block of rows (a Python loop
+    over row blocks, never over pixels), about 2 ns per pixel and class: subtract, exp, sum,
+    one multiply by ``scale / Σ``, and ``+ 0.5`` fused with the cast to uint8 (which
+    truncates: round half up). Valid pixels get codes 0 … ``scale``, never
     ``fill`` (> ``scale``), since ``p ≤ 1``.
     """
-    if activation not in ("softmax", "sigmoid"):
-        raise ValueError(f"activation must be softmax or sigmoid, got {activation!r}")
+    check_activation(activation)
     classes, height, width = logits.shape
     codes = np.empty(logits.shape, np.uint8)
     rows = max(1, PROBABILITY_BLOCK_BYTES // (4 * classes * max(width, 1)))
     scratch = np.empty((classes, min(rows, height), width), np.float32)
-    with np.errstate(over="ignore", invalid="ignore"):  # invalid: NaN (nodata) → uint8
+    with np.errstate(invalid="ignore"):  # invalid: NaN (nodata) → uint8
         for y in range(0, height, rows):
             z = logits[:, y: y + rows]
-            work = scratch[:, : z.shape[1]]
-            if activation == "softmax":
-                np.subtract(z, z.max(axis=0), out=work)
-                np.exp(work, out=work)
-                factor = work.sum(axis=0)
-                np.divide(scale, factor, out=factor)
-                work *= factor
-            else:
-                np.negative(z, out=work)
-                np.exp(work, out=work)
-                work += 1.0
-                np.divide(scale, work, out=work)
+            work = probabilities_into(z, scratch[:, : z.shape[1]], activation, scale)
             np.add(work, 0.5, out=codes[:, y: y + rows], casting="unsafe")
     if not valid.all():
         codes[:, ~valid] = fill

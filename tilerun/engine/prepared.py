@@ -4,7 +4,7 @@ with one compute stage per shape shared by every scene of that shape.
 A single run loads the model, probes it on a batch, picks (and may convert) its backend and
 starts a :class:`~tilerun.engine.feeder.DeviceFeeder`: seconds of work that a shell loop over
 scenes pays for every scene. A job (:mod:`tilerun.engine.job`) makes one
-:class:`PreparedModel` and hands it to :func:`~tilerun.engine.run.run` for each scene, which
+:class:`PreparedModel` and hands it to :func:`~tilerun.engine.execute.run` for each scene, which
 then takes the model, runner and compute stage from here instead of making its own.
 
 The backend depends on the tiles' band count and edge (a converted graph has a fixed input),
@@ -28,8 +28,9 @@ import numpy as np
 import torch
 
 from tilerun.engine.feeder import DeviceFeeder
-from tilerun.engine.runner import Normalizer, TileRunner
+from tilerun.engine.runner import TileRunner
 from tilerun.models import ModelHandle
+from tilerun.models.normalise import Normalizer
 
 
 @dataclass(frozen=True)

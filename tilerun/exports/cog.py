@@ -27,12 +27,12 @@ from typing import Any
 
 import numpy as np
 
+from tilerun.classes.colours import rgba_colour
 from tilerun.errors import InputError, OptionError, OutputError, first_line
-from tilerun.exports.reader import EXPORTABLE, LABEL_NODATA, FinishedOutput
+from tilerun.exports.reader import EXPORTABLE, FinishedOutput
 from tilerun.exports.target import ExportTarget, remove_with_sidecars
 from tilerun.geometry import Window
-from tilerun.sinks.codes import PROBABILITY_FILL, PROBABILITY_SCALE
-from tilerun.sinks.ngff_metadata import rgba_colour
+from tilerun.sinks.codes import LABEL_FILL, PROBABILITY_FILL, PROBABILITY_SCALE
 from tilerun.sources.guards import quiet_readers
 
 #: overview resampling per variable (GDAL names)
@@ -115,7 +115,7 @@ def write_cog(output: FinishedOutput, target: ExportTarget, options: CogOptions)
 
 def _bands(output: FinishedOutput, variable: str) -> _Bands:
     if variable == "labels":
-        return _Bands(1, "uint8", LABEL_NODATA, ("labels",))
+        return _Bands(1, "uint8", LABEL_FILL, ("labels",))
     if not output.has(variable):
         stored = ", ".join(sorted(set(output.group.array_keys()) & set(EXPORTABLE)))
         raise InputError(output.path, f"has no {variable} (it has {stored}); run predict with "
@@ -139,7 +139,6 @@ def _write_staging(
 ) -> None:
     """The variable as a tiled GeoTIFF, written in windows that are whole tiles."""
     import rasterio
-    from affine import Affine
     from rasterio.crs import CRS
     from rasterio.errors import CRSError, NotGeoreferencedWarning
 
@@ -150,7 +149,7 @@ def _write_staging(
     profile = {
         "driver": "GTiff", "width": output.width, "height": output.height,
         "count": bands.count, "dtype": bands.dtype, "nodata": bands.nodata,
-        "crs": crs, "transform": Affine(*output.frame),
+        "crs": crs, "transform": output.frame,
         "tiled": True, "blockxsize": options.blocksize, "blockysize": options.blocksize,
         "compress": "ZSTD", "zstd_level": 1, "bigtiff": "IF_SAFER",
     }  # fmt: skip
@@ -200,5 +199,5 @@ def _colormap(output: FinishedOutput) -> dict[int, tuple[int, int, int, int]]:
     colours: dict[int, tuple[int, int, int, int]] = {}
     for value, colour in enumerate(output.class_colours):
         colours[value] = (*rgba_colour(colour)[:3], 255)
-    colours[LABEL_NODATA] = (0, 0, 0, 0)
+    colours[LABEL_FILL] = (0, 0, 0, 0)
     return colours

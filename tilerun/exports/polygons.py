@@ -33,9 +33,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from affine import Affine
 
-from tilerun.exports.reader import LABEL_NODATA, Affine6, FinishedOutput
+from tilerun.exports.reader import FinishedOutput
 from tilerun.geometry import Window
+from tilerun.sinks.codes import LABEL_FILL
 
 
 @dataclass(frozen=True)
@@ -125,9 +127,9 @@ def regions(output: FinishedOutput, progress: Callable[[int], None] | None = Non
     pending = _Pending()
     # The seam state: the previous chunk's last column and the previous chunk row's last row,
     # as label values and global piece ids (-1: none).
-    bottom_values = np.full(width, LABEL_NODATA, np.uint8)
+    bottom_values = np.full(width, LABEL_FILL, np.uint8)
     bottom_ids = np.full(width, -1, np.int64)
-    right_values = np.full(cy, LABEL_NODATA, np.uint8)
+    right_values = np.full(cy, LABEL_FILL, np.uint8)
     right_ids = np.full(cy, -1, np.int64)
     next_id = 0
     for k, window in enumerate(output.windows((cy, cx))):
@@ -191,7 +193,7 @@ def _trace(labels: np.ndarray, window: Window) -> tuple[list[Any], list[int], np
     ids = np.zeros(labels.shape, np.int32)
     classes: list[int] = []
     for value in np.unique(labels).tolist():
-        if value == LABEL_NODATA:
+        if value == LABEL_FILL:
             continue
         components, count = ndimage.label(labels == value)
         inside = components > 0
@@ -248,12 +250,12 @@ def _regions(value: int, polygon: Any, pixels: int) -> Iterator[Region]:
             yield Region(value, part, round(part.area))
 
 
-def to_frame(polygons: Any, frame: Affine6) -> Any:
+def to_frame(polygons: Any, frame: Affine) -> Any:
     """Pixel-corner polygons (an array of shapely geometries) in the output's frame, exterior
     rings counter-clockwise (as GeoJSON and OGC want, whatever the affine's handedness)."""
     import shapely
 
-    a, b, c, d, e, f = frame
+    a, b, c, d, e, f = frame[:6]
 
     def affine(coords: np.ndarray) -> np.ndarray:
         x, y = coords[:, 0], coords[:, 1]

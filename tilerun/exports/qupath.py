@@ -29,12 +29,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from affine import Affine
 
+from tilerun.classes.colours import palette_colour, rgba_colour
+from tilerun.classes.names import class_name
 from tilerun.errors import InputError, OptionError
 from tilerun.exports.polygons import Region, region_batches, to_frame
-from tilerun.exports.reader import Affine6, FinishedOutput
+from tilerun.exports.reader import FinishedOutput
 from tilerun.exports.target import ExportTarget
-from tilerun.sinks.ngff_metadata import rgba_colour
 
 OBJECT_TYPES = ("annotation", "detection")
 ORIGINS = ("slide", "bounds")
@@ -62,7 +64,7 @@ class QupathSummary:
     features: int
     object_type: str
     #: the affine from output pixel corners to the written coordinates
-    frame: Affine6
+    frame: Affine
 
 
 def write_qupath(
@@ -92,14 +94,13 @@ def _open_text(path: Path) -> Any:
     return path.open("w", encoding="utf-8")
 
 
-def _frame(output: FinishedOutput, slide: dict[str, Any], origin: str) -> Affine6:
-    a, b, c, d, e, f = output.frame
-    if origin == "bounds":
-        bounds = slide.get("bounds")
-        if not isinstance(bounds, list | tuple) or len(bounds) != 4:
-            raise InputError(output.path, "its slide record has no bounds for --origin bounds")
-        c, f = c - float(bounds[0]), f - float(bounds[1])
-    return a, b, c, d, e, f
+def _frame(output: FinishedOutput, slide: dict[str, Any], origin: str) -> Affine:
+    if origin != "bounds":
+        return output.frame
+    bounds = slide.get("bounds")
+    if not isinstance(bounds, list | tuple) or len(bounds) != 4:
+        raise InputError(output.path, "its slide record has no bounds for --origin bounds")
+    return Affine.translation(-float(bounds[0]), -float(bounds[1])) * output.frame
 
 
 def _mpp0(slide: dict[str, Any]) -> tuple[float, float] | None:
@@ -112,20 +113,20 @@ def _mpp0(slide: dict[str, Any]) -> tuple[float, float] | None:
     return None
 
 
-def _features(output: FinishedOutput, batch: list[Region], frame: Affine6,
+def _features(output: FinishedOutput, batch: list[Region], frame: Affine,
               mpp0: tuple[float, float] | None, object_type: str) -> Iterator[str]:
     """One GeoJSON Feature (text) per region, geometries transformed in bulk."""
     import shapely
 
     polygons = to_frame(np.array([r.polygon for r in batch], dtype=object), frame)
     geometries = shapely.to_geojson(polygons)
-    a, b, _, d, e, _ = frame
+    pixel_area = abs(frame.determinant)
     for region, geometry in zip(batch, geometries, strict=True):
-        area = region.pixels * abs(a * e - b * d)
+        area = region.pixels * pixel_area
         value = region.value
         names, colours = output.class_names, output.class_colours
-        name = names[value] if value < len(names) else f"class {value}"
-        colour = colours[value] if value < len(colours) else "#808080"
+        name = class_name(names, value)
+        colour = colours[value] if value < len(colours) else palette_colour(value)
         measurements: dict[str, float] = {
             "class_id": value, "pixels": region.pixels, "area_level0_px2": area,
         }  # fmt: skip

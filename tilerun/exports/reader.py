@@ -5,8 +5,8 @@ Exports never load a whole variable: they ask :class:`FinishedOutput` for one wi
 the store's chunks so each stored chunk is decoded once (or a few times when the caller's
 block grid does not match the chunks).
 
-The *frame* maps output pixel corners ``(col, row)`` to coordinates, GDAL-ordered
-``(a, b, c, d, e, f)``: ``x = a·col + b·row + c``, ``y = d·col + e·row + f``.
+The *frame* (an :class:`affine.Affine`, as rasterio's transforms) maps output pixel corners
+``(col, row)`` to coordinates: ``x = a·col + b·row + c``, ``y = d·col + e·row + f``.
 
 * A georeferenced raster's frame is the ``GeoTransform`` of ``spatial_ref`` (with its
   ``crs_wkt``), exactly what rioxarray reads back.
@@ -24,17 +24,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from affine import Affine
 
+from tilerun.classes.colours import hex_colour, palette_colour
 from tilerun.errors import InputError
 from tilerun.geometry import Window
-from tilerun.quicklook import PALETTE
 from tilerun.sinks import store as output_stores
-from tilerun.sinks.codes import LABEL_FILL
 from tilerun.sinks.objects import object_url
 
-LABEL_NODATA = LABEL_FILL
-Affine6 = tuple[float, float, float, float, float, float]
-IDENTITY: Affine6 = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+IDENTITY = Affine.identity()
 #: the variables an export can read, in the order ``--variable`` lists them
 EXPORTABLE = ("labels", "probabilities", "logits")
 
@@ -52,7 +50,7 @@ class FinishedOutput:
     #: chunk edge (rows, columns) of the spatial axes
     chunks: tuple[int, int]
     crs_wkt: str | None
-    frame: Affine6
+    frame: Affine
     #: names of the label values 0 … n-1 (a one-class model has two: ``not X`` and ``X``)
     class_names: tuple[str, ...]
     #: ``#rrggbb`` per label value
@@ -71,8 +69,7 @@ class FinishedOutput:
     @property
     def pixel_area(self) -> float:
         """Area of one output pixel in frame units² (``|a·e − b·d|``)."""
-        a, b, _, d, e, _ = self.frame
-        return abs(a * e - b * d)
+        return abs(self.frame.determinant)
 
     def has(self, variable: str) -> bool:
         return variable in set(self.group.array_keys())
@@ -93,9 +90,9 @@ class FinishedOutput:
         return np.asarray(array[rows, cols])
 
     def labels(self, window: Window) -> np.ndarray:
-        """uint8 labels in ``window``, :data:`LABEL_NODATA` where nodata: the ``labels``
-        variable, else the argmax of the logits (``logit > 0`` for one class), else of the
-        probability codes (``p > 0.5`` for one class), as the run would have labelled."""
+        """uint8 labels in ``window``, :data:`~tilerun.sinks.codes.LABEL_FILL` where nodata:
+        the ``labels`` variable, else the argmax of the logits (``logit > 0`` for one class),
+        else of the probability codes (``p > 0.5`` for one class), as the run labelled."""
         return output_stores.read_labels(self.group, *window.slices())
 
 
@@ -118,7 +115,7 @@ def open_finished(store: str | Path) -> FinishedOutput:
                           _colours(record, len(names)))
 
 
-def _frame(group: Any, record: dict[str, Any], path: str | Path) -> tuple[str | None, Affine6]:
+def _frame(group: Any, record: dict[str, Any], path: str | Path) -> tuple[str | None, Affine]:
     slide = record.get("slide")
     if isinstance(slide, dict):
         return None, _affine(slide.get("level0_affine"), path, "slide.level0_affine")
@@ -136,28 +133,27 @@ def _frame(group: Any, record: dict[str, Any], path: str | Path) -> tuple[str | 
     return (str(wkt) if wkt else None), _affine([a, b, c, d, e, f], path, "GeoTransform")
 
 
-def _affine(values: Any, path: str | Path, what: str) -> Affine6:
+def _affine(values: Any, path: str | Path, what: str) -> Affine:
     try:
         a, b, c, d, e, f = (float(v) for v in values)
     except (TypeError, ValueError) as err:
         raise InputError(path, f"{what} is not 6 numbers ({values!r})") from err
     if not all(math.isfinite(v) for v in (a, b, c, d, e, f)) or a * e - b * d == 0:
         raise InputError(path, f"{what} {values!r} is not an invertible affine")
-    return a, b, c, d, e, f
+    return Affine(a, b, c, d, e, f)
 
 
 def _colours(record: dict[str, Any], values: int) -> tuple[str, ...]:
     """``#rrggbb`` per label value: the record's ``class_colours``, else the quicklook
     palette (as ``tilerun quicklook`` colours them)."""
     from tilerun.errors import OptionError
-    from tilerun.sinks.ngff_metadata import hex_colour
 
     stored = record.get("class_colours")
     colours = list(stored) if isinstance(stored, list | tuple) else []
     out = []
     for k in range(values):
         try:
-            out.append(hex_colour(colours[k]) if k < len(colours) else PALETTE[k % len(PALETTE)])
+            out.append(hex_colour(colours[k]) if k < len(colours) else palette_colour(k))
         except (OptionError, TypeError):
-            out.append(PALETTE[k % len(PALETTE)])
+            out.append(palette_colour(k))
     return tuple(out)

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from tilerun.classes.names import class_name
 from tilerun.errors import OptionError, OutputError, TilerunError, first_line
 from tilerun.exports.polygons import Region, region_batches, to_frame
 from tilerun.exports.reader import FinishedOutput
@@ -126,8 +127,7 @@ def _record_batch(output: FinishedOutput, batch: list[Region]) -> Any:
 
 
 def _name(output: FinishedOutput, value: int) -> str:
-    names = output.class_names
-    return names[value] if value < len(names) else f"class {value}"
+    return class_name(output.class_names, value)
 
 
 def _counting(batches: Iterator[Any], counted: _Counted) -> Iterator[Any]:

@@ -12,6 +12,8 @@ import torch
 from tilerun.errors import OptionError
 from tilerun.geometry import Window
 from tilerun.models.handle import ModelHandle
+from tilerun.models.normalise import Normalizer
+from tilerun.models.scaling import applied_scaling, model_dtype
 from tilerun.sources import Source
 
 DEFAULT_TILE = 256
@@ -64,17 +66,13 @@ class CalibrationTiles:
     """An ``onnxruntime.quantization.CalibrationDataReader`` over the calibration windows.
 
     Each :meth:`get_next` reads one window and normalises it exactly as the engine does
-    (:class:`~tilerun.engine.runner.Normalizer`; nodata becomes 0), as a ``(1, bands, t, t)``
-    float32 batch, so only one tile is in memory at a time.
+    (:class:`~tilerun.models.normalise.Normalizer`; nodata becomes 0), as a ``(1, bands, t, t)``
+    float32 batch, so only one tile is in memory at a time. The caller checks the source
+    against the model first (:func:`tilerun.engine.checks.check_input`).
     """
 
     def __init__(self, source: Source, handle: ModelHandle, windows: list[Window]) -> None:
-        from tilerun.engine.checks import check_input
-        from tilerun.engine.runner import Normalizer
-        from tilerun.engine.scaling import applied_scaling, model_dtype
-
         source.check_dtype()
-        check_input(source, handle, float("inf"))
         self.source = source
         self.windows = windows
         self.normalise = Normalizer.for_model(handle, source.shape[0],

@@ -10,16 +10,13 @@ nothing.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
+from tilerun.models.bundled import BUNDLED, DEMO
 from tilerun.models.handle import ModelHandle, as_model
 from tilerun.models.unet import build_unet
 
-BUNDLED = Path(__file__).with_name("data") / "demo.safetensors"
-#: The bundled model's name (in its spec), which ``--model`` and ``tilerun model info`` take.
-DEMO = "demo"
+__all__ = ["BUNDLED", "DEMO", "default_model"]
 
 
 def default_model(bands: int = 3) -> tuple[ModelHandle, bool]:

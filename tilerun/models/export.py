@@ -34,12 +34,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from tilerun.errors import ModelError, OptionError, OutputError, first_line
 from tilerun.models.handle import ModelHandle, as_model
 from tilerun.models.loading import SPEC_FILE, load_model
+from tilerun.models.normalise import normalisation
 from tilerun.models.onnx_runtime import DOWNSAMPLING_KEY, SPEC_KEY, load_onnx
 from tilerun.models.package import architecture_of
 from tilerun.models.spec import ModelSpec
@@ -89,17 +91,12 @@ def _embedded(handle: ModelHandle, example: torch.Tensor) -> tuple[ModelHandle, 
     spec = handle.spec
     if spec.embedded_normalisation:
         raise ModelError(handle.name, "its normalisation is already embedded in the graph")
-    bands = example.shape[1]
-    if spec.mean is not None and spec.std is not None:
-        offset, scale = torch.tensor(spec.mean), torch.tensor(spec.std)
-    elif spec.scale == "dtype_range" and spec.dtype is not None and spec.dtype[0] in "ui":
-        info = torch.iinfo(getattr(torch, spec.dtype))
-        offset = torch.full((bands,), float(info.min))
-        scale = torch.full((bands,), float(info.max) - float(info.min))
-    else:
+    dtype = np.dtype(spec.dtype) if spec.dtype is not None else None
+    found = normalisation(spec, example.shape[1], dtype)
+    if found is None:
         raise ModelError(handle.name, "has no normalisation to embed (the spec needs mean/std, "
                          "or scale dtype_range with a dtype)")
-    offset, scale = offset.float(), scale.float()
+    offset, scale = torch.from_numpy(found[0]), torch.from_numpy(found[1])
     module = _Normalising(handle.module, offset, scale)
     raw = example * scale.reshape(1, -1, 1, 1) + offset.reshape(1, -1, 1, 1)
     spec = replace(spec, embedded_normalisation=True)

@@ -9,6 +9,7 @@ from typing import Any
 from torch import nn
 
 from tilerun.errors import ModelError
+from tilerun.models.bundled import BUNDLED, DEMO
 from tilerun.models.csmask import csmask_model, is_csmask
 from tilerun.models.loading import load_model
 from tilerun.models.spec import ModelSpec
@@ -67,9 +68,7 @@ def as_model(
     """
     if isinstance(model, ModelHandle):
         return model
-    if model == "demo" and not Path(model).exists():
-        from tilerun.models.default import BUNDLED
-
+    if model == DEMO and not Path(model).exists():
         model = BUNDLED
     overrides = {
         k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items() if v is not None

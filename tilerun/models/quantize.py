@@ -1,29 +1,8 @@
-"""INT8 quantisation of a model through ONNX Runtime, checked against the fp32 model.
+"""INT8 quantisation of an ONNX model through ONNX Runtime: the quantiser's settings, the
+metadata copied into the INT8 model, its report and its atomic write.
 
-INT8 weights are ~4× smaller and INT8 convolutions run faster on CPUs with VNNI/AMX, but
-rounding activations to 256 levels can move a pixel's arg-max to another class. So a
-quantised model is only written after it has been compared with the fp32 model on a scene:
-
-1. The fp32 model is exported to ONNX (:func:`tilerun.models.export.export_model`), unless it
-   already is an ``.onnx`` file.
-2. ``static`` (default): activation ranges are calibrated on up to ``calibration_tiles`` tiles
-   of the scene, normalised as the engine does, and the graph gets QuantizeLinear/
-   DequantizeLinear pairs (QDQ: INT8 per-channel weights, UINT8 per-tensor activations).
-   ``dynamic``: only weights are stored as INT8; activations are quantised at run time with
-   scales computed per call (no calibration data needed).
-3. The source's ``tilerun.spec`` and ``tilerun.downsampling`` metadata are copied into the INT8
-   model, which also gets ``tilerun.quantization``: the :class:`QuantizeReport` as JSON.
-4. Both models run through the engine on the whole scene (``labels`` output only) and the
-   label maps are compared chunk by chunk, pixels that are nodata (255) in either left out.
-   With ``C[i, j]`` the count of pixels labelled ``i`` by fp32 and ``j`` by INT8:
-   ``agreement = Σ C[i, i] / Σ C``, ``IoU(c) = C[c, c] / (Σ_j C[c, j] + Σ_i C[i, c] − C[c, c])``
-   (NaN for a class neither model predicts).
-5. Below ``min_agreement`` nothing is written (unless ``force``); else the file is moved into
-   place atomically (``os.replace`` from a temporary file in the output's folder).
-
-The agreement is measured with this machine's INT8 kernels. x86 CPUs without VNNI (AVX2
-only) can saturate UINT8×INT8 products, so a model deployed on one may agree less: check it
-there (``tilerun model quantize`` again, or compare ``predict`` outputs).
+The workflow that checks an INT8 model against the fp32 one before writing it runs the engine,
+so it lives above it, in :mod:`tilerun.engine.quantize` (its docstring gives the steps).
 """
 
 from __future__ import annotations
@@ -34,18 +13,14 @@ import json
 import logging
 import math
 import os
-import tempfile
-import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from torch import nn
 
-from tilerun.compare import agreement_and_iou, label_confusion
 from tilerun.errors import (
     ModelError,
     OptionError,
@@ -54,16 +29,14 @@ from tilerun.errors import (
     TilerunError,
     first_line,
 )
-from tilerun.models.calibration import CalibrationTiles, calibration_tile, calibration_windows
-from tilerun.models.handle import ModelHandle, as_model
+from tilerun.models.calibration import CalibrationTiles
+from tilerun.models.handle import ModelHandle
 from tilerun.models.onnx_runtime import DOWNSAMPLING_KEY, SPEC_KEY
-from tilerun.models.spec import ModelSpec
-from tilerun.sources import Source, open_source
 
 METHODS = ("static", "dynamic")
 REPORT_KEY = "tilerun.quantization"
 COPIED_KEYS = (SPEC_KEY, DOWNSAMPLING_KEY)
-CALIBRATION_METHOD = "MinMax"  # see _quantize_static
+CALIBRATION_METHOD = "MinMax"  # see quantize_static
 
 
 @dataclass(frozen=True)
@@ -98,59 +71,10 @@ class QuantizeReport:
         return json.dumps(data, sort_keys=True)
 
 
-def quantize_model(
-    model: str | Path | nn.Module | ModelHandle,
-    out: str | Path,
-    calibrate: str | Path | Source,
-    *,
-    method: str = "static",
-    calibration_tiles: int = 32,
-    tile: int | None = None,
-    min_agreement: float = 0.98,
-    force: bool = False,
-    overwrite: bool = False,
-    allow_pickle: bool = False,
-) -> QuantizeReport:
-    """Write an INT8 ONNX version of ``model`` to ``out``, checked on the scene ``calibrate``.
-
-    ``model``: a model file (an ``.onnx`` one is used as is) or module, as for
-    :func:`~tilerun.models.export.export_model`; ``calibrate``: a path or
-    :class:`~tilerun.sources.Source`. ``tile``: the tile edge for export, calibration and the
-    comparison runs (default: the spec's, else 256, shrunk to fit the scene). Raises
-    :class:`ModelError` (and writes nothing) when the label agreement is below
-    ``min_agreement`` and ``force`` is False.
-    """
-    start = time.perf_counter()
-    out = Path(out)
-    _check_options(method, calibration_tiles, min_agreement, tile)
-    _check_output(out, overwrite)
-    source = open_source(calibrate)
-    with tempfile.TemporaryDirectory(prefix=".tilerun-quantize-", dir=out.parent) as tmp:
-        # In the output's folder: the comparison stores grow with the scene (the system's temp
-        # may be small), and the final os.replace must not cross file systems.
-        work = Path(tmp)
-        fp32 = _fp32_onnx(model, work, tile, allow_pickle)
-        handle = as_model(fp32)
-        edge = calibration_tile(handle, source, tile)
-        int8 = work / "int8.onnx"
-        tiles = 0
-        if method == "static":
-            windows = calibration_windows(source.shape, edge, calibration_tiles)
-            _quantize_static(fp32, int8, CalibrationTiles(source, handle, windows))
-            tiles = len(windows)
-        else:
-            _quantize_dynamic(fp32, int8)
-        _copy_metadata(fp32, int8)
-        counts = _compare(source, fp32, int8, work, edge)
-        report = _report(method, counts, handle.spec, fp32, int8, start, tiles)
-        _refuse_below(report, min_agreement, force, out)
-        return _write(int8, out, report, overwrite)
-
-
 # -- checks -----------------------------------------------------------------------------------
 
 
-def _check_options(method: str, tiles: int, min_agreement: float, tile: int | None) -> None:
+def check_options(method: str, tiles: int, min_agreement: float, tile: int | None) -> None:
     if method not in METHODS:
         raise OptionError("--method", f"choose from {METHODS}, got {method!r}")
     if tiles < 1:
@@ -161,7 +85,7 @@ def _check_options(method: str, tiles: int, min_agreement: float, tile: int | No
         raise OptionError("--tile", f"must be ≥ 1, got {tile}")
 
 
-def _check_output(out: Path, overwrite: bool) -> None:
+def check_output(out: Path, overwrite: bool) -> None:
     if out.exists() and not overwrite:
         raise OutputExistsError(out, "already exists; pass --overwrite to replace it")
     if not out.parent.is_dir():
@@ -171,7 +95,7 @@ def _check_output(out: Path, overwrite: bool) -> None:
 # -- ONNX Runtime ---------------------------------------------------------------------------
 
 
-def _fp32_onnx(
+def fp32_onnx(
     model: str | Path | nn.Module | ModelHandle, work: Path, tile: int | None, allow_pickle: bool
 ) -> Path:
     if isinstance(model, (str, Path)) and Path(model).suffix.lower() == ".onnx":
@@ -226,7 +150,7 @@ def _quiet() -> Iterator[None]:
             root.removeHandler(handler)
 
 
-def _quantize_static(fp32: Path, int8: Path, tiles: CalibrationTiles) -> None:
+def quantize_static(fp32: Path, int8: Path, tiles: CalibrationTiles) -> None:
     """QDQ INT8: per-channel INT8 weights, UINT8 activations with MinMax-calibrated ranges.
 
     MinMax rather than Percentile (99.999 %): label agreement on random 4-class test U-Nets
@@ -279,7 +203,7 @@ def output_nodes(path: Path) -> list[str]:
     return [n.name for n in graph.node if n.name and outputs.intersection(n.output)]
 
 
-def _quantize_dynamic(fp32: Path, int8: Path) -> None:
+def quantize_dynamic(fp32: Path, int8: Path) -> None:
     """INT8 weights, activations quantised at run time with per-call scales; the logits' node
     stays in float, as for static (agreement 0.9737 → 0.9847 on the test model)."""
     q = _ort_quantization(fp32)
@@ -303,7 +227,7 @@ def _set_metadata(proto: Any, key: str, value: str) -> None:
     entry.key, entry.value = key, value
 
 
-def _copy_metadata(source: Path, target: Path) -> None:
+def copy_metadata(source: Path, target: Path) -> None:
     """Copy tilerun's spec and downsampling factor, which the engine reads, into ``target``."""
     import onnx
 
@@ -316,57 +240,10 @@ def _copy_metadata(source: Path, target: Path) -> None:
     onnx.save(proto, str(target))
 
 
-# -- comparison -------------------------------------------------------------------------------
+# -- refusal and output ---------------------------------------------------------------------
 
 
-def _compare(source: Source, fp32: Path, int8: Path, work: Path, edge: int) -> np.ndarray:
-    """Run both models through the engine into Zarr stores; their label confusion matrix."""
-    from tilerun.engine import PredictOptions, run
-
-    # Both on ONNX Runtime, which runs the INT8 graph as quantized (as users will run it).
-    options = PredictOptions(output=("labels",), tile=edge, pixel_size_tolerance=float("inf"),
-                             backend="onnxruntime")
-    stores = []
-    for path in (fp32, int8):
-        store = work / f"{path.stem}.zarr"
-        run(source, path, store, options)
-        stores.append(store)
-    return label_confusion(stores[0], stores[1])
-
-
-def class_names(spec: ModelSpec, count: int) -> list[str]:
-    """The spec's class names for ``count`` label values (one-class models label ``not X`` 0
-    and ``X`` 1), else ``class 0`` …"""
-    names = list(spec.class_names or ())
-    if len(names) == count:
-        return names
-    if len(names) == 1 and count == 2:
-        return [f"not {names[0]}", names[0]]
-    return [f"class {i}" for i in range(count)]
-
-
-# -- report and output ------------------------------------------------------------------------
-
-
-def _report(
-    method: str, matrix: np.ndarray, spec: ModelSpec, fp32: Path, int8: Path, start: float,
-    tiles: int,
-) -> QuantizeReport:
-    agreement, iou = agreement_and_iou(matrix, "--calibrate")
-    names = class_names(spec, len(iou))
-    return QuantizeReport(
-        method=method,
-        agreement=agreement,
-        iou={name: float(value) for name, value in zip(names, iou, strict=True)},
-        fp32_bytes=fp32.stat().st_size,
-        int8_bytes=int8.stat().st_size,
-        seconds=time.perf_counter() - start,
-        pixels=int(matrix.sum()),
-        tiles=tiles,
-    )
-
-
-def _refuse_below(report: QuantizeReport, min_agreement: float, force: bool, out: Path) -> None:
+def refuse_below(report: QuantizeReport, min_agreement: float, force: bool, out: Path) -> None:
     if report.agreement >= min_agreement or force:
         return
     hint = "more --calibration-tiles may help" if report.method == "static" \
@@ -376,7 +253,7 @@ def _refuse_below(report: QuantizeReport, min_agreement: float, force: bool, out
                           "pass --force to write it anyway")
 
 
-def _write(int8: Path, out: Path, report: QuantizeReport, overwrite: bool) -> QuantizeReport:
+def write_int8(int8: Path, out: Path, report: QuantizeReport, overwrite: bool) -> QuantizeReport:
     """Add the report to the model's metadata and move it into place atomically.
 
     ``int8_bytes`` is the size of the file as written, report included: the report is set

@@ -19,6 +19,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from tilerun.classes.names import label_names, label_values
+from tilerun.classes.probabilities import activation_for
 from tilerun.report.drift import DRIFT_THRESHOLD, band_drift, drift_message, warn_drift
 from tilerun.report.inputs import InputBins, InputStats, input_bins, observe_input
 from tilerun.report.lattice import lattice
@@ -26,7 +28,6 @@ from tilerun.report.outputs import (
     LOW_CONFIDENCE,
     LOW_CONFIDENCE_SIGMOID,
     OutputStats,
-    label_values,
     observe_output,
 )
 from tilerun.report.record import (
@@ -83,10 +84,8 @@ class StatsPlan:
         names = tuple(spec.band_names) if spec.band_names and len(spec.band_names) == bands \
             else tuple(f"band {k + 1}" for k in range(bands))
         n = label_values(classes)
-        class_names = tuple(spec.class_names or ())
-        if len(class_names) != n:
-            class_names = tuple(str(k) for k in range(n))
-        activation = "sigmoid" if classes == 1 or spec.activation == "sigmoid" else "softmax"
+        class_names = label_names(spec.class_names, n)
+        activation = activation_for(classes, spec.activation)
         return cls(subject, input_bins(mean, std, bands, np.dtype(dtype), scaling), names,
                    None if mean is None else tuple(float(v) for v in mean),
                    None if std is None else tuple(float(v) for v in std),

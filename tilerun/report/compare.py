@@ -3,9 +3,10 @@ precision next to the current one), streamed chunk by chunk.
 
 Per block of the first output's chunk grid, both outputs' labels are read (the ``labels``
 variable, else the argmax of ``logits``, else of ``probabilities``; 255 for nodata) and added
-to the confusion matrix ``C`` of :mod:`tilerun.compare`, which gives the label ``agreement``
-``Σ C[i, i] / Σ C`` and ``IoU(c) = C[c, c] / (row_c + col_c − C[c, c])`` over pixels valid in
-both (``mean_iou``: their mean over classes present in either). When both store logits,
+to the confusion matrix ``C`` (``C[i, j]``: pixels labelled ``i`` in the first and ``j`` in the
+second), which gives the label ``agreement`` ``Σ C[i, i] / Σ C`` and
+``IoU(c) = C[c, c] / (row_c + col_c − C[c, c])`` over pixels valid in both (NaN for a class
+neither has; ``mean_iou``: their mean over classes present in either). When both store logits,
 ``max_logit_difference = max |z_a − z_b|`` over classes and pixels valid in both.
 ``nodata_mismatch`` counts pixels that are nodata in exactly one.
 
@@ -20,11 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from tilerun.compare import NODATA_LABEL, agreement_and_iou, pair_counts
+from tilerun.classes.names import label_names, label_values
 from tilerun.errors import InputError
-from tilerun.report.outputs import label_values
 from tilerun.report.record import finite
 from tilerun.report.stored import open_output
+from tilerun.sinks.codes import LABEL_FILL
 from tilerun.sinks.store import class_names, read_labels, run_record
 
 
@@ -64,13 +65,14 @@ class _Output:
         return read_labels(self.group, ys, xs)
 
 
-def compare_outputs(a: str | Path, b: str | Path) -> OutputComparison:
-    """Compare two finished outputs (see the module docstring)."""
+def compare_outputs(a: str | Path, b: str | Path, subject: object = None) -> OutputComparison:
+    """Compare two finished outputs (see the module docstring); ``subject`` names them in the
+    error when no pixel is valid in both (default ``A vs B``)."""
     first, second = _open(a), _open(b)
     _check_same_grid(first, second)
     classes = first.classes or second.classes
     both_logits = first.array("logits") is not None and second.array("logits") is not None
-    bins = NODATA_LABEL
+    bins = LABEL_FILL
     counts = np.zeros(bins * bins, np.int64)
     worst, mismatch = -np.inf, 0
     rows, cols = first.blocks
@@ -80,14 +82,14 @@ def compare_outputs(a: str | Path, b: str | Path) -> OutputComparison:
             ys, xs = slice(y, y + rows), slice(x, x + cols)
             la, lb = first.labels(ys, xs), second.labels(ys, xs)
             counts += pair_counts(la, lb, bins)
-            mismatch += int(np.count_nonzero((la == NODATA_LABEL) != (lb == NODATA_LABEL)))
+            mismatch += int(np.count_nonzero((la == LABEL_FILL) != (lb == LABEL_FILL)))
             if both_logits:
                 worst = max(worst, _max_difference(first, second, ys, xs))
     matrix = counts.reshape(bins, bins)
     seen = np.flatnonzero(matrix.sum(0) + matrix.sum(1))
     n = label_values(classes) if classes else (int(seen.max()) + 1 if seen.size else 1)
     matrix = matrix[:n, :n]
-    agreement, iou = agreement_and_iou(matrix, f"{a} vs {b}")
+    agreement, iou = agreement_and_iou(matrix, subject or f"{a} vs {b}")
     defined = iou[~np.isnan(iou)]
     return OutputComparison(
         a=str(a), b=str(b), pixels=int(matrix.sum()), agreement=agreement,
@@ -153,5 +155,26 @@ def _georef(output: _Output) -> tuple[Any, Any] | None:
 
 def _class_names(output: _Output, n: int) -> tuple[str, ...]:
     """The names of label values ``0 … n-1`` (see :func:`tilerun.sinks.store.class_names`)."""
-    names = class_names(output.group, run_record(output.group))
-    return names if len(names) == n else tuple(f"class {k}" for k in range(n))
+    return label_names(class_names(output.group, run_record(output.group)), n)
+
+
+def pair_counts(a: np.ndarray, b: np.ndarray, bins: int) -> np.ndarray:
+    """Counts of ``a * bins + b`` over pixels valid in both (a flattened confusion matrix)."""
+    keep = (a != LABEL_FILL) & (b != LABEL_FILL)
+    pairs = a[keep].astype(np.int64) * bins + b[keep]
+    return np.bincount(pairs, minlength=bins * bins)
+
+
+def agreement_and_iou(matrix: np.ndarray, subject: object) -> tuple[float, np.ndarray]:
+    """``Σ C[i, i] / Σ C`` and per class ``C[c, c] / (row_c + col_c − C[c, c])`` (NaN if 0/0).
+
+    ``subject`` names what was compared, for the error when no pixel was valid in both.
+    """
+    total = int(matrix.sum())
+    if total == 0:
+        raise InputError(subject, "has no pixels valid in both outputs to compare labels on")
+    hits = np.diag(matrix).astype(np.float64)
+    union = matrix.sum(0) + matrix.sum(1) - hits
+    with np.errstate(invalid="ignore", divide="ignore"):
+        iou = np.where(union > 0, hits / union, np.nan)
+    return float(hits.sum() / total), iou

@@ -31,14 +31,10 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from tilerun.errors import TilerunWarning
+from tilerun.errors import DriftWarning
 from tilerun.report.record import BandReport
 
 DRIFT_THRESHOLD = 1.0
-
-
-class DriftWarning(TilerunWarning):
-    """The input's pixels are unlike the model's training data (see :mod:`.drift`)."""
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from tilerun.quicklook import decimation_step
 from tilerun.report.outputs import sigmoid_entropy, softmax_entropy
+from tilerun.report.quicklook import decimation_step
 from tilerun.sinks.codes import PROBABILITY_FILL, PROBABILITY_SCALE
 
 

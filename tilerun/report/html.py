@@ -2,7 +2,7 @@
 
 It shows, from a finished output (never loading its raster):
 
-* the **quicklook** of the labels (:func:`tilerun.quicklook.write_quicklook`);
+* the **quicklook** of the labels (:func:`tilerun.report.quicklook.write_quicklook`);
 * the **entropy map** (:mod:`tilerun.report.entropy_map`), dark = confident, yellow = unsure;
 * per input band, the **histogram** of the run's pixels against the training distribution the
   spec describes, drawn as the normal ``N(μ_t, σ_t²)`` expected over the same bins,
@@ -23,10 +23,12 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from tilerun.classes.colours import PALETTE
 from tilerun.errors import OutputError, OutputExistsError, TilerunError
-from tilerun.quicklook import PALETTE, encode_png, write_quicklook
 from tilerun.report import svg
 from tilerun.report.entropy_map import entropy_map
+from tilerun.report.png import encode_png
+from tilerun.report.quicklook import write_quicklook
 from tilerun.report.record import BandReport, RunReport
 from tilerun.report.stored import open_output, read_report
 from tilerun.report.text import fmt, pct, summary_rows, timing_rows

@@ -22,7 +22,7 @@ whose spec gives no statistics are taken as already scaled, as the normaliser do
 Integer pixels of at most 16 bits are first counted per value (``np.bincount``), and every
 sum follows from those counts exactly; other types are summed directly.
 
-When the run applies the input's scale/offset (:mod:`tilerun.engine.scaling`), everything is
+When the run applies the input's scale/offset (:mod:`tilerun.models.scaling`), everything is
 in physical values ``x · gain + bias``, as the model sees them and as its training statistics
 are: the bins are mapped, and the values (the distinct ones, for counted integers) converted.
 """

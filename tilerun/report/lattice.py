@@ -5,7 +5,7 @@ entropy and confidence — need no more than a regular sample: neighbouring pixe
 correlated (blended logits smoothly so), and one pixel in 16 of a gigapixel scene is still
 tens of millions. Measured on every pixel, the statistics cost 84 ms of CPU per 1024² chunk
 (~0.08 µs per output pixel, cProfile; the rest of the engine: ~0.10); with the lattice of
-stride 4 and labels by contiguous passes (:mod:`tilerun.engine.labels`), 0.014 µs
+stride 4 and labels by contiguous passes (:mod:`tilerun.classes.labels`), 0.014 µs
 (``benchmarks/bench_pipeline.py``, 8192², row "run report's statistics"). Class counts stay
 exact: they come from the labels, on every pixel.
 

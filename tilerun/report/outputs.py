@@ -33,7 +33,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tilerun.engine.labels import labels_from_logits
+from tilerun.classes.labels import labels_from_logits
+from tilerun.classes.names import label_values
+from tilerun.classes.probabilities import check_activation
 from tilerun.report.lattice import STRIDE, lattice
 from tilerun.sinks.codes import LABEL_FILL
 
@@ -42,8 +44,6 @@ ENTROPY_BINS = 20
 LOW_CONFIDENCE = 0.5
 #: sigmoid: a class probability within ``(0.25, 0.75)`` is of low confidence
 LOW_CONFIDENCE_SIGMOID = 0.25
-#: label value of nodata pixels (the labels' Zarr fill value, :data:`tilerun.sinks.LABEL_FILL`)
-NODATA_LABEL = LABEL_FILL
 #: bytes of float32 scratch per block of rows
 BLOCK_BYTES = 1 << 18
 
@@ -73,11 +73,6 @@ class OutputStats:
                            self.sampled + other.sampled)
 
 
-def label_values(classes: int) -> int:
-    """How many label values a model with ``classes`` outputs writes (2 for one class)."""
-    return max(classes, 2)
-
-
 def observe_output(logits: np.ndarray, valid: np.ndarray, labels: np.ndarray | None,
                    activation: str, origin: tuple[int, int] = (0, 0),
                    stride: int = STRIDE) -> OutputStats:
@@ -85,12 +80,11 @@ def observe_output(logits: np.ndarray, valid: np.ndarray, labels: np.ndarray | N
     ``labels`` ``(h, w)`` uint8 with 255 where invalid (None: derived here), ``activation``
     ``softmax`` or ``sigmoid``; entropy on the lattice of ``stride`` (``origin``: the image
     pixel of ``logits[:, 0, 0]``)."""
-    if activation not in ("softmax", "sigmoid"):
-        raise ValueError(f"activation must be softmax or sigmoid, got {activation!r}")
+    check_activation(activation)
     classes, height, width = logits.shape
     n_labels = label_values(classes)
     if labels is None:
-        labels = labels_from_logits(logits, valid, NODATA_LABEL)
+        labels = labels_from_logits(logits, valid, LABEL_FILL)
     counts = _label_counts(labels, n_labels)
     ys, xs = lattice(*origin, stride)
     logits, valid = logits[:, ys, xs], valid[ys, xs]
@@ -118,7 +112,7 @@ def _label_counts(labels: np.ndarray, values: int) -> np.ndarray:
     """Pixels per label value: one comparison pass per value for a few classes (``bincount``
     widens every uint8 to an 8-byte index first, ~5 ms per 1024² chunk)."""
     if values > 32:
-        return np.bincount(labels.ravel(), minlength=NODATA_LABEL + 1)[:values]
+        return np.bincount(labels.ravel(), minlength=LABEL_FILL + 1)[:values]
     return np.array([np.count_nonzero(labels == k) for k in range(values)], np.int64)
 
 

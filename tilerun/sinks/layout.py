@@ -14,6 +14,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
+from tilerun.classes.probabilities import activation_for
 from tilerun.errors import OutputError
 from tilerun.sinks.codes import LABEL_FILL, PROBABILITY_FILL, PROBABILITY_SCALE
 from tilerun.sources import GeoRef
@@ -51,7 +52,7 @@ class OutputLayout:
         A one-class model's probability is ``sigmoid(logit)`` whatever its spec says (a softmax
         over one class would be 1 everywhere), matching its labels (``logit > 0``).
         """
-        return "sigmoid" if self.classes == 1 or self.activation == "sigmoid" else "softmax"
+        return activation_for(self.classes, self.activation)
 
     def __post_init__(self) -> None:
         unknown = set(self.variables) - set(OUTPUT_VARIABLES)

@@ -56,13 +56,12 @@ from typing import Any
 import dask.array as da
 import numpy as np
 
+from tilerun.classes.colours import Colour, hex_colour, palette_colour
+from tilerun.classes.probabilities import probabilities, two_class
 from tilerun.errors import OptionError
 from tilerun.sinks.ngff_metadata import (
     NGFF_VERSION,
-    PALETTE,
-    Colour,
     channel_names,
-    hex_colour,
     ngff_axes,
     ngff_image_label,
     ngff_multiscale,
@@ -203,7 +202,7 @@ def write_probability_pyramid(
             "channels": [
                 {
                     "label": label,
-                    "color": hex_colour(PALETTE[i % len(PALETTE)]).removeprefix("#").upper(),
+                    "color": hex_colour(palette_colour(i)).removeprefix("#").upper(),
                     "window": {"min": 0.0, "max": 1.0, "start": 0.0, "end": 1.0},
                     "active": True,
                 }
@@ -281,12 +280,7 @@ def _mean2(block: np.ndarray) -> np.ndarray:
 
 def _softmax(block: np.ndarray) -> np.ndarray:
     z = np.asarray(block, dtype=np.float32)
-    with np.errstate(invalid="ignore", over="ignore"):
-        if z.shape[0] == 1:  # binary: logit z → P(class) = sigmoid(z)
-            p = 1.0 / (1.0 + np.exp(-z[0]))
-            return np.stack([1.0 - p, p]).astype(np.float32)
-        e = np.exp(z - z.max(axis=0, keepdims=True))
-        return (e / e.sum(axis=0, keepdims=True)).astype(np.float32)
+    return two_class(z) if z.shape[0] == 1 else probabilities(z)  # binary: 1 - σ(z), σ(z)
 
 
 def _write_levels(

@@ -10,7 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from tilerun.errors import OptionError, TilerunWarning
+from tilerun.classes.colours import Colour, palette_colour, rgba_colour
+from tilerun.classes.names import label_names
+from tilerun.errors import OptionError, OutputWarning
 from tilerun.sinks.store import run_record
 
 NGFF_VERSION = "0.5"
@@ -30,8 +32,6 @@ UNIT_ALIASES = {
     "microns": "micrometer", "micrometre": "micrometer", "nm": "nanometer",
     "nanometre": "nanometer",
 }  # fmt: skip
-
-Colour = str | Sequence[int]
 
 
 def nodata_value(array: Any) -> Any:
@@ -86,7 +86,7 @@ def ngff_unit(unit: str | None) -> str | None:
     if name not in NGFF_SPACE_UNITS:
         warnings.warn(
             f"unit {unit!r} is not one of the space units OME-NGFF lists; viewers may ignore it",
-            TilerunWarning,
+            OutputWarning,
             stacklevel=4,
         )
     return name
@@ -156,7 +156,7 @@ def ngff_image_label(
             {
                 "label-value": v,
                 "rgba": [0, 0, 0, 0] if v == fill_value and v not in names and v >= len(rgba)
-                else list(rgba[v] if v < len(rgba) else rgba_colour(PALETTE[v % len(PALETTE)])),
+                else list(rgba[v] if v < len(rgba) else rgba_colour(palette_colour(v))),
             }
             for v in values
         ]  # fmt: skip
@@ -173,40 +173,4 @@ def ngff_image_label(
 def channel_names(group: Any, source: Any, channels: int) -> list[str]:
     names = source.attrs.get("class_names") or run_record(group).get("class_names")
     names = [str(n) for n in names] if isinstance(names, list | tuple) else []
-    if channels == 2 and len(names) == 1:
-        names = [f"not {names[0]}", names[0]]
-    if len(names) != channels:
-        names = [f"class {k}" for k in range(channels)]
-    return names
-
-
-PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2")
-
-
-def rgba_colour(colour: Colour) -> tuple[int, int, int, int]:
-    """``#rrggbb[aa]`` or 3 or 4 integers 0 … 255 as RGBA (opaque unless alpha is given)."""
-    if isinstance(colour, str):
-        text = colour.removeprefix("#")
-        if len(text) in (6, 8):
-            try:
-                values = [int(text[i : i + 2], 16) for i in range(0, len(text), 2)]
-            except ValueError:
-                values = []
-            if values:
-                return (*values[:3], values[3] if len(values) == 4 else 255)  # type: ignore[return-value]
-        raise OptionError("colors", f"expected #rrggbb or #rrggbbaa, got {colour!r}")
-    values = list(colour)
-    if len(values) not in (3, 4) or not all(
-        isinstance(v, int | np.integer) and 0 <= v <= 255 for v in values
-    ):
-        raise OptionError("colors", f"expected 3 or 4 integers 0 … 255, got {colour!r}")
-    return (
-        int(values[0]),
-        int(values[1]),
-        int(values[2]),
-        int(values[3]) if len(values) == 4 else 255,
-    )
-
-
-def hex_colour(colour: Colour) -> str:
-    return "#{:02x}{:02x}{:02x}".format(*rgba_colour(colour)[:3])
+    return list(label_names(names, channels))

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 import zarr
 
-from tilerun.errors import TilerunWarning
+from tilerun.errors import OutputWarning
 from tilerun.sinks.lock import LOCK_NAME, ObjectLock
 from tilerun.sinks.objects import ObjectLocation, StoreUnavailable
 from tilerun.sinks.store import GROUP_DOCUMENTS, RECORD, STAGING_SUFFIX, run_record
@@ -94,4 +94,4 @@ def recover(url: str) -> None:
     switch(ObjectLocation(url), staging)
     staging.delete_all()
     warnings.warn(f"{url}: finished replacing it by {staged}, a complete run whose switch was "
-                  "cut short", TilerunWarning, stacklevel=2)
+                  "cut short", OutputWarning, stacklevel=2)

@@ -31,7 +31,8 @@ from typing import Any
 import numpy as np
 import zarr
 
-from tilerun.engine.labels import labels_from_logits
+from tilerun.classes.labels import labels_from_logits
+from tilerun.classes.names import label_names, label_values
 from tilerun.errors import InputError, first_line
 from tilerun.sinks.codes import LABEL_FILL, PROBABILITY_FILL, PROBABILITY_SCALE
 from tilerun.sinks.lock import ObjectLock, RunLock
@@ -143,8 +144,8 @@ def class_names(group: Any, record: dict[str, Any]) -> tuple[str, ...]:
         if classes == 1 and names is not None and len(names) == 2:
             names = names[1:]
     if names is None or len(names) != classes:
-        names = [f"class {k}" for k in range(classes)]
-    return (f"not {names[0]}", names[0]) if classes == 1 else tuple(names)
+        names = list(label_names(None, classes))
+    return label_names(names, label_values(classes))
 
 
 def output_store(out: str | Path) -> OutputStore | ObjectOutputStore:

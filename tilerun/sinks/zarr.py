@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 import zarr
 
-from tilerun.errors import OutputError, OutputExistsError, TilerunWarning
+from tilerun.errors import OutputError, OutputExistsError, OutputWarning
 from tilerun.sinks.job_record import differences, same_job
 from tilerun.sinks.lock import LOCK_NAME, RunLock
 from tilerun.sinks.objects import object_url
@@ -261,7 +261,7 @@ def recover_swap(path: Path) -> None:
     else:  # no new output to switch to: put the old one back
         old.rename(path)
         note = f"restored {path} from {old}, left by a kill while it was being replaced"
-    warnings.warn(note, TilerunWarning, stacklevel=2)
+    warnings.warn(note, OutputWarning, stacklevel=2)
 
 
 def _complete(staging: Path) -> bool:

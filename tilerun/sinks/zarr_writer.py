@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import zarr
 
-from tilerun.errors import OutputError, TilerunWarning
+from tilerun.errors import OutputError, OutputWarning
 from tilerun.geometry import Window
 from tilerun.sinks import integrity
 from tilerun.sinks.base import Sink
@@ -174,7 +174,7 @@ class ZarrStoreSink(Sink):
             self.redone = bad
             warnings.warn(f"{self.name}: {len(redo)} chunk(s) kept from the interrupted run "
                           f"failed verification and are written again: "
-                          f"{integrity.describe(bad)}", TilerunWarning, stacklevel=2)
+                          f"{integrity.describe(bad)}", OutputWarning, stacklevel=2)
         rows = sums[0] if sums is not None else None
         self.kept = {ij: int(rows[ij][0]) for ij in indices if ij not in set(redo)} \
             if rows is not None else {}

@@ -1,5 +1,7 @@
 """The run: check everything, create the output, execute the chunk graph, finalise.
 
+(The module is ``execute``, not ``run``, so that ``tilerun.engine.run`` is always the function.)
+
 All validation happens before the output store is created, so bad input leaves nothing behind.
 """
 

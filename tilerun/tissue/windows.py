@@ -4,8 +4,8 @@
 file) and the output grid the engine tiles: each mask pixel covers a ``sy × sx`` block of
 output pixels, with any positive, not necessarily integer, scale. It answers the two
 questions tile skipping asks, :meth:`TissueMask.covers` and :meth:`TissueMask.window_fraction`,
-and knows nothing of how the mask was made (:mod:`tilerun.tissue`) or read
-(:mod:`tilerun.tissue_files`), so either can change without touching the window arithmetic.
+and knows nothing of how the mask was made (:mod:`tilerun.tissue.detect`) or read
+(:mod:`tilerun.tissue.files`), so either can change without touching the window arithmetic.
 """
 
 from __future__ import annotations

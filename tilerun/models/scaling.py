@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from tilerun.models import ModelSpec
-from tilerun.sources import ScaleOffset, Source
+from tilerun.models.spec import ModelSpec
+from tilerun.sources.base import ScaleOffset, Source
 
 
 def takes_counts(spec: ModelSpec) -> bool:

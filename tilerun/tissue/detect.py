@@ -26,10 +26,10 @@ tissue; the mask errs on the side of running the model, which is the cheap mista
 This module owns the detection algorithm only: thumbnail pixels in, a boolean mask out
 (steps 1–4, with the morphology and its numpy fallback, which are part of the method).
 What happens to a mask afterwards is plumbing kept apart: :class:`TissueMask`, which relates a
-low-resolution mask to full-resolution windows, lives in :mod:`tilerun.tissue_windows`, and
+low-resolution mask to full-resolution windows, lives in :mod:`tilerun.tissue.windows`, and
 :func:`load_mask`, which reads a mask someone else made (image file or Zarr) at whatever
-resolution, in :mod:`tilerun.tissue_files`. Both are re-exported here, where the rest of
-tilerun imports them from.
+resolution, in :mod:`tilerun.tissue.files`. The package :mod:`tilerun.tissue` exports all
+three, and the rest of tilerun imports them from there.
 """
 
 from __future__ import annotations
@@ -37,22 +37,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-
-from tilerun.tissue_files import MAX_MASK_SIZE, load_mask
-from tilerun.tissue_windows import TissueMask
-
-__all__ = [
-    "MAX_MASK_SIZE",
-    "MAX_THRESHOLD",
-    "MIN_SATURATION",
-    "TissueMask",
-    "disk",
-    "load_mask",
-    "otsu_threshold",
-    "remove_small_components",
-    "saturation",
-    "tissue_mask",
-]
 
 #: Saturation below which nothing is tissue, whatever Otsu says (blank slides).
 MIN_SATURATION = 0.05

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import zarr
 
-from tilerun import tissue
 from tilerun.errors import InputError, TilerunWarning
 from tilerun.geometry import Window
-from tilerun.quicklook import encode_png
+from tilerun.report.png import encode_png
 from tilerun.tissue import TissueMask, load_mask, otsu_threshold, tissue_mask
+from tilerun.tissue import detect as tissue
 
 
 @pytest.fixture(params=["scipy", "numpy"])

@@ -2,22 +2,23 @@
 
 The store is read with a stride (every ``step``-th row and column, ``step`` chosen so the long
 edge fits ``max_size``), chunk by chunk through Zarr, so a store of any size is never loaded
-whole. ``labels`` is used when the store has it, else the argmax of ``logits``. Nodata (label
-``_FillValue``, 255, or NaN logits) is transparent black.
+whole. Labels are read as exports and comparisons read them
+(:func:`tilerun.sinks.store.read_labels`: ``labels``, else the argmax of ``logits``, else of
+``probabilities``). Nodata (255, NaN logits) is transparent black. Unlike exports, a quicklook
+reads any store with those variables, finished or not (a glance at a run in progress).
 
 Class colours, first found wins: the ``colours`` argument; ``class_colours`` in the store's
 ``tilerun`` attributes; the ``class_colours`` of the model package the store names (when that
-file is still there and its classes match); a fixed palette (:data:`PALETTE`).
+file is still there and its classes match); a fixed palette
+(:data:`tilerun.classes.colours.PALETTE`).
 
-The PNG is written by a tiny encoder (:func:`encode_png`: numpy + zlib, no imaging library).
+The PNG is written by a tiny encoder (:func:`tilerun.report.png.encode_png`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-import struct
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,22 +26,14 @@ from typing import Any
 
 import numpy as np
 
+from tilerun.classes.colours import PALETTE, Colour, hex_colour, palette_colour, rgba_colour
+from tilerun.classes.names import label_names
 from tilerun.errors import InputError, OptionError, OutputError, OutputExistsError, TilerunError
+from tilerun.report.png import encode_png
+from tilerun.sinks.codes import LABEL_FILL
 from tilerun.sinks.objects import object_url
-from tilerun.sinks.store import open_target, run_record
+from tilerun.sinks.store import class_names, open_target, read_labels, run_record
 from tilerun.writing import unwritable, write_problem
-
-#: Fallback class colours (Tableau 10, then 10 lighter variants).
-PALETTE = (
-    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
-    "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
-    "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5",
-    "#c49c94", "#f7b6d2", "#c7c7c7", "#dbdb8d", "#9edae5",
-)  # fmt: skip
-LABEL_NODATA = 255
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-Colour = str | Sequence[int]
 
 
 @dataclass(frozen=True)
@@ -86,13 +79,13 @@ def write_quicklook(
     if problem:
         raise OutputError(png, problem)
     group = _open_store(store)
-    labels, nodata, variable, step, classes = _read_labels(group, store, max_size)
-    names = _class_names(group, classes)
+    labels, nodata, variable, step = _read_labels(group, store, max_size)
+    names = class_names(group, run_record(group))
     palette, source = _resolve_colours(group, store, names, colours)
     rgba = colourise(labels, palette, nodata)
     _write_atomically(png, encode_png(rgba))
     height, width = labels.shape
-    hexes = tuple(_hex(c) for c in palette)
+    hexes = tuple(hex_colour(c, "--colours") for c in palette)
     return Quicklook(png, width, height, step, variable, names, hexes, source)
 
 
@@ -106,43 +99,16 @@ def colourise(
 ) -> np.ndarray:
     """``(H, W, 4)`` uint8 RGBA: class ``k`` gets ``colours[k]``; nodata is transparent black.
 
-    Labels beyond ``colours`` (but not 255) get :data:`PALETTE` colours so they still show.
+    Labels beyond ``colours`` (but not 255) get the palette's colours so they still show.
     """
     lut = np.zeros((256, 4), np.uint8)
-    for k in range(LABEL_NODATA):
-        colour = colours[k] if k < len(colours) else PALETTE[k % len(PALETTE)]
-        lut[k, :3] = _rgb(colour)
+    for k in range(LABEL_FILL):
+        lut[k, :3] = _rgb(colours[k] if k < len(colours) else palette_colour(k))
         lut[k, 3] = 255
     rgba = lut[labels.astype(np.uint8)]
     if nodata is not None:
         rgba[nodata] = 0
     return rgba
-
-
-def encode_png(pixels: np.ndarray, level: int = 6) -> bytes:
-    """PNG bytes of an ``(H, W)`` grey, ``(H, W, 3)`` RGB or ``(H, W, 4)`` RGBA uint8 image."""
-    if pixels.dtype != np.uint8:
-        raise ValueError(f"PNG pixels must be uint8, not {pixels.dtype}")
-    if pixels.ndim == 2:
-        pixels = pixels[:, :, None]
-    if pixels.ndim != 3 or pixels.shape[2] not in (1, 3, 4) or 0 in pixels.shape:
-        raise ValueError(f"PNG pixels must be (H, W[, 1|3|4]) and non-empty, not {pixels.shape}")
-    height, width, channels = pixels.shape
-    colour_type = {1: 0, 3: 2, 4: 6}[channels]
-    rows = np.zeros((height, 1 + width * channels), np.uint8)  # filter byte 0 (none) per row
-    rows[:, 1:] = pixels.reshape(height, width * channels)
-    header = struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0)
-    return b"".join((
-        PNG_SIGNATURE,
-        _chunk(b"IHDR", header),
-        _chunk(b"IDAT", zlib.compress(rows.tobytes(), level)),
-        _chunk(b"IEND", b""),
-    ))
-
-
-def _chunk(kind: bytes, data: bytes) -> bytes:
-    crc = zlib.crc32(data, zlib.crc32(kind)) & 0xFFFFFFFF
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
 
 
 def _open_store(store: str | Path) -> Any:
@@ -159,38 +125,22 @@ def _open_store(store: str | Path) -> Any:
 
 def _read_labels(
     group: Any, store: Path, max_size: int
-) -> tuple[np.ndarray, np.ndarray, str, int, int | None]:
-    """Strided labels, their nodata mask, the variable used, the step and the class count."""
-    names = set(group.array_keys())
-    if "labels" in names:
-        array = group["labels"]
-        if array.ndim != 2:
-            raise InputError(store, f"labels has {array.ndim} dimensions, expected 2 (y, x)")
-        step = decimation_step(array.shape[0], array.shape[1], max_size)
-        labels = np.asarray(array[::step, ::step])
-        fill = array.attrs.get("_FillValue", LABEL_NODATA)
-        classes = group["logits"].shape[0] if "logits" in names else None
-        return labels, labels == fill, "labels", step, classes
-    if "logits" in names:
-        array = group["logits"]
-        if array.ndim != 3:
-            raise InputError(store, f"logits has {array.ndim} dimensions, expected 3 (class, y, x)")
-        step = decimation_step(array.shape[1], array.shape[2], max_size)
-        logits = np.asarray(array[:, ::step, ::step], dtype=np.float32)
-        nodata = np.asarray(np.isnan(logits).any(axis=0))
-        labels = np.where(nodata[None], -np.inf, logits).argmax(axis=0).astype(np.uint8)
-        return labels, nodata, "logits", step, int(array.shape[0])
-    raise InputError(store, "has neither labels nor logits; is it a tilerun output?")
-
-
-def _class_names(group: Any, classes: int | None) -> tuple[str, ...]:
-    """Class names from the run's attributes, else the ``class`` coordinate, else indices."""
-    names = run_record(group).get("class_names")
-    if names:
-        return tuple(str(v) for v in names)
-    if "class" in set(group.array_keys()):
-        return tuple(str(v) for v in np.asarray(group["class"][:]).tolist())
-    return tuple(str(k) for k in range(classes or 0))
+) -> tuple[np.ndarray, np.ndarray, str, int]:
+    """Strided labels as every reader of outputs reads them
+    (:func:`tilerun.sinks.store.read_labels`), their nodata mask, the variable they come from
+    and the step."""
+    arrays = set(group.array_keys())
+    variable = next((v for v in ("labels", "logits", "probabilities") if v in arrays), None)
+    if variable is None:
+        raise InputError(store, "has neither labels, logits nor probabilities; is it a tilerun "
+                         "output?")
+    array, dims = group[variable], ("(y, x)" if variable == "labels" else "(class, y, x)")
+    if array.ndim != dims.count(",") + 1:
+        raise InputError(store, f"{variable} has {array.ndim} dimensions, expected "
+                         f"{dims.count(',') + 1} {dims}")
+    step = decimation_step(int(array.shape[-2]), int(array.shape[-1]), max_size)
+    labels = read_labels(group, slice(None, None, step), slice(None, None, step))
+    return labels, labels == LABEL_FILL, variable, step
 
 
 def _resolve_colours(
@@ -216,7 +166,7 @@ def _resolve_colours(
         except TilerunError:
             spec = None
         if spec is not None and _usable(spec.class_colours, names) and (
-            spec.class_names is None or tuple(spec.class_names) == names
+            spec.class_names is None or label_names(spec.class_names, len(names)) == names
         ):
             return tuple(spec.class_colours or ()), "model"
     return PALETTE, "palette"
@@ -233,27 +183,6 @@ def _usable(colours: Any, names: tuple[str, ...]) -> bool:
     return True
 
 
-def _rgb(colour: Colour) -> tuple[int, int, int]:
-    """``#rrggbb`` / ``rrggbb`` or an ``(r, g, b)`` triple as three ints in 0 … 255."""
-    if isinstance(colour, str):
-        text = colour.removeprefix("#")
-        if len(text) == 6:
-            try:
-                return int(text[0:2], 16), int(text[2:4], 16), int(text[4:6], 16)
-            except ValueError:
-                pass
-        raise OptionError("--colours", f"expected #rrggbb, got {colour!r}")
-    values = tuple(colour)
-    if len(values) != 3 or not all(isinstance(v, (int, np.integer)) and 0 <= v <= 255
-                                   for v in values):
-        raise OptionError("--colours", f"expected three integers 0 … 255, got {colour!r}")
-    return int(values[0]), int(values[1]), int(values[2])
-
-
-def _hex(colour: Colour) -> str:
-    return "#{:02x}{:02x}{:02x}".format(*_rgb(colour))
-
-
 def _write_atomically(path: Path, data: bytes) -> None:
     partial = path.with_name(path.name + ".partial")
     try:
@@ -263,3 +192,8 @@ def _write_atomically(path: Path, data: bytes) -> None:
         with contextlib.suppress(OSError):  # it may not exist, or not be removable either
             partial.unlink(missing_ok=True)
         raise OutputError(path, write_problem(err, path.parent)) from err
+
+
+def _rgb(colour: Colour) -> tuple[int, int, int]:
+    r, g, b, _ = rgba_colour(colour, "--colours")
+    return r, g, b

@@ -4,7 +4,7 @@
 raster or a Zarr array or group, reducing a mask too large to keep in memory strip by strip
 (a block *any*, so no tissue is lost), turning every reader failure into one
 :class:`~tilerun.errors.InputError` naming the file, and stretching the result over the output
-as a :class:`~tilerun.tissue_windows.TissueMask`. Detection (:mod:`tilerun.tissue`) never
+as a :class:`~tilerun.tissue.windows.TissueMask`. Detection (:mod:`tilerun.tissue.detect`) never
 reads files, and this module never looks at pixels' colours.
 """
 
@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from tilerun.errors import InputError, TilerunWarning
-from tilerun.tissue_windows import TissueMask
+from tilerun.errors import InputError, InputWarning
+from tilerun.tissue.windows import TissueMask
 
 #: Masks larger than this (long edge, pixels) are reduced on load by a block "any".
 MAX_MASK_SIZE = 4096
@@ -38,7 +38,7 @@ def load_mask(
     block with one tissue pixel is tissue), and its scale is ``f`` times the original's.
 
     Raises :class:`~tilerun.errors.InputError` naming the file when it cannot be read; warns
-    (:class:`~tilerun.errors.TilerunWarning`) when the mask's aspect ratio does not match
+    (:class:`~tilerun.errors.InputWarning`) when the mask's aspect ratio does not match
     the output's, which usually means it belongs to another image.
     """
     source = Path(path)
@@ -69,7 +69,7 @@ def load_mask(
         warnings.warn(
             f"{source}: tissue mask is {mh} × {mw}, output {height} × {width}: the aspect "
             "ratios differ; is it the mask of this image?",
-            TilerunWarning,
+            InputWarning,
             stacklevel=2,
         )
     return TissueMask(mask, (sy * factor, sx * factor))

@@ -19,9 +19,9 @@ from rasterio.enums import Resampling
 from rasterio.warp import reproject
 
 import tilerun
-from tilerun.engine.runner import Normalizer
 from tilerun.errors import InputError, NonFiniteError
 from tilerun.models import ModelSpec, as_model
+from tilerun.models.normalise import Normalizer
 from tilerun.report.text import scaling_text
 from tilerun.sources import ScaleOffset
 
@@ -184,7 +184,7 @@ def test_options_take_band_names_and_check_the_resampling():
 
 
 def test_counts_specs_are_recognised():
-    from tilerun.engine.scaling import takes_counts
+    from tilerun.models.scaling import takes_counts
 
     assert not takes_counts(ModelSpec(mean=(0.3,), std=(0.1,), dtype="float32"))
     assert not takes_counts(ModelSpec())
