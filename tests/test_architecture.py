@@ -22,8 +22,9 @@ PACKAGE = ROOT / "tilerun"
 #: Bottom to top. A unit (a subpackage, or a module at the package's top level) imports only
 #: units of lower layers; the package root (the lazy public API) and ``__main__`` sit on top.
 LAYERS: tuple[frozenset[str], ...] = tuple(frozenset(layer) for layer in (
-    {"tilerun._version", "tilerun.errors"},
-    {"tilerun.geometry", "tilerun.classes", "tilerun.sample"},
+    {"tilerun._version", "tilerun.errors", "tilerun.phases", "tilerun.words"},
+    {"tilerun.geometry", "tilerun.classes", "tilerun.sample", "tilerun.extras",
+     "tilerun.writing"},
     {"tilerun.sources", "tilerun.blending", "tilerun.tissue"},
     {"tilerun.sinks", "tilerun.models"},
     {"tilerun.backends", "tilerun.report"},

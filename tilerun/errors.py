@@ -78,7 +78,8 @@ class NonFiniteError(TilerunError):
 #   ├── InputWarning     the input: pixel size unknown, slide resolution, tissue mask shape
 #   │   └── DriftWarning     its pixels are unlike the model's training data
 #   ├── OutputWarning    the output: no viewer pyramid, a unit OME-NGFF does not list
-#   └── BackendWarning   a backend asked for or preferred was not used (fell back)
+#   ├── BackendWarning   a backend asked for or preferred was not used (fell back)
+#   └── SpecWarning      a model file runs without normalisation or class names
 
 
 class TilerunWarning(UserWarning):
@@ -100,3 +101,8 @@ class OutputWarning(TilerunWarning):
 
 class BackendWarning(TilerunWarning):
     """A backend was asked for or preferred but not used (the message says why)."""
+
+
+class SpecWarning(TilerunWarning):
+    """A model file runs without normalisation or class names (the message says how to add
+    them: :mod:`tilerun.models.advice`)."""

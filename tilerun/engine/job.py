@@ -32,9 +32,16 @@ from tilerun.engine.memory import fewer_gc_passes, tune_allocator
 from tilerun.engine.options import PredictOptions
 from tilerun.engine.prepared import PreparedModel
 from tilerun.engine.runner import resolve_device
-from tilerun.errors import InputError, OptionError, OutputError, TilerunError, first_line
+from tilerun.errors import (
+    InputError,
+    OptionError,
+    OutputError,
+    SpecWarning,
+    TilerunError,
+    first_line,
+)
 from tilerun.models import as_model
-from tilerun.models.advice import SpecWarning, missing_spec
+from tilerun.models.advice import missing_spec
 from tilerun.sinks import object_url
 from tilerun.sinks.job_summary import JobRecord, JobSummary, SceneResult
 from tilerun.sources.inputs import JobInput, expand_inputs, output_stems, scene_source

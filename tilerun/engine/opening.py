@@ -31,11 +31,11 @@ from tilerun.engine.plan import ChunkPlan
 from tilerun.engine.prepared import PreparedModel
 from tilerun.engine.runner import TileRunner, resolve_device
 from tilerun.engine.skipping import resolve_tissue, skipped_tiles
-from tilerun.errors import OptionError, OutputExistsError
+from tilerun.errors import OptionError, OutputExistsError, SpecWarning
 from tilerun.extras import require_extra
 from tilerun.geometry import TileGrid, make_grid
 from tilerun.models import ModelHandle, as_model
-from tilerun.models.advice import SpecWarning, missing_spec
+from tilerun.models.advice import missing_spec
 from tilerun.models.normalise import Normalizer
 from tilerun.models.scaling import applied_scaling, model_dtype
 from tilerun.phases import phase

@@ -11,13 +11,10 @@ about.
 
 from __future__ import annotations
 
-from tilerun.errors import TilerunWarning
+from tilerun.errors import SpecWarning
 from tilerun.models.handle import ModelHandle
 
-
-class SpecWarning(TilerunWarning):
-    """A model file runs without normalisation or class names (the message says how to add
-    them)."""
+__all__ = ["SpecWarning", "missing_spec"]
 
 
 def missing_spec(model: ModelHandle) -> str | None:

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from tilerun import __version__
+from tilerun._version import __version__
 from tilerun.errors import OutputError, first_line
 from tilerun.sinks.objects import object_url
 
