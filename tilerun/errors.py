@@ -6,6 +6,11 @@ and exits with code 2.
 
 from __future__ import annotations
 
+import contextlib
+import threading
+import warnings
+from collections.abc import Iterator
+
 
 def first_line(err: BaseException) -> str:
     """The first line of an exception's message (its type name when it has none): what a
@@ -106,3 +111,26 @@ class BackendWarning(TilerunWarning):
 class SpecWarning(TilerunWarning):
     """A model file runs without normalisation or class names (the message says how to add
     them: :mod:`tilerun.models.advice`)."""
+
+
+#: Held while tilerun changes the process's warning filters (see :func:`ignoring`).
+_FILTERS = threading.RLock()
+
+
+@contextlib.contextmanager
+def ignoring(*messages: str, category: type[Warning] = Warning) -> Iterator[None]:
+    """Ignore, while the block runs, warnings of ``category`` whose message starts with one of
+    ``messages`` (all of them when none are given).
+
+    Warning filters are process-wide, and ``warnings.catch_warnings`` puts back on exit the list
+    it saw on entry: two threads inside it at once undo each other's filters. A job finishing
+    one scene (Zarr's notes about the lock file while it consolidates) while it opens the next
+    (the readers' notes about a damaged file) did so. Every tilerun section that changes the
+    filters goes through here, one at a time (re-entrant: such sections may nest).
+    """
+    with _FILTERS, warnings.catch_warnings():
+        if not messages:
+            warnings.simplefilter("ignore", category)
+        for message in messages:
+            warnings.filterwarnings("ignore", message=message, category=category)
+        yield

@@ -107,9 +107,12 @@ def test_a_dangling_symlink_names_its_target(files, tmp_path):
 
 
 def test_a_folder_named_like_a_raster_is_called_a_folder(files, tmp_path):
+    """A folder is a job's input (the rasters in it): named like a raster and empty, it is
+    called a folder that holds none, and nothing is written."""
     (tmp_path / "x.tif").mkdir()
-    one_error(predict(files, tmp_path / "x.tif", tmp_path / "o.zarr"), "x.tif",
-              "is a folder, not a raster file")
+    one_error(predict(files, tmp_path / "x.tif", tmp_path / "out"), "x.tif",
+              "folder holds no raster or slide")
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_newline_in_a_path_stays_on_one_line(files, tmp_path):

@@ -15,7 +15,6 @@ only part of OpenVINO that sends telemetry.
 from __future__ import annotations
 
 import logging
-import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ import torch
 
 from tilerun.backends.base import Backend, Compiled, ConversionError, Target
 from tilerun.backends.cache import cache_dir, cached_file, model_key
-from tilerun.errors import ModelError, first_line
+from tilerun.errors import ModelError, first_line, ignoring
 from tilerun.extras import install_hint, installed
 from tilerun.models import ModelHandle
 from tilerun.models.onnx_runtime import OnnxModule, in_fixed_batches
@@ -63,8 +62,7 @@ def _export(model: ModelHandle, target: Target, out: Path) -> None:
 def _export_traced(module: torch.nn.Module, target: Target, out: Path) -> None:
     example = torch.zeros(2, target.bands, target.tile, target.tile)
     try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")
+        with ignoring(), torch.no_grad():
             torch.onnx.export(module, (example,), str(out), dynamo=False, input_names=["x"],
                               output_names=["logits"], dynamic_axes={"x": {0: "n"}},
                               opset_version=ONNX_OPSET)

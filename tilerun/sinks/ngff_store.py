@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,7 +24,14 @@ from typing import Any
 
 import zarr
 
-from tilerun.errors import InputError, OptionError, OutputError, OutputExistsError, first_line
+from tilerun.errors import (
+    InputError,
+    OptionError,
+    OutputError,
+    OutputExistsError,
+    first_line,
+    ignoring,
+)
 from tilerun.sinks.objects import ObjectLocation, object_url
 from tilerun.sinks.store import is_zarr_store, run_record
 
@@ -181,9 +187,7 @@ class BucketStore(Store):
 
 
 def _consolidate(store: Any) -> None:
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
-        warnings.filterwarnings("ignore", message="Object at tilerun")
+    with ignoring("Consolidated metadata", "Object at tilerun"):
         zarr.consolidate_metadata(store)
 
 

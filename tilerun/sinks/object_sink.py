@@ -22,7 +22,6 @@ complete (see :mod:`tilerun.sinks.object_swap`): a failed run leaves the old out
 from __future__ import annotations
 
 import io
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ from urllib.parse import urlsplit
 import numpy as np
 import zarr
 
-from tilerun.errors import OutputError, OutputExistsError, first_line
+from tilerun.errors import OutputError, OutputExistsError, first_line, ignoring
 from tilerun.extras import store_errors
 from tilerun.sinks.job_record import differences, same_job
 from tilerun.sinks.lock import LEASE_KEY, LOCK_NAME, ObjectLock
@@ -177,10 +176,7 @@ class ObjectStoreSink(ZarrStoreSink):
             if extras is not None:
                 self.update_record({**summary, "complete": False})
                 extras(self.location.url)  # the URL, which the NGFF writers take
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message="Consolidated metadata",
-                                        category=UserWarning)
-                warnings.filterwarnings("ignore", message=f"Object at {LOCK_NAME} is not")
+            with ignoring("Consolidated metadata", f"Object at {LOCK_NAME} is not"):
                 zarr.consolidate_metadata(self.target())
             self.check_lock()  # the token, once more, right before the flag
             self.update_record({**summary, "complete": True})

@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 import zarr
 
-from tilerun.errors import OutputError, OutputExistsError, OutputWarning
+from tilerun.errors import OutputError, OutputExistsError, OutputWarning, ignoring
 from tilerun.sinks.job_record import differences, same_job
 from tilerun.sinks.lock import LOCK_NAME, RunLock
 from tilerun.sinks.objects import object_url
@@ -209,11 +209,8 @@ class ZarrSink(ZarrStoreSink):
             if extras is not None:
                 extras(self.staging)
             self.update_record({"complete": True})
-            with warnings.catch_warnings():
-                # Consolidated metadata is a Zarr v3 extension; xarray opens faster with it.
-                warnings.filterwarnings("ignore", message="Consolidated metadata",
-                                        category=UserWarning)
-                warnings.filterwarnings("ignore", message=f"Object at {LOCK_NAME} is not")
+            # Consolidated metadata is a Zarr v3 extension; xarray opens faster with it.
+            with ignoring("Consolidated metadata", f"Object at {LOCK_NAME} is not"):
                 zarr.consolidate_metadata(self.staging)
             self.check_lock()  # the token, once more, right before the switch
             self._publish()

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import zarr
 
-from tilerun.errors import OutputError, OutputWarning
+from tilerun.errors import OutputError, OutputWarning, ignoring
 from tilerun.geometry import Window
 from tilerun.sinks import integrity
 from tilerun.sinks.base import Sink
@@ -77,8 +77,8 @@ class ZarrStoreSink(Sink):
         # mode "a" into the emptied folder: "w" would clear it, the lock file with it, and "w-"
         # takes the lock file for existing data.
         try:
-            with warnings.catch_warnings():  # Zarr notes the lock file is not one of its own
-                warnings.filterwarnings("ignore", message=f"Object at {LOCK_NAME} is not")
+            # Zarr notes the lock file is not one of its own
+            with ignoring(f"Object at {LOCK_NAME} is not"):
                 dataset.to_zarr(
                     self.target(), mode="a", compute=False, zarr_format=self.layout.zarr_format,
                     encoding=encoding(self.layout), consolidated=False,

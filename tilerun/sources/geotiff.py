@@ -25,7 +25,7 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.transform import from_gcps
 from rasterio.windows import Window as RioWindow
 
-from tilerun.errors import InputError, TilerunWarning, UnsupportedDtypeError
+from tilerun.errors import InputError, TilerunWarning, UnsupportedDtypeError, ignoring
 from tilerun.geometry import Window
 from tilerun.sources.bandnames import band_labels
 from tilerun.sources.bands import BandSpec, bands_for_model, select_bands
@@ -42,8 +42,6 @@ from tilerun.sources.remote import gdal_detail, remote_options, remote_problem, 
 #: GDAL's block cache per process (MB). GDAL's default (5 % of RAM) would let memory grow with
 #: the size of the image read; tilerun reads each window about once, so a small cache suffices.
 GDAL_CACHE_MB = 64
-#: Held while a thread opens its own handle (see :meth:`GeoTIFFSource._dataset`).
-_OPENING = threading.Lock()
 
 
 def _numpy_dtype(name: str, gdal_type: str) -> np.dtype[Any]:
@@ -201,8 +199,7 @@ class GeoTIFFSource(Source):
         opens are serialised so that silencing it (process-wide) cannot race another's."""
         ds = getattr(self._local, "dataset", None)
         if ds is None:
-            with _OPENING, warnings.catch_warnings(), self._env():
-                warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with ignoring(category=NotGeoreferencedWarning), self._env():
                 ds = rasterio.open(self.path)
             self._local.dataset = ds
         return ds

@@ -16,7 +16,6 @@ import logging
 import os
 import stat
 import struct
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import Any, BinaryIO, Literal
 
 import numpy as np
 
-from tilerun.errors import InputError
+from tilerun.errors import InputError, ignoring
 
 #: Loggers that report on a file being opened (GDAL's messages come through ``rasterio``).
 READER_LOGGERS = ("rasterio", "tifffile", "openslide")
@@ -101,8 +100,7 @@ def quiet_readers() -> Iterator[None]:
     try:
         for logger in loggers:
             logger.setLevel(logging.CRITICAL + 1)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with ignoring():
             yield
     finally:
         for logger, level in zip(loggers, levels, strict=True):

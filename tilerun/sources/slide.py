@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from tilerun.errors import InputError, OptionError, TilerunWarning
+from tilerun.errors import InputError, OptionError, TilerunWarning, ignoring
 from tilerun.geometry import Window
 from tilerun.sources.bands import BandSpec, select_bands
 from tilerun.sources.base import Source
@@ -223,8 +223,7 @@ class SlideSource(Source):
         if factor <= 1:
             return self.read(Window(0, 0, height, width))[0][:3]
         step = self.level0_affine[0] * factor
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", TilerunWarning)
+        with ignoring(category=TilerunWarning):
             small = SlideSource(self.path, mpp=step, slide_mpp=1.0)
         _, h, w = small.shape
         return small.read(Window(0, 0, h, w))[0]
@@ -245,8 +244,7 @@ class SlideSource(Source):
         return {"path": str(self.path), "options": self.options}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", TilerunWarning)  # warned when first opened
+        with ignoring(category=TilerunWarning):  # warned when first opened
             self.__init__(state["path"], **state["options"])  # type: ignore[misc]
 
 
