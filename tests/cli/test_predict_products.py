@@ -65,3 +65,28 @@ def test_dry_run_names_the_bands_and_the_scaling(tmp_path, package):
     assert ("input    3 band(s) (nir, red, green), 320 × 320 px; scale/offset applied: "
             "× 0.0001 + 0 (STAC raster:bands)") in result.output
     assert not (tmp_path / "o.zarr").exists()
+
+
+def test_stack_runs_one_scenes_band_files_by_name_as_the_python_api_does(tmp_path):
+    """--stack: Sentinel-2's per-band files (10 m and 20 m) are one scene; the model's band
+    names pick and order them (B08 = nir, B04 = red, B03 = green, by file name)."""
+    import tilerun
+
+    package = tmp_path / "counts.safetensors"
+    save_package(build_unet("unet", in_channels=3, classes=2, base=4, depth=2), package,
+                 band_names=("nir", "red", "green"), mean=(3000.0,) * 3, std=(1000.0,) * 3,
+                 dtype="uint16")
+    files = [shared_file(f"geotiff/rio-tiler-pds/S2A_29RKH_20200219_0_L2A/{b}.tif")
+             for b in ("B03", "B04", "B08", "B11")]
+    out = tmp_path / "stacked.zarr"
+    args = ["predict", "--stack", *map(str, files), "-o", str(out), "--model", str(package),
+            "--tile", "64", "--chunk", "128", "--quiet"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    ds = xr.open_zarr(out)
+    assert ds.attrs["tilerun"]["band_names"] == ["B08", "B04", "B03"]  # nir, red, green
+    direct = tilerun.predict(files, package, tmp_path / "direct.zarr", tile=64, chunk=128)
+    assert (ds.logits.values == direct.logits.values).all()
+    no_out = CliRunner().invoke(main, ["predict", "--stack", *map(str, files), "--model",
+                                       str(package)])
+    assert no_out.exit_code == 2 and "give -o OUT.zarr" in no_out.output

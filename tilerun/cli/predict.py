@@ -119,6 +119,9 @@ def _is_float(text: str) -> bool:
               show_default=True,
               help="STAC items and per-band files: how bands coarser than the finest are "
                    "resampled onto its grid.")
+@click.option("--stack", is_flag=True,
+              help="INPUTS are the per-band files of one scene (e.g. Sentinel-2's B02.tif … "
+                   "B11.tif): stacked on the finest grid into the one store -o names.")
 @click.option("--device", default=DEFAULT.device, show_default=True,
               help="auto, cpu, cuda or cuda:N.")
 @click.option(
@@ -195,11 +198,12 @@ def predict_command(
     quiet: bool,
     dry_run: bool,
     as_json: bool,
+    stack: bool,
     **options: Any,
 ) -> None:
     """Predict INPUT (a GeoTIFF or any raster GDAL reads, or a STAC Item .json) into a
     chunked Zarr store; several INPUTS, a folder, a quoted glob, @list.txt or a STAC
-    ItemCollection: one job into -o OUTDIR."""
+    ItemCollection: one job into -o OUTDIR; with --stack, INPUTS are one scene's band files."""
     variables = chosen_variables(variables, old_variables, ",".join(DEFAULT.output))
     opts = PredictOptions.from_kwargs(
         overlap=_overlap(overlap) if overlap is not None else None,
@@ -209,17 +213,33 @@ def predict_command(
     )
     from rich.console import Console
 
-    from tilerun.sinks import completed_output, object_url, sink_for
     from tilerun.sources.inputs import is_plain
 
     # Progress, notes and warnings go to stderr; stdout has the summary (or plan) alone.
     console = Console(stderr=True, quiet=quiet)
     _show_library_notes(console)
-    if len(inputs) > 1 or not is_plain(inputs[0]):
+    if stack:
+        source: Path | list[Path] = [Path(p) for p in inputs]
+        if out is None:
+            raise OptionError("--stack", "give -o OUT.zarr: a scene's band files have no one "
+                              "name to put the output beside")
+    elif len(inputs) > 1 or not is_plain(inputs[0]):
         return _run_job(inputs, out, _given_model(model, opts, spec_file), opts, console,
                         quiet, dry_run, as_json)
-    input = Path(inputs[0])
-    target = _output(out, input)
+    else:
+        source = Path(inputs[0])
+    _run_single(source, _output(out, Path(inputs[0])), (model, spec_file), opts, console,
+                dry_run, as_json)
+
+
+def _run_single(input: Path | list[Path], target: str | Path,
+                model_and_spec: tuple[str | None, Path | None], opts: PredictOptions,
+                console: Console, dry_run: bool, as_json: bool) -> None:
+    """One scene (a raster, slide, URL, STAC Item, or a list of one scene's band files) into
+    the store ``target``, with a progress bar; or its plan (``dry_run``)."""
+    from tilerun.sinks import completed_output, object_url, sink_for
+
+    model, spec_file = model_and_spec
     finished = completed_output(target) if opts.resume else None
     if finished is None:
         if not dry_run:  # a dry run plans an existing output too, and says a run would stop
@@ -285,7 +305,7 @@ def _default_output(input: Path) -> Path:
     return input.with_suffix(".zarr")
 
 
-def _model(model: str | None, input: Path, opts: PredictOptions,
+def _model(model: str | None, input: Path | list[Path], opts: PredictOptions,
            spec_file: Path | None = None) -> tuple[str | Path | ModelHandle, bool]:
     """The model given (with ``--spec``'s spec), else (or for ``demo``) the bundled demo
     model, checked against the input so that an input it does not suit is an error that says
