@@ -26,8 +26,8 @@ from typing import Any
 import zarr
 
 from tilerun.errors import InputError, OptionError, OutputError, OutputExistsError, first_line
+from tilerun.sinks.layout.store import is_zarr_store, run_record
 from tilerun.sinks.objects import ObjectLocation, object_url
-from tilerun.sinks.store import is_zarr_store, run_record
 
 
 @dataclass(frozen=True)
