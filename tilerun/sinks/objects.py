@@ -13,11 +13,12 @@ storage library's usual environment (``AWS_ACCESS_KEY_ID``, ``AWS_ENDPOINT_URL``
 ``GOOGLE_APPLICATION_CREDENTIALS``, ``AZURE_STORAGE_ACCOUNT_NAME`` …), never from tilerun's
 options. A :class:`ObjectLocation` pickles as its URL, so each Dask worker opens its own client.
 
-obstore's errors carry the whole HTTP exchange: the S3 XML error body, a "Debug source" dump,
-and, when no credentials are configured, a refused request to the cloud's instance metadata
-service (``169.254.169.254``), which tells a user nothing about the missing credentials.
-:func:`store_problem` names the problem (no credentials, no such bucket, access denied, the
-server unreachable) and keeps the store's own error code, on one line.
+A failed request is said in a few words. obstore's errors carry the whole HTTP exchange: the
+S3 XML error body, a "Debug source" dump, and, when no credentials are configured, a refused
+request to the cloud's instance metadata service (``169.254.169.254``), which tells a user
+nothing about the missing credentials. :func:`store_problem` names the problem (no
+credentials, no such bucket, access denied, the server unreachable) and keeps the store's own
+error code, on one line.
 """
 
 from __future__ import annotations
