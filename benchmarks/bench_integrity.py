@@ -71,7 +71,7 @@ def run_once(scene: Path, model: torch.nn.Module, out: Path) -> float:
 def io_floor(scene: Path, size: int, work: Path) -> tuple[float, float]:
     """Seconds to read every chunk's input window, and to write every chunk's logits."""
     from tilerun.geometry import Window
-    from tilerun.sinks.layout import output_codec
+    from tilerun.sinks.layout.variables import output_codec
     from tilerun.sources import open_source
 
     source = open_source(scene)
@@ -97,10 +97,10 @@ def write_all(path: Path, size: int, logits: np.ndarray, codecs: tuple[Any, ...]
 def checks(scene: Path, size: int, store: Path, work: Path) -> dict[str, float]:
     """Seconds each check takes over the whole image."""
     from tilerun.sinks import integrity
-    from tilerun.sinks.job_record import input_digest
-    from tilerun.sinks.layout import output_codec
-    from tilerun.sinks.lock import RunLock
-    from tilerun.sinks.store import read_chunks_done
+    from tilerun.sinks.layout.job_record import input_digest
+    from tilerun.sinks.layout.store import read_chunks_done
+    from tilerun.sinks.layout.variables import output_codec
+    from tilerun.sinks.lease import RunLock
     from tilerun.sources import open_source
 
     chunks = (-(-size // CHUNK)) ** 2

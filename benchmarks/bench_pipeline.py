@@ -81,7 +81,7 @@ def io_floor(scene: Path, size: int, out: Path, threads: int) -> dict[str, float
     import zarr
     from rasterio.windows import Window
 
-    from tilerun.sinks.layout import output_codec
+    from tilerun.sinks.layout.variables import output_codec
 
     shutil.rmtree(out, ignore_errors=True)
     array = zarr.create_array(out, shape=(4, size, size), chunks=(4, CHUNK, CHUNK),

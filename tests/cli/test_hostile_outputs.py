@@ -21,9 +21,9 @@ from click.testing import CliRunner
 import tilerun
 from tilerun.cli import main
 from tilerun.sinks import completed_output
-from tilerun.sinks import zarr as zarr_sink
-from tilerun.sinks.lock import RunLock
-from tilerun.sinks.store import DONE
+from tilerun.sinks import local as local_sink
+from tilerun.sinks.layout.store import DONE
+from tilerun.sinks.lease import RunLock
 
 try:
     from tests.conftest import predict_cli, scene_and_package
@@ -66,7 +66,7 @@ def test_an_output_in_an_unwritable_folder_is_refused(files, tmp_path, monkeypat
     def denied(*args: object, **kwargs: object) -> str:
         raise PermissionError(errno.EACCES, "Permission denied")
 
-    monkeypatch.setattr(zarr_sink.tempfile, "mkdtemp", denied)
+    monkeypatch.setattr(local_sink.tempfile, "mkdtemp", denied)
     out = tmp_path / "out.zarr"
     _one_error_line(_predict(files, out), str(out), "Permission denied")
     assert list(tmp_path.iterdir()) == []
@@ -77,7 +77,7 @@ def test_a_full_disk_keeps_the_old_output_and_the_new_one_resumes(files, tmp_pat
     assert _predict(files, out).exit_code == 0
     before = xr.open_zarr(out).logits.values
     stamp = (out / "zarr.json").stat().st_mtime_ns
-    real_write = zarr_sink.ZarrSink.write
+    real_write = local_sink.ZarrSink.write
     calls = []
 
     def filling(self, window, outputs):
@@ -87,7 +87,7 @@ def test_a_full_disk_keeps_the_old_output_and_the_new_one_resumes(files, tmp_pat
         real_write(self, window, outputs)
 
     with monkeypatch.context() as patched:
-        patched.setattr(zarr_sink.ZarrSink, "write", filling)
+        patched.setattr(local_sink.ZarrSink, "write", filling)
         line = _one_error_line(_predict(files, out, "--overwrite"), str(out),
                                "No space left on device while writing", "--resume")
     assert "Traceback" not in line
@@ -143,7 +143,7 @@ def test_resume_on_a_complete_output_does_nothing_and_says_so(files, tmp_path):
 
 
 def test_a_failing_pyramid_step_releases_the_lock(files, tmp_path, monkeypatch):
-    from tilerun.sinks import ngff
+    from tilerun.sinks.pyramids import ngff
 
     def broken(*args: object, **kwargs: object) -> None:
         raise OSError(errno.EIO, "Input/output error")

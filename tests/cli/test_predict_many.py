@@ -19,7 +19,7 @@ from tilerun.cli import main
 from tilerun.models import build_unet, save_package
 from tilerun.sample import write_scene
 from tilerun.sinks.job_summary import JOB_FILE
-from tilerun.sinks.store import DONE
+from tilerun.sinks.layout.store import DONE
 
 ARGS = ["--tile", "32", "--chunk", "64", "--backend", "torch", "--tissue", "none"]
 

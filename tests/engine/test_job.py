@@ -145,7 +145,7 @@ def test_an_object_store_output_folder_holds_the_stores_and_the_record(tmp_path,
     assert [s.output for s in job.scenes] == [f"{url}/s0.zarr", f"{url}/s1.zarr"]
     assert job.exit_code == 0 and read_job(url) == job
     single = tilerun.predict(scenes / "s1.tif", small_unet, tmp_path / "single.zarr", **OPTIONS)
-    from tilerun.sinks.store import open_target
+    from tilerun.sinks.layout.store import open_target
 
     _same(xr.open_zarr(open_target(f"{url}/s1.zarr")).logits.values, single.logits.values)
     again = predict_many(sorted(scenes.glob("s[01].tif")), small_unet, url,

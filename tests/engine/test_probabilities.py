@@ -1,7 +1,8 @@
 """The ``probabilities`` output: uint8 softmax/sigmoid probabilities computed in the write task.
 
 Stored as ``round(p * 254)`` with 255 for nodata and CF ``scale_factor``/``_FillValue``, so
-xarray decodes them to floats within 1/508 of the exact probability (see tilerun.sinks.zarr).
+xarray decodes them to floats within 1/508 of the exact probability
+(see tilerun.sinks.layout.variables).
 """
 
 from __future__ import annotations

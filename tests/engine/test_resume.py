@@ -26,8 +26,8 @@ from tilerun.errors import OutputError
 from tilerun.geometry import make_grid
 from tilerun.models import build_unet, save_package
 from tilerun.sample import write_scene
-from tilerun.sinks.lock import RunLock
-from tilerun.sinks.store import DONE
+from tilerun.sinks.layout.store import DONE
+from tilerun.sinks.lease import RunLock
 
 ARGS = ["--tile", "64", "--chunk", "64", "--threads", "1", "--quiet", "--tissue", "none"]
 

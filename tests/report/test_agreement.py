@@ -10,7 +10,7 @@ import pytest
 
 from tilerun.errors import InputError
 from tilerun.report.compare import agreement_and_iou, pair_counts
-from tilerun.sinks.codes import LABEL_FILL
+from tilerun.sinks.layout.codes import LABEL_FILL
 
 
 def test_agreement_and_iou_formulas():

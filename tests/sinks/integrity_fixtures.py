@@ -21,8 +21,8 @@ import tilerun
 from tilerun.cli import main
 from tilerun.models import build_unet, save_package
 from tilerun.sample import write_scene
+from tilerun.sinks.layout.store import open_target
 from tilerun.sinks.objects import ObjectLocation, object_url
-from tilerun.sinks.store import open_target
 
 SIZE = 192  # 3 × 3 chunks of 64 px
 ARGS = ["--tile", "32", "--chunk", "64", "--threads", "1", "--quiet", "--tissue", "none",

@@ -36,9 +36,9 @@ import tilerun
 from tilerun.cli import main
 from tilerun.sinks import completed_output
 from tilerun.sinks.integrity import SUMS
-from tilerun.sinks.lock import LEASE_KEY, LOCK_NAME
+from tilerun.sinks.layout.store import DONE, read_chunks_done
+from tilerun.sinks.lease import LEASE_KEY, LOCK_NAME
 from tilerun.sinks.objects import object_url
-from tilerun.sinks.store import DONE, read_chunks_done
 
 
 def _interrupted(files, out: str, chunks: int = 4, scene: str = "scene") -> np.ndarray:
@@ -56,7 +56,7 @@ def _interrupted(files, out: str, chunks: int = 4, scene: str = "scene") -> np.n
 
 
 def _target(store: str) -> object:
-    from tilerun.sinks.store import open_target
+    from tilerun.sinks.layout.store import open_target
 
     return open_target(store) if object_url(store) else Path(store)
 

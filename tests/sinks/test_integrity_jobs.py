@@ -25,8 +25,8 @@ from integrity_fixtures import (  # noqa: F401  (fixtures)
 from rasterio.windows import Window
 
 from tilerun.cli import main
+from tilerun.sinks.layout.store import open_finished, output_store
 from tilerun.sinks.objects import object_url
-from tilerun.sinks.store import open_finished, output_store
 
 
 def test_resume_on_another_jobs_complete_output_is_refused_or_recomputed(files, place,
@@ -138,7 +138,7 @@ def test_a_kill_inside_the_local_switch_is_repaired_by_the_next_run(files, tmp_p
 
 def test_a_kill_inside_the_bucket_switch_is_finished_by_the_next_run(files, place,
                                                                     monkeypatch):
-    from tilerun.sinks import object_sink
+    from tilerun.sinks import object_store
 
     out = place("switch.zarr")
     if not object_url(out):
@@ -152,7 +152,7 @@ def test_a_kill_inside_the_bucket_switch_is_finished_by_the_next_run(files, plac
         raise KeyboardInterrupt
 
     with monkeypatch.context() as patched:
-        patched.setattr(object_sink, "switch", killed_midway)
+        patched.setattr(object_store, "switch", killed_midway)
         assert predict(files, out, "--overwrite").exit_code == 130
     assert output_store(out).completed() is None  # never a mix that says complete
     resumed = predict(files, out, "--resume")

@@ -21,7 +21,7 @@ import zarr
 from tilerun.errors import InputError, OptionError, OutputExistsError, TilerunWarning
 from tilerun.geometry import Window
 from tilerun.sinks import LABEL_FILL, OutputLayout, ZarrSink
-from tilerun.sinks.ngff import (
+from tilerun.sinks.pyramids.ngff import (
     level_count,
     mean_pool_2x2,
     write_label_pyramid,
@@ -320,7 +320,7 @@ def test_overwrite_errors_and_units(tmp_path: Path) -> None:
 
 
 def test_failure_mid_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tilerun.sinks import ngff
+    from tilerun.sinks.pyramids import ngff
 
     path = make_store(tmp_path / "s.zarr", 20, 30, 2, 16)
 

@@ -31,9 +31,9 @@ from tilerun.cli import main
 from tilerun.errors import OptionError, OutputError, OutputExistsError
 from tilerun.models import build_unet, save_package
 from tilerun.sample import write_scene, write_slide
-from tilerun.sinks.lock import LEASE_KEY, ObjectLock
+from tilerun.sinks.layout.store import open_target, output_store
+from tilerun.sinks.lease import LEASE_KEY, ObjectLock
 from tilerun.sinks.objects import ObjectLocation, object_url
-from tilerun.sinks.store import open_target, output_store
 
 OPTIONS = {"tile": 64, "chunk": 64, "backend": "torch", "tissue": "none", "threads": 1}
 ARGS = ["--tile", "64", "--chunk", "64", "--threads", "1", "--quiet", "--tissue", "none",
@@ -311,7 +311,7 @@ def test_exports_reports_and_comparisons_read_the_bucket(s3, job, tmp_path, monk
 
 def test_a_slide_in_the_bucket_gets_its_viewer_pyramid_before_the_flag(s3, tmp_path, small_unet,
                                                                        monkeypatch):
-    from tilerun.sinks import ngff
+    from tilerun.sinks.pyramids import ngff
 
     slide = tmp_path / "slide.tif"
     write_slide(slide, 512, tissue_fraction=0.5, seed=1)

@@ -3,8 +3,7 @@ writes, finalize; abort on failure) and never needs the Zarr sink."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -13,7 +12,7 @@ import xarray as xr
 
 import tilerun
 from tilerun.geometry import Window
-from tilerun.sinks import Sink
+from tilerun.sinks import PyramidRequest, Sink
 
 
 class MemorySink(Sink):
@@ -23,6 +22,7 @@ class MemorySink(Sink):
         self.calls: list[str] = []
         self.fail_on_write = fail_on_write
         self.logits: np.ndarray | None = None
+        self.pyramids: PyramidRequest | None = None
 
     def check(self) -> None:
         self.calls.append("check")
@@ -41,8 +41,9 @@ class MemorySink(Sink):
         self.logits[:, ys, xs] = outputs["logits"]
 
     def finalize(self, summary: dict[str, Any],
-                 extras: Callable[[Path], None] | None = None) -> None:
+                 pyramids: PyramidRequest | None = None) -> None:
         self.calls.append("finalize")
+        self.pyramids = pyramids
 
     def abort(self) -> None:
         self.calls.append("abort")
@@ -69,3 +70,13 @@ def test_a_failing_run_aborts_the_sink(tmp_path, image, small_unet):
     with pytest.raises(RuntimeError, match="sink failed"):
         tilerun.run(image, small_unet, tmp_path / "o.zarr", OPTIONS, sink=sink)
     assert sink.calls[-1] == "abort" and "finalize" not in sink.calls
+
+
+def test_the_sink_is_asked_for_pyramids_by_value_and_writes_them_itself(tmp_path, image,
+                                                                         small_unet):
+    sink = MemorySink()
+    options = tilerun.PredictOptions(tile=48, chunk=64, backend="torch", scheduler="sync",
+                                     pyramid="labels,probabilities")
+    tilerun.run(image, small_unet, tmp_path / "unused.zarr", options, sink=sink)
+    assert sink.pyramids == PyramidRequest(("labels", "probabilities"))  # no writer, no path
+    assert not (tmp_path / "unused.zarr").exists()

@@ -25,7 +25,7 @@ SHOWN = ("input", "model", "tile", "overlap_px", "blend", "chunk", "tiles_run", 
 @exits_cleanly
 def info_command(store: str, as_json: bool, verify: bool) -> None:
     """Say whether STORE (or its unfinished STORE.partial) is complete, and how far it got."""
-    from tilerun.sinks.store import output_store
+    from tilerun.sinks.layout.store import output_store
 
     output = output_store(store)
     path = output.located()

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +19,8 @@ from tilerun.engine.plan import ChunkPlan
 from tilerun.errors import OptionError, OutputWarning
 from tilerun.models import ModelHandle
 from tilerun.models.scaling import scaling_record
-from tilerun.sinks import OutputLayout, Sink
-from tilerun.sinks.job_record import fingerprint, model_digest, plain
+from tilerun.sinks import OutputLayout, PyramidRequest, Sink
+from tilerun.sinks.layout.job_record import fingerprint, model_digest, plain
 
 DEFAULT_TILE = 256
 DEFAULT_OVERLAP = 0.25
@@ -84,7 +83,7 @@ def run_attributes(
     input_digest: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """What the output records about how it was made (the ``tilerun`` root attribute),
-    with the job it did and the job's fingerprint (see :mod:`tilerun.sinks.job_record`)."""
+    with the job it did and the job's fingerprint (see :mod:`tilerun.sinks.layout.job_record`)."""
     grid, spec = plan.grid, model.spec
     attrs: dict[str, Any] = {
         "version": __version__,
@@ -166,24 +165,14 @@ def no_pyramids(options: PredictOptions, sink: Sink) -> str | None:
     return None
 
 
-def pyramid_writer(options: PredictOptions, job: Job) -> Callable[[str | Path], None] | None:
-    """The OME-NGFF pyramids to add before publishing (``auto``: labels, for slides)."""
+def pyramid_request(options: PredictOptions, job: Job) -> PyramidRequest | None:
+    """The OME-NGFF pyramids the sink is to add before publishing (``auto``: labels, for
+    slides), placed by the source's pixel size; the sink writes them into its own store."""
     kinds = pyramid_kinds(options, job.source, job.sink)
     if not kinds:
         return None
-    from tilerun.sinks.ngff import write_label_pyramid, write_probability_pyramid
-
     size = job.source.pixel_size()
     pixel_size, unit = ((size[0], size[0]), size[1]) if size else (None, None)
-
     # The pyramid's group is called ``probabilities`` unless that is the name of a variable.
     name = "probabilities_pyramid" if job.probabilities is not None else "probabilities"
-
-    def write(store: str | Path) -> None:  # the run finishing the store flags it complete after
-        if "labels" in kinds:
-            write_label_pyramid(store, pixel_size=pixel_size, unit=unit, require_complete=False)
-        if "probabilities" in kinds:
-            write_probability_pyramid(store, name=name, pixel_size=pixel_size, unit=unit,
-                                      require_complete=False)
-
-    return write
+    return PyramidRequest(kinds, pixel_size=pixel_size, unit=unit, probabilities_name=name)

@@ -32,9 +32,9 @@ from tilerun.engine.workers import fit_workers
 from tilerun.models import ModelHandle
 from tilerun.models.scaling import scaling_record
 from tilerun.sinks import Sink
-from tilerun.sinks.store import OutputStore, output_store
+from tilerun.sinks.layout.store import OutputStore, output_store
 
-#: The type each output variable is stored as (see :mod:`tilerun.sinks.layout`): logits in
+#: The type each output variable is stored as (see :mod:`tilerun.sinks.layout.variables`): logits in
 #: the ``dtype`` option, labels and probabilities in uint8.
 STORED_DTYPES = {"labels": "uint8", "probabilities": "uint8"}
 

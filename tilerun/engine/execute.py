@@ -27,7 +27,7 @@ from torch import nn
 from tilerun.engine.cluster import client_for, run_on_cluster
 from tilerun.engine.decisions import (
     output_layout,
-    pyramid_writer,
+    pyramid_request,
     run_attributes,
 )
 from tilerun.engine.feeder import DeviceFeeder
@@ -44,9 +44,9 @@ from tilerun.models import ModelHandle
 from tilerun.phases import PhaseCallback, clock, phase
 from tilerun.report.collect import finish_report
 from tilerun.sinks import Sink, completed_output
-from tilerun.sinks.job_record import differences, input_digest, same_job, start_input_digest
-from tilerun.sinks.store import open_target
-from tilerun.sinks.store_problems import store_problem
+from tilerun.sinks.layout.job_record import differences, input_digest, same_job, start_input_digest
+from tilerun.sinks.layout.store import open_target
+from tilerun.sinks.objects import store_problem
 
 
 @dataclass(frozen=True)
@@ -239,7 +239,7 @@ def _run(
     summary = _summary(out, job, results, len(done), seconds, shared)
     with phase("finishing"):
         summary = replace(summary, report=finish_report(job.stats, results, summary))
-        pyramids = pyramid_writer(options, job)
+        pyramids = pyramid_request(options, job)
         record = {k: v for k, v in asdict(summary).items() if k not in UNRECORDED}
         with _output_failures(out):
             job.sink.finalize(record, pyramids)

@@ -33,7 +33,7 @@ class PredictOptions:
     ``overlap`` is a fraction of the tile (float) or pixels (int). ``chunk`` is the output Zarr
     chunk edge in pixels and the unit of work. ``output`` names the variables to write, any of
     ``logits`` (stored as ``dtype``), ``labels`` and ``probabilities`` (uint8 softmax/sigmoid
-    probabilities; see :mod:`tilerun.sinks.zarr`). ``scheduler``: ``threads`` (Dask's threaded
+    probabilities; see :mod:`tilerun.sinks.layout`). ``scheduler``: ``threads`` (Dask's threaded
     scheduler, the default), ``sync`` (one thread, for debugging), ``processes`` (a local
     ``distributed.LocalCluster`` of ``workers`` processes) or the address of a Dask scheduler
     (``tcp://host:8786``). ``threads`` is the thread count (default: the machine's cores + 2,

@@ -32,7 +32,7 @@ from tilerun.errors import InputError, OptionError, OutputError, first_line
 from tilerun.exports.reader import EXPORTABLE, FinishedOutput
 from tilerun.exports.target import ExportTarget, remove_with_sidecars
 from tilerun.geometry import Window
-from tilerun.sinks.codes import LABEL_FILL, PROBABILITY_FILL, PROBABILITY_SCALE
+from tilerun.sinks.layout.codes import LABEL_FILL, PROBABILITY_FILL, PROBABILITY_SCALE
 from tilerun.sources.guards import quiet_readers
 
 #: overview resampling per variable (GDAL names)

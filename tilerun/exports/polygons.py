@@ -37,7 +37,7 @@ from affine import Affine
 
 from tilerun.exports.reader import FinishedOutput
 from tilerun.geometry import Window
-from tilerun.sinks.codes import LABEL_FILL
+from tilerun.sinks.layout.codes import LABEL_FILL
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from affine import Affine
 from tilerun.classes.colours import hex_colour, palette_colour
 from tilerun.errors import InputError
 from tilerun.geometry import Window
-from tilerun.sinks import store as output_stores
+from tilerun.sinks.layout import store as output_stores
 from tilerun.sinks.objects import object_url
 
 IDENTITY = Affine.identity()
@@ -90,7 +90,7 @@ class FinishedOutput:
         return np.asarray(array[rows, cols])
 
     def labels(self, window: Window) -> np.ndarray:
-        """uint8 labels in ``window``, :data:`~tilerun.sinks.codes.LABEL_FILL` where nodata:
+        """uint8 labels in ``window``, :data:`~tilerun.sinks.layout.codes.LABEL_FILL` where nodata:
         the ``labels`` variable, else the argmax of the logits (``logit > 0`` for one class),
         else of the probability codes (``p > 0.5`` for one class), as the run labelled."""
         return output_stores.read_labels(self.group, *window.slices())

@@ -25,8 +25,8 @@ from tilerun.classes.names import label_names, label_values
 from tilerun.errors import InputError
 from tilerun.report.record import finite
 from tilerun.report.stored import open_output
-from tilerun.sinks.codes import LABEL_FILL
-from tilerun.sinks.store import class_names, read_labels, run_record
+from tilerun.sinks.layout.codes import LABEL_FILL
+from tilerun.sinks.layout.store import class_names, read_labels, run_record
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,8 @@ class _Output:
         return self.group[name] if name in set(self.group.array_keys()) else None
 
     def labels(self, ys: slice, xs: slice) -> np.ndarray:
-        """Labels of a block, 255 where nodata (see :func:`tilerun.sinks.store.read_labels`)."""
+        """Labels of a block, 255 where nodata (see
+        :func:`tilerun.sinks.layout.store.read_labels`)."""
         return read_labels(self.group, ys, xs)
 
 
@@ -154,7 +155,8 @@ def _georef(output: _Output) -> tuple[Any, Any] | None:
 
 
 def _class_names(output: _Output, n: int) -> tuple[str, ...]:
-    """The names of label values ``0 … n-1`` (see :func:`tilerun.sinks.store.class_names`)."""
+    """The names of label values ``0 … n-1`` (see
+    :func:`tilerun.sinks.layout.store.class_names`)."""
     return label_names(class_names(output.group, run_record(output.group)), n)
 
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from tilerun.report.outputs import sigmoid_entropy, softmax_entropy
 from tilerun.report.quicklook import decimation_step
-from tilerun.sinks.codes import PROBABILITY_FILL, PROBABILITY_SCALE
+from tilerun.sinks.layout.codes import PROBABILITY_FILL, PROBABILITY_SCALE
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ from tilerun.classes.labels import labels_from_logits
 from tilerun.classes.names import label_values
 from tilerun.classes.probabilities import check_activation
 from tilerun.report.lattice import STRIDE, lattice
-from tilerun.sinks.codes import LABEL_FILL
+from tilerun.sinks.layout.codes import LABEL_FILL
 
 ENTROPY_BINS = 20
 #: softmax: ``max_c p_c`` below this is of low confidence

@@ -3,7 +3,7 @@
 The store is read with a stride (every ``step``-th row and column, ``step`` chosen so the long
 edge fits ``max_size``), chunk by chunk through Zarr, so a store of any size is never loaded
 whole. Labels are read as exports and comparisons read them
-(:func:`tilerun.sinks.store.read_labels`: ``labels``, else the argmax of ``logits``, else of
+(:func:`tilerun.sinks.layout.store.read_labels`: ``labels``, else the argmax of ``logits``, else of
 ``probabilities``). Nodata (255, NaN logits) is transparent black. Unlike exports, a quicklook
 reads any store with those variables, finished or not (a glance at a run in progress).
 
@@ -30,9 +30,9 @@ from tilerun.classes.colours import PALETTE, Colour, hex_colour, palette_colour,
 from tilerun.classes.names import label_names
 from tilerun.errors import InputError, OptionError, OutputError, OutputExistsError, TilerunError
 from tilerun.report.png import encode_png
-from tilerun.sinks.codes import LABEL_FILL
+from tilerun.sinks.layout.codes import LABEL_FILL
+from tilerun.sinks.layout.store import class_names, open_target, read_labels, run_record
 from tilerun.sinks.objects import object_url
-from tilerun.sinks.store import class_names, open_target, read_labels, run_record
 from tilerun.writing import unwritable, write_problem
 
 
@@ -127,7 +127,7 @@ def _read_labels(
     group: Any, store: Path, max_size: int
 ) -> tuple[np.ndarray, np.ndarray, str, int]:
     """Strided labels as every reader of outputs reads them
-    (:func:`tilerun.sinks.store.read_labels`), their nodata mask, the variable they come from
+    (:func:`tilerun.sinks.layout.store.read_labels`), their nodata mask, the variable they come from
     and the step."""
     arrays = set(group.array_keys())
     variable = next((v for v in ("labels", "logits", "probabilities") if v in arrays), None)

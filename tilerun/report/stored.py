@@ -10,12 +10,12 @@ from typing import Any
 
 from tilerun.errors import InputError
 from tilerun.report.record import REPORT_KEY, RunReport
-from tilerun.sinks.store import RECORD, open_finished, run_record
+from tilerun.sinks.layout.store import RECORD, open_finished, run_record
 
 
 def open_output(path: str | Path) -> Any:
     """A finished output's Zarr group, opened read-only, local or in object storage (see
-    :func:`tilerun.sinks.store.open_finished`)."""
+    :func:`tilerun.sinks.layout.store.open_finished`)."""
     return open_finished(path)[0]
 
 

@@ -10,13 +10,13 @@ The engine never names a concrete sink: ``tilerun.run(..., sink=...)`` takes any
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from tilerun.geometry import Window
+from tilerun.sinks.pyramids.request import PyramidRequest
 
 
 class Sink(ABC):
@@ -28,7 +28,7 @@ class Sink(ABC):
 
     #: where the output goes, for messages
     name: str = "output"
-    #: whether :meth:`finalize` can add viewer pyramids (``extras``) to the output
+    #: whether :meth:`finalize` can add viewer pyramids (``pyramids``) to the output
     takes_pyramids: bool = True
 
     def check(self) -> None:  # noqa: B027  (optional: a sink with nothing to check)
@@ -53,18 +53,18 @@ class Sink(ABC):
           :data:`~tilerun.sinks.layout.LABEL_FILL` where nodata;
         * ``probabilities``: uint8 ``(classes, h, w)`` codes ``round(p * PROBABILITY_SCALE)``
           of the class probabilities ``p`` (softmax or sigmoid, see
-          :mod:`tilerun.sinks.zarr`), :data:`~tilerun.sinks.layout.PROBABILITY_FILL` where
-          nodata.
+          :mod:`tilerun.sinks.layout.variables`),
+          :data:`~tilerun.sinks.layout.PROBABILITY_FILL` where nodata.
         """
 
     @abstractmethod
-    def finalize(
-        self, summary: dict[str, Any], extras: Callable[[str | Path], None] | None = None
-    ) -> None:
+    def finalize(self, summary: dict[str, Any], pyramids: PyramidRequest | None = None) -> None:
         """Mark the output complete (and only then make it visible as complete).
 
-        ``extras(where)`` may add derived data (e.g. viewer pyramids) before publication;
-        ``where`` is the store's folder or object-store URL.
+        ``pyramids``, when given, names the viewer pyramids to add to the output before it is
+        published; the sink writes them into its own store (the Zarr sinks with
+        :func:`~tilerun.sinks.pyramids.ngff.write_pyramids`). A sink that takes none says so
+        with :attr:`takes_pyramids`, and is then never asked.
         """
 
     def keep_carry(  # noqa: B027  (optional: a sink that keeps nothing makes resume recompute)

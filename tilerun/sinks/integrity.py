@@ -14,10 +14,11 @@ CRC-32C per variable of the chunk's data as stored), *before* its ``chunks_done`
 * ``tilerun info --verify`` reads a store's every chunk and names the bad ones.
 
 Zarr v3 stores also carry Zarr's own ``crc32c`` codec on every variable (see
-:func:`~tilerun.sinks.layout.output_codecs`): every Zarr v3 reader then checks the stored bytes
-before decompressing them, so a damaged chunk is an error, never garbage (or a crash in the
-decompressor). The CRC is computed over the data as decoded, so the same check holds for Zarr v2
-(whose GDAL readers know no checksum codec), for local folders and object stores alike.
+:func:`~tilerun.sinks.layout.variables.output_codecs`): every Zarr v3 reader then checks the
+stored bytes before decompressing them, so a damaged chunk is an error, never garbage (or a
+crash in the decompressor). The CRC is computed over the data as decoded, so the same check
+holds for Zarr v2 (whose GDAL readers know no checksum codec), for local folders and object
+stores alike.
 """
 
 from __future__ import annotations

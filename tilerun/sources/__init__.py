@@ -15,9 +15,10 @@ import dask.array as da
 import numpy as np
 
 from tilerun.errors import InputError
+from tilerun.geometry import GeoRef
 from tilerun.sources.array import ArraySource
 from tilerun.sources.bands import BandSpec
-from tilerun.sources.base import GeoRef, ScaleOffset, Source
+from tilerun.sources.base import ScaleOffset, Source
 from tilerun.sources.geotiff import GeoTIFFSource
 from tilerun.sources.guards import quiet_readers
 from tilerun.sources.remote import remote_url

@@ -14,10 +14,10 @@ import dask.array as da
 import numpy as np
 
 from tilerun.errors import InputError
-from tilerun.geometry import Window
+from tilerun.geometry import GeoRef, Window
 from tilerun.sources.bandnames import band_labels
 from tilerun.sources.bands import BandSpec, bands_for_model, select_bands
-from tilerun.sources.base import GeoRef, ScaleOffset, Source
+from tilerun.sources.base import ScaleOffset, Source
 
 
 class ArraySource(Source):

@@ -26,10 +26,10 @@ from rasterio.transform import from_gcps
 from rasterio.windows import Window as RioWindow
 
 from tilerun.errors import InputError, TilerunWarning, UnsupportedDtypeError, ignoring
-from tilerun.geometry import Window
+from tilerun.geometry import GeoRef, Window
 from tilerun.sources.bandnames import band_labels
 from tilerun.sources.bands import BandSpec, bands_for_model, select_bands
-from tilerun.sources.base import GeoRef, ScaleOffset, Source
+from tilerun.sources.base import ScaleOffset, Source
 from tilerun.sources.guards import (
     check_tiff_complete,
     check_vrt_sources,

@@ -24,9 +24,9 @@ from typing import Any
 from urllib.parse import urljoin
 
 from tilerun.errors import BandError, InputError
+from tilerun.geometry import GeoRef
 from tilerun.sources.bandnames import band_labels, canonical, describe_offer, resolve_names
 from tilerun.sources.bands import BandSpec
-from tilerun.sources.base import GeoRef
 from tilerun.sources.remote import remote_url
 from tilerun.sources.stack import BandFile, StackSource
 

@@ -30,10 +30,10 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window as RioWindow
 
 from tilerun.errors import BandError, InputError, OptionError
-from tilerun.geometry import Window
+from tilerun.geometry import GeoRef, Window
 from tilerun.sources.bandnames import band_labels
 from tilerun.sources.bands import BandSpec, bands_for_model, select_bands
-from tilerun.sources.base import GeoRef, ScaleOffset, Source
+from tilerun.sources.base import ScaleOffset, Source
 from tilerun.sources.geotiff import GeoTIFFSource
 
 #: Resampling methods for bands not on the stack's grid (GDAL's names).

@@ -1,28 +1,7 @@
-"""Chunked Zarr v3 output with CF/xarray georeferencing, written atomically.
+"""The local back end of the Zarr sink: a folder, staged and renamed into place atomically.
 
-Layout (``xarray.open_zarr(path, decode_coords="all")`` + rioxarray give back CRS and affine):
-
-* ``logits(class, y, x)`` float32 or float16, chunks ``(classes, Z, Z)``, NaN where the input
-  was nodata;
-* ``labels(y, x)`` uint8 argmax (optional), :data:`LABEL_FILL` where nodata: the Zarr fill value
-  and a ``nodata`` attribute (rioxarray), not a CF ``_FillValue``, so xarray keeps it uint8;
-* ``probabilities(class, y, x)`` uint8 (optional), chunks ``(classes, Z, Z)``: class
-  probabilities ``p`` in [0, 1], stored as ``round(p * 254)`` with 255 (:data:`PROBABILITY_FILL`)
-  where nodata, and the CF attributes ``scale_factor = 1/254``, ``add_offset = 0``,
-  ``_FillValue = 255``, so that ``xarray.open_zarr`` decodes them to float probabilities with
-  NaN where nodata (``mask_and_scale=False`` gives the raw codes). Why 254 and not 255: 255 is
-  the nodata code, so data has the codes 0 … 254, which span [0, 1] in 254 equal steps (0 and
-  1 both exact); with scale 1/254 a decoded value is within half a step, 1/508 (≈ 0.002), of
-  the probability computed from the float32 logits (plus float rounding, < 1e-6). A quarter
-  of the size of float32 logits, half that of float16 ones.
-  ``p`` is the softmax over classes of the blended float32 logits when the model's spec
-  says ``activation: softmax`` (the default; the ``probabilities`` of a pixel then sum to 1
-  within ``classes / 508``), and a sigmoid per class for ``activation: sigmoid`` (multi-label:
-  no sum constraint) or for a one-class model (``P(class) = sigmoid(logit)``, as the labels'
-  ``logit > 0`` and the NGFF probability pyramid's class channel). A model whose spec says
-  ``activation: none`` has no probabilities; asking for them is an error before any work;
-* ``spatial_ref``: scalar with ``crs_wkt`` and ``GeoTransform`` (written by rioxarray), named by
-  every raster variable's ``grid_mapping``; ``x``/``y`` pixel-centre coordinates.
+The variables are :mod:`tilerun.sinks.layout.variables`'s, the bookkeeping beside them
+:mod:`tilerun.sinks.layout.store`'s; this back end keeps them in a local folder.
 
 Nothing partial ever sits at the requested path: the run writes into ``<out>.partial`` and
 renames it to ``<out>`` when every chunk is written. ``chunks_done`` records each chunk after
@@ -40,7 +19,6 @@ import os
 import shutil
 import tempfile
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,36 +26,22 @@ import numpy as np
 import zarr
 
 from tilerun.errors import OutputError, OutputExistsError, OutputWarning, ignoring
-from tilerun.sinks.job_record import differences, same_job
-from tilerun.sinks.lock import LOCK_NAME, RunLock
-from tilerun.sinks.objects import object_url
-from tilerun.sinks.store import (
+from tilerun.geometry import GeoRef
+from tilerun.sinks.layout.job_record import differences, same_job
+from tilerun.sinks.layout.store import (
     CARRY,
     RECORD,
     OutputStore,
     is_zarr_store,
-    output_store,
     run_record,
 )
-from tilerun.sinks.zarr_writer import ZarrStoreSink, carry_name
-from tilerun.sources import GeoRef
+from tilerun.sinks.lease import LOCK_NAME, RunLock
+from tilerun.sinks.pyramids.request import PyramidRequest
+from tilerun.sinks.pyramids.stores import LocalStore
+from tilerun.sinks.zarr_sink import ZarrStoreSink, carry_name
 
 #: where a publication moves the output it replaces, until the new one is in place
 REPLACED_SUFFIX = ".replaced"
-
-
-def completed_output(path: str | Path) -> dict[str, Any] | None:
-    """The record of a complete output (local or object storage), else None: see
-    :meth:`OutputStore.completed`. A replacement a kill cut short is finished (or undone)
-    first."""
-    url = object_url(path)
-    if url is None:
-        recover_swap(Path(path))
-    else:
-        from tilerun.sinks.object_swap import recover
-
-        recover(url)
-    return output_store(path).completed()
 
 
 def check_output_path(path: Path, overwrite: bool) -> None:
@@ -191,11 +155,11 @@ class ZarrSink(ZarrStoreSink):
         except (OSError, ValueError, EOFError):  # absent, or cut short by a kill
             return None
 
-    def finalize(
-        self, summary: dict[str, Any], extras: Callable[[str | Path], None] | None = None
-    ) -> None:
-        """Add ``extras`` (e.g. viewer pyramids) to the staging store, mark it complete,
-        publish.
+    def pyramid_store(self) -> LocalStore:
+        return LocalStore(self.staging)
+
+    def finalize(self, summary: dict[str, Any], pyramids: PyramidRequest | None = None) -> None:
+        """Add the requested viewer pyramids to the staging store, mark it complete, publish.
 
         The lock is held until the store is published (a second run must not take the
         staging folder over between the two), and given up whatever happens: a failed pyramid
@@ -206,8 +170,7 @@ class ZarrSink(ZarrStoreSink):
             self.check_publishable()
             shutil.rmtree(self.staging / CARRY, ignore_errors=True)  # only resume needed them
             self.update_record(summary)
-            if extras is not None:
-                extras(self.staging)
+            self.add_pyramids(pyramids)
             self.update_record({"complete": True})
             # Consolidated metadata is a Zarr v3 extension; xarray opens faster with it.
             with ignoring("Consolidated metadata", f"Object at {LOCK_NAME} is not"):

@@ -1,5 +1,5 @@
 """OME-NGFF metadata for tilerun's pyramids: multiscales, image-label colours and properties,
-units and class names (see :mod:`tilerun.sinks.ngff`, which writes the arrays)."""
+units and class names (see :mod:`tilerun.sinks.pyramids.ngff`, which writes the arrays)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import numpy as np
 from tilerun.classes.colours import Colour, palette_colour, rgba_colour
 from tilerun.classes.names import label_names
 from tilerun.errors import OptionError, OutputWarning
-from tilerun.sinks.store import run_record
+from tilerun.sinks.layout.store import run_record
 
 NGFF_VERSION = "0.5"
 
@@ -115,7 +115,7 @@ def ngff_multiscale(
             for k, (scale, translation) in enumerate(zip(scales, translations, strict=True))
         ],
         "type": method,
-        "metadata": {"method": f"tilerun.sinks.ngff ({method})", "description": description},
+        "metadata": {"method": f"tilerun.sinks.pyramids ({method})", "description": description},
     }
 
 

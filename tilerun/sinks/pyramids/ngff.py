@@ -59,7 +59,7 @@ import numpy as np
 from tilerun.classes.colours import Colour, hex_colour, palette_colour
 from tilerun.classes.probabilities import probabilities, two_class
 from tilerun.errors import OptionError
-from tilerun.sinks.ngff_metadata import (
+from tilerun.sinks.pyramids.metadata import (
     NGFF_VERSION,
     channel_names,
     ngff_axes,
@@ -68,10 +68,10 @@ from tilerun.sinks.ngff_metadata import (
     ngff_transforms,
     nodata_value,
 )
-from tilerun.sinks.ngff_store import Pyramid, Store, open_store
+from tilerun.sinks.pyramids.request import PyramidRequest
+from tilerun.sinks.pyramids.stores import Pyramid, Store, open_store
 
 PROBABILITY_DTYPES = ("float32", "float16")
-
 
 
 def level_count(height: int, width: int, min_size: int = 256) -> int:
@@ -94,8 +94,29 @@ def level_shapes(height: int, width: int, levels: int) -> list[tuple[int, int]]:
     return shapes
 
 
+def write_pyramids(store: Store, request: PyramidRequest) -> list[Pyramid]:
+    """Add the pyramids of ``request`` to ``store``: what a sink calls on its own store while
+    it finishes it (before its ``complete`` flag, so the store is not required complete)."""
+    written = []
+    if "labels" in request.kinds:
+        written.append(write_label_pyramid(store, pixel_size=request.pixel_size,
+                                           unit=request.unit))
+    if "probabilities" in request.kinds:
+        written.append(write_probability_pyramid(store, name=request.probabilities_name,
+                                                 pixel_size=request.pixel_size,
+                                                 unit=request.unit))
+    return written
+
+
+def _store(store_path: str | Path | Store, require_complete: bool) -> Store:
+    """The store a sink handed over, or the one at a path or URL."""
+    if isinstance(store_path, Store):
+        return store_path
+    return open_store(store_path, require_complete)
+
+
 def write_label_pyramid(
-    store_path: str | Path,
+    store_path: str | Path | Store,
     *,
     levels: int | None = None,
     source_variable: str = "labels",
@@ -121,10 +142,11 @@ def write_label_pyramid(
     as ``properties`` (from the labels' CF ``flag_meanings``) and ``source`` (``{"image":
     source_image}``, a path relative to the label group) when given.
 
-    ``store_path`` is a folder or an object-store URL; ``require_complete=False`` is for the
-    run that finishes the store (it flags it complete after its pyramids).
+    ``store_path`` is a folder or an object-store URL (the store must be finished, unless
+    ``require_complete=False``), or a :class:`~tilerun.sinks.pyramids.stores.Store` a sink
+    hands over while it finishes its store (it flags it complete after its pyramids).
     """
-    store = open_store(store_path, require_complete)
+    store = _store(store_path, require_complete)
     source = store.source_array(source_variable, ndim=2)
     height, width = (int(n) for n in source.shape)
     n_levels = _levels(levels, height, width, min_size)
@@ -159,7 +181,7 @@ def write_label_pyramid(
 
 
 def write_probability_pyramid(
-    store_path: str | Path,
+    store_path: str | Path | Store,
     *,
     levels: int | None = None,
     source_variable: str = "logits",
@@ -181,7 +203,7 @@ def write_probability_pyramid(
     """
     if dtype not in PROBABILITY_DTYPES:
         raise OptionError("dtype", f"choose from {PROBABILITY_DTYPES}, got {dtype!r}")
-    store = open_store(store_path, require_complete)
+    store = _store(store_path, require_complete)
     source = store.source_array(source_variable, ndim=3)
     classes, height, width = (int(n) for n in source.shape)
     channels = 2 if classes == 1 else classes

@@ -1,8 +1,32 @@
 """The output's variables: what each holds, its type, chunks, codec, fill and attributes.
 
-See :mod:`tilerun.sinks.zarr` for the meaning of each variable; :class:`OutputLayout` is the
-shape of a run's output, :func:`skeleton` the lazy xarray dataset the Zarr sink writes the
-metadata and coordinates from, and :func:`encoding` the per-variable Zarr encoding.
+Variables (``xarray.open_zarr(path, decode_coords="all")`` + rioxarray give back CRS and affine):
+
+* ``logits(class, y, x)`` float32 or float16, chunks ``(classes, Z, Z)``, NaN where the input
+  was nodata;
+* ``labels(y, x)`` uint8 argmax (optional), :data:`LABEL_FILL` where nodata: the Zarr fill value
+  and a ``nodata`` attribute (rioxarray), not a CF ``_FillValue``, so xarray keeps it uint8;
+* ``probabilities(class, y, x)`` uint8 (optional), chunks ``(classes, Z, Z)``: class
+  probabilities ``p`` in [0, 1], stored as ``round(p * 254)`` with 255 (:data:`PROBABILITY_FILL`)
+  where nodata, and the CF attributes ``scale_factor = 1/254``, ``add_offset = 0``,
+  ``_FillValue = 255``, so that ``xarray.open_zarr`` decodes them to float probabilities with
+  NaN where nodata (``mask_and_scale=False`` gives the raw codes). Why 254 and not 255: 255 is
+  the nodata code, so data has the codes 0 … 254, which span [0, 1] in 254 equal steps (0 and
+  1 both exact); with scale 1/254 a decoded value is within half a step, 1/508 (≈ 0.002), of
+  the probability computed from the float32 logits (plus float rounding, < 1e-6). A quarter
+  of the size of float32 logits, half that of float16 ones.
+  ``p`` is the softmax over classes of the blended float32 logits when the model's spec
+  says ``activation: softmax`` (the default; the ``probabilities`` of a pixel then sum to 1
+  within ``classes / 508``), and a sigmoid per class for ``activation: sigmoid`` (multi-label:
+  no sum constraint) or for a one-class model (``P(class) = sigmoid(logit)``, as the labels'
+  ``logit > 0`` and the NGFF probability pyramid's class channel). A model whose spec says
+  ``activation: none`` has no probabilities; asking for them is an error before any work;
+* ``spatial_ref``: scalar with ``crs_wkt`` and ``GeoTransform`` (written by rioxarray), named by
+  every raster variable's ``grid_mapping``; ``x``/``y`` pixel-centre coordinates.
+
+:class:`OutputLayout` is the shape of a run's output, :func:`skeleton` the lazy xarray
+dataset the Zarr sink writes the metadata and coordinates from, and :func:`encoding` the
+per-variable Zarr encoding.
 """
 
 from __future__ import annotations
@@ -16,8 +40,8 @@ import xarray as xr
 
 from tilerun.classes.probabilities import activation_for
 from tilerun.errors import OutputError
-from tilerun.sinks.codes import LABEL_FILL, PROBABILITY_FILL, PROBABILITY_SCALE
-from tilerun.sources import GeoRef
+from tilerun.geometry import GeoRef
+from tilerun.sinks.layout.codes import LABEL_FILL, PROBABILITY_FILL, PROBABILITY_SCALE
 
 OUTPUT_VARIABLES = ("logits", "labels", "probabilities")
 LOGIT_DTYPES = ("float32", "float16")

@@ -1,10 +1,11 @@
-"""What every Zarr sink shares, wherever the store lives: the layout, the chunk writes and
-their completion records (see :mod:`tilerun.sinks.store` for the layout).
+"""What both Zarr back ends share, wherever the store lives: the layout, the chunk writes,
+their checksums and completion records, the lock checks and the viewer pyramids (see
+:mod:`tilerun.sinks.layout` for the layout).
 
-:class:`~tilerun.sinks.zarr.ZarrSink` (a local folder, staged then renamed) and
-:class:`~tilerun.sinks.object_sink.ObjectStoreSink` (object storage, written in place) differ
-only in where Zarr writes (:meth:`ZarrStoreSink.target`), how they lock, keep resume carries
-and publish.
+:class:`~tilerun.sinks.local.ZarrSink` (a local folder, staged then renamed) and
+:class:`~tilerun.sinks.object_store.ObjectStoreSink` (object storage, written in place) differ
+only in where Zarr writes (:meth:`ZarrStoreSink.target`), how they lock, keep resume carries,
+hand their store to the pyramid writers (:meth:`ZarrStoreSink.pyramid_store`) and publish.
 """
 
 from __future__ import annotations
@@ -18,13 +19,15 @@ import numpy as np
 import zarr
 
 from tilerun.errors import OutputError, OutputWarning, ignoring
-from tilerun.geometry import Window
+from tilerun.geometry import GeoRef, Window
 from tilerun.sinks import integrity
 from tilerun.sinks.base import Sink
-from tilerun.sinks.layout import OutputLayout, encoding, skeleton
-from tilerun.sinks.lock import LOCK_NAME, Lease
-from tilerun.sinks.store import DONE, RECORD, RECORDS, read_chunks_done
-from tilerun.sources import GeoRef
+from tilerun.sinks.layout.store import DONE, RECORD, RECORDS, read_chunks_done
+from tilerun.sinks.layout.variables import OutputLayout, encoding, skeleton
+from tilerun.sinks.lease import LOCK_NAME, Lease
+from tilerun.sinks.pyramids.ngff import write_pyramids
+from tilerun.sinks.pyramids.request import PyramidRequest
+from tilerun.sinks.pyramids.stores import Store
 
 
 class ZarrStoreSink(Sink):
@@ -65,6 +68,19 @@ class ZarrStoreSink(Sink):
     @abstractmethod
     def lease(self) -> Lease:
         """A handle on the store's lock (not taken): to check who holds it."""
+
+    @abstractmethod
+    def pyramid_store(self) -> Store:
+        """The store being written, as the NGFF pyramid writers take it (a folder or an
+        object-store prefix): the sink owns its store, so it picks the kind."""
+
+    def add_pyramids(self, pyramids: PyramidRequest | None) -> bool:
+        """Write the requested viewer pyramids into the unfinished store (before its
+        ``complete`` flag); whether any were asked for."""
+        if pyramids is None or not pyramids.kinds:
+            return False
+        write_pyramids(self.pyramid_store(), pyramids)
+        return True
 
     def took(self, lock: Lease) -> None:
         """Record the lock this run took: its token marks every chunk it writes."""

@@ -5,14 +5,14 @@ An output ``OUT.zarr`` is a Zarr v3 group. While a run writes it, it lives at
 so nothing partial ever sits at the requested path. Inside:
 
 * the root attribute :data:`RECORD` (``tilerun``): the run's options, model, its ``job`` (what
-  ``--resume`` compares, see :mod:`tilerun.sinks.job_record`) and fingerprint and, once
+  ``--resume`` compares, see :mod:`tilerun.sinks.layout.job_record`) and fingerprint and, once
   finished, its summary and ``complete: true``;
 * ``tilerun/chunks_done`` (:data:`DONE`): one uint8 per output chunk, 1 once written;
 * ``tilerun/chunk_sums``: per chunk, its writer's id and a CRC-32C of each variable's data,
   written before its ``chunks_done`` mark (see :mod:`tilerun.sinks.integrity`);
 * ``tilerun.carry/`` (:data:`CARRY`, outside the Zarr hierarchy): partial sums finished chunks
   send to unfinished ones, for ``--resume``; removed on completion;
-* ``tilerun.lock`` (:data:`~tilerun.sinks.lock.LOCK_NAME`): the single writer's lock.
+* ``tilerun.lock`` (:data:`~tilerun.sinks.lease.LOCK_NAME`): the single writer's lock.
 
 An output in object storage (``s3://bucket/scene.zarr``, see :mod:`tilerun.sinks.objects`)
 has the same layout written in place, as there is no rename: its ``complete`` flag, written
@@ -34,8 +34,8 @@ import zarr
 from tilerun.classes.labels import labels_from_logits
 from tilerun.classes.names import label_names, label_values
 from tilerun.errors import InputError, first_line
-from tilerun.sinks.codes import LABEL_FILL, PROBABILITY_FILL, PROBABILITY_SCALE
-from tilerun.sinks.lock import ObjectLock, RunLock
+from tilerun.sinks.layout.codes import LABEL_FILL, PROBABILITY_FILL, PROBABILITY_SCALE
+from tilerun.sinks.lease import ObjectLock, RunLock
 from tilerun.sinks.objects import ObjectLocation, object_url
 
 STAGING_SUFFIX = ".partial"
@@ -105,7 +105,7 @@ def open_finished(out: str | Path) -> tuple[Any, dict[str, Any]]:
 
 
 def read_labels(group: Any, rows: slice, cols: slice) -> np.ndarray:
-    """uint8 labels of an output's window, :data:`~tilerun.sinks.codes.LABEL_FILL` where
+    """uint8 labels of an output's window, :data:`~tilerun.sinks.layout.codes.LABEL_FILL` where
     nodata: its ``labels``, else the argmax of its logits (``logit > 0`` for one class), else
     of its probability codes (``p > ½`` for one class), as the run labels."""
     names = set(group.array_keys())

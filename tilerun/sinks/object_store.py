@@ -12,33 +12,53 @@ computed it. Object stores cannot rename, so the local sink's "stage, then renam
 4. delete the resume carry objects, consolidate the metadata, and write ``complete: true``
    **last** — the one write that makes the store finished.
 
-A reader (``tilerun info``, :func:`~tilerun.sinks.store.output_store`, ``--resume``) always tells
-an unfinished store from a finished one. ``--resume`` continues an unfinished store of the
-same run; without it an unfinished store is started afresh. ``--overwrite`` of an existing
-output writes the new store beside it (``<url>.partial``) and switches only once that one is
-complete (see :mod:`tilerun.sinks.object_swap`): a failed run leaves the old output as it was.
+A reader (``tilerun info``, :func:`~tilerun.sinks.layout.store.output_store`, ``--resume``)
+always tells an unfinished store from a finished one. ``--resume`` continues an unfinished
+store of the same run; without it an unfinished store is started afresh. ``--overwrite`` of an
+existing output writes the new store beside it (``<url>.partial``) and switches only once that
+one is complete (see *Replacing an output* below): a failed run leaves the old output as it
+was.
+
+Replacing an output
+-------------------
+
+Object stores cannot rename, so ``--overwrite`` of an existing output at ``s3://b/out.zarr``
+writes the new store beside it, at ``s3://b/out.zarr.partial`` (:func:`staging_url`), and
+switches only once that store is complete (:func:`switch`):
+
+1. the old store's record is set to ``complete: false`` with ``replacing: <staging URL>``, so
+   that no reader takes a half-switched store for a finished one;
+2. the old store's objects are deleted, but its root metadata;
+3. the new store's objects are copied in (a server-side copy each), its root metadata last —
+   the write that makes the output complete again;
+4. the staging store is deleted.
+
+A failed run leaves the old output as it was (and the unfinished staging store for
+``--resume --overwrite``). A switch cut short is finished by the next run on the URL
+(:func:`recover`), from the complete staging store.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import io
-from collections.abc import Callable
-from pathlib import Path
+import warnings
 from typing import Any
 from urllib.parse import urlsplit
 
 import numpy as np
 import zarr
 
-from tilerun.errors import OutputError, OutputExistsError, first_line, ignoring
+from tilerun.errors import OutputError, OutputExistsError, OutputWarning, first_line, ignoring
 from tilerun.extras import store_errors
-from tilerun.sinks.job_record import differences, same_job
-from tilerun.sinks.lock import LEASE_KEY, LOCK_NAME, ObjectLock
-from tilerun.sinks.object_swap import recover, staging_url, switch
+from tilerun.geometry import GeoRef
+from tilerun.sinks.layout.job_record import differences, same_job
+from tilerun.sinks.layout.store import CARRY, GROUP_DOCUMENTS, RECORD, STAGING_SUFFIX, run_record
+from tilerun.sinks.lease import LEASE_KEY, LOCK_NAME, ObjectLock
 from tilerun.sinks.objects import ObjectLocation, StoreUnavailable
-from tilerun.sinks.store import CARRY, GROUP_DOCUMENTS, run_record
-from tilerun.sinks.zarr_writer import ZarrStoreSink, carry_name
-from tilerun.sources import GeoRef
+from tilerun.sinks.pyramids.request import PyramidRequest
+from tilerun.sinks.pyramids.stores import BucketStore
+from tilerun.sinks.zarr_sink import ZarrStoreSink, carry_name
 
 
 class ObjectStoreSink(ZarrStoreSink):
@@ -47,7 +67,7 @@ class ObjectStoreSink(ZarrStoreSink):
     def __init__(self, url: str, overwrite: bool = False) -> None:
         super().__init__(url, overwrite)
         #: the output's URL, and where the store is written: there, or (replacing an output)
-        #: beside it, see :mod:`tilerun.sinks.object_swap`
+        #: beside it, see :func:`switch`
         self.final = ObjectLocation(url)
         self.location = self.final
 
@@ -165,17 +185,18 @@ class ObjectStoreSink(ZarrStoreSink):
         except (OSError, ValueError, EOFError):
             return None
 
-    def finalize(
-        self, summary: dict[str, Any], extras: Callable[[str | Path], None] | None = None
-    ) -> None:
-        """Drop the carry objects, record the summary, add ``extras`` (viewer pyramids, given
-        the store's URL), consolidate, then write ``complete: true`` last."""
+    def pyramid_store(self) -> BucketStore:
+        return BucketStore(self.location.url)
+
+    def finalize(self, summary: dict[str, Any], pyramids: PyramidRequest | None = None) -> None:
+        """Drop the carry objects, record the summary, add the requested viewer pyramids,
+        consolidate, then write ``complete: true`` last."""
         try:
             self.check_publishable()
             self.location.delete_all(CARRY)
-            if extras is not None:
+            if pyramids is not None and pyramids.kinds:
                 self.update_record({**summary, "complete": False})
-                extras(self.location.url)  # the URL, which the NGFF writers take
+                self.add_pyramids(pyramids)
             with ignoring("Consolidated metadata", f"Object at {LOCK_NAME} is not"):
                 zarr.consolidate_metadata(self.target())
             self.check_lock()  # the token, once more, right before the flag
@@ -189,3 +210,71 @@ class ObjectStoreSink(ZarrStoreSink):
 def _store_error(name: str, err: BaseException) -> OutputError:
     """An object-store failure (unreachable endpoint, missing bucket, credentials) in one line."""
     return OutputError(name, f"the object store refused or failed ({first_line(err)})")
+
+
+#: root documents, copied last (Zarr v2 keeps the attributes and consolidated metadata apart)
+ROOT_DOCUMENTS = (*GROUP_DOCUMENTS, ".zattrs", ".zmetadata")
+COPY_THREADS = 16
+
+
+def staging_url(url: str) -> str | None:
+    """Where the new store of ``url`` is written: its ``.partial`` sibling; None for a
+    bucket's root or an in-process ``memory://`` store, which have none."""
+    parts = urlsplit(url)
+    if parts.scheme == "memory" or not parts.path.strip("/"):
+        return None
+    return url + STAGING_SUFFIX
+
+
+def _complete(location: ObjectLocation) -> bool:
+    if not any(location.get(name) is not None for name in GROUP_DOCUMENTS):
+        return False
+    try:
+        return bool(run_record(zarr.open_group(location.zarr_store(True), mode="r"))
+                    .get("complete"))
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def switch(final: ObjectLocation, staging: ObjectLocation) -> None:
+    """Replace the store at ``final`` by the complete one at ``staging`` (module docstring)."""
+    if any(final.get(name) is not None for name in GROUP_DOCUMENTS):
+        group = zarr.open_group(final.zarr_store(), mode="r+")
+        record = run_record(group)
+        group.attrs[RECORD] = {**record, "complete": False, "replacing": staging.url}
+        final.delete_all(keep=LOCK_NAME + "/")
+    keys = [k for k in staging.list_keys() if not k.startswith(LOCK_NAME + "/")]
+    head, _, name = final.url.rpartition("/")
+    parent = ObjectLocation(head)
+    source = staging.url.rpartition("/")[2]
+
+    def copy(key: str) -> None:
+        import obstore
+
+        obstore.copy(parent.store, f"{source}/{key}", f"{name}/{key}")
+
+    first = [k for k in keys if k not in ROOT_DOCUMENTS]
+    with concurrent.futures.ThreadPoolExecutor(COPY_THREADS) as pool:
+        list(pool.map(copy, first))
+    for key in keys:
+        if key in ROOT_DOCUMENTS:
+            copy(key)
+    staging.delete_all(keep=LOCK_NAME + "/")
+
+
+def recover(url: str) -> None:
+    """Finish a switch a kill cut short: a complete staging store no live run holds is
+    switched in, with a note."""
+    staged = staging_url(url)
+    if staged is None:
+        return
+    staging = ObjectLocation(staged)
+    try:
+        if not _complete(staging) or ObjectLock(staging).holder() is not None:
+            return
+    except StoreUnavailable as err:  # named by the output the user gave
+        raise StoreUnavailable(url, err.problem) from err
+    switch(ObjectLocation(url), staging)
+    staging.delete_all()
+    warnings.warn(f"{url}: finished replacing it by {staged}, a complete run whose switch was "
+                  "cut short", OutputWarning, stacklevel=2)

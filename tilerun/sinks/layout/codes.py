@@ -1,7 +1,7 @@
 """The stored codes of the output's uint8 variables, in a module that imports nothing, so that
 readers (exports, reports, comparisons) share them without loading the writers.
 
-See :mod:`tilerun.sinks.zarr` for the variables.
+See :mod:`tilerun.sinks.layout.variables` for the variables.
 """
 
 #: The labels' nodata value: their Zarr fill value and ``nodata`` attribute.

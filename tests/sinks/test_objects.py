@@ -1,11 +1,11 @@
-"""Object-store failures in a few words (tilerun.sinks.store_problems), on the texts obstore
+"""Object-store failures in a few words (tilerun.sinks.objects), on the texts obstore
 gave against the S3 stand-in (cut to the parts that matter)."""
 
 from __future__ import annotations
 
 import pytest
 
-from tilerun.sinks.store_problems import store_problem
+from tilerun.sinks.objects import store_problem
 
 NO_BUCKET = (
     "Generic S3 error: Error performing list request: Error performing GET "

@@ -32,8 +32,8 @@ from tilerun.errors import (
     first_line,
     ignoring,
 )
+from tilerun.sinks.layout.store import is_zarr_store, run_record
 from tilerun.sinks.objects import ObjectLocation, object_url
-from tilerun.sinks.store import is_zarr_store, run_record
 
 
 @dataclass(frozen=True)
