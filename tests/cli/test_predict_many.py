@@ -87,7 +87,8 @@ def _done_chunks(partial: Path) -> int:
     return sum(1 for p in (partial / DONE / "c").rglob("*") if p.is_file())
 
 
-def test_kill_minus_9_mid_job_then_resume_loses_nothing(tmp_path):
+def _three_scenes_and_a_model(tmp_path: Path) -> tuple[Path, Path]:
+    """A folder of three 320² scenes and a seeded 3-class package (slow enough to interrupt)."""
     folder = tmp_path / "scenes"
     folder.mkdir()
     for n in range(3):
@@ -96,6 +97,11 @@ def test_kill_minus_9_mid_job_then_resume_loses_nothing(tmp_path):
     torch.manual_seed(0)
     save_package(build_unet("unet", in_channels=3, classes=3, base=16, depth=2), package,
                  mean=(120,) * 3, std=(60,) * 3)
+    return folder, package
+
+
+def test_kill_minus_9_mid_job_then_resume_loses_nothing(tmp_path):
+    folder, package = _three_scenes_and_a_model(tmp_path)
     args = ["--model", str(package), "--tile", "64", "--chunk", "64", "--threads", "1",
             "--backend", "torch", "--tissue", "none", "--quiet"]
     reference = _predict(str(folder), "-o", str(tmp_path / "ref"), *args)
@@ -151,14 +157,7 @@ def test_on_a_terminal_one_bar_for_the_job_and_one_for_the_scene(tmp_path, study
 
 
 def test_ctrl_c_mid_job_keeps_the_record_and_exits_130(tmp_path):
-    folder = tmp_path / "scenes"
-    folder.mkdir()
-    for n in range(3):
-        write_scene(folder / f"s{n}.tif", 320, 320, seed=n)
-    package = tmp_path / "m.safetensors"
-    torch.manual_seed(0)
-    save_package(build_unet("unet", in_channels=3, classes=3, base=16, depth=2), package,
-                 mean=(120,) * 3, std=(60,) * 3)
+    folder, package = _three_scenes_and_a_model(tmp_path)
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "tilerun", "predict", str(folder), "-o", str(out), "--model",
            str(package), "--tile", "64", "--chunk", "64", "--threads", "1", "--backend",

@@ -7,6 +7,7 @@ threads or processes at once); nothing ever reads the whole image. Concrete sour
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +50,23 @@ class ScaleOffset:
         a = lo * self.scales[band] + self.offsets[band]
         b = hi * self.scales[band] + self.offsets[band]
         return min(a, b), max(a, b)
+
+
+class PerThreadHandles:
+    """For sources that keep their file handles per thread (``self._local``): GDAL handles are
+    not thread-safe, so each reading thread opens its own. Pickled (to a Dask worker), such a
+    source leaves its handles behind; the worker's threads open their own."""
+
+    _local: threading.local
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        del state["_local"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._local = threading.local()
 
 
 class Source(ABC):

@@ -29,7 +29,7 @@ from tilerun.errors import InputError, TilerunWarning, UnsupportedDtypeError, ig
 from tilerun.geometry import GeoRef, Window
 from tilerun.sources.bandnames import band_labels
 from tilerun.sources.bands import BandSpec, bands_for_model, select_bands
-from tilerun.sources.base import ScaleOffset, Source
+from tilerun.sources.base import PerThreadHandles, ScaleOffset, Source
 from tilerun.sources.guards import (
     check_tiff_complete,
     check_vrt_sources,
@@ -94,7 +94,7 @@ def _labels(ds: Any, colour: bool) -> tuple[tuple[str, ...], ...]:
     return tuple(labels)
 
 
-class GeoTIFFSource(Source):
+class GeoTIFFSource(PerThreadHandles, Source):
     """A raster file read window by window through rasterio."""
 
     def __init__(self, path: str | Path, bands: BandSpec | None = None,
@@ -218,12 +218,3 @@ class GeoTIFFSource(Source):
         if pixels.dtype.kind == "f":
             valid &= np.isfinite(pixels)
         return pixels, valid
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        del state["_local"]
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._local = threading.local()

@@ -33,7 +33,7 @@ from tilerun.errors import BandError, InputError, OptionError
 from tilerun.geometry import GeoRef, Window
 from tilerun.sources.bandnames import band_labels
 from tilerun.sources.bands import BandSpec, bands_for_model, select_bands
-from tilerun.sources.base import ScaleOffset, Source
+from tilerun.sources.base import PerThreadHandles, ScaleOffset, Source
 from tilerun.sources.geotiff import GeoTIFFSource
 
 #: Resampling methods for bands not on the stack's grid (GDAL's names).
@@ -62,7 +62,7 @@ def check_resampling(method: str) -> str:
     return method
 
 
-class StackSource(Source):
+class StackSource(PerThreadHandles, Source):
     """Single bands from several rasters, stacked on the finest grid (see the module doc)."""
 
     def __init__(self, files: Sequence[BandFile], *, name: str | None = None,
@@ -211,15 +211,6 @@ class StackSource(Source):
         mine, target = self._georefs[k], self.georef
         return mine.crs_wkt == target.crs_wkt and all(
             t[1] == 0 and t[3] == 0 for t in (mine.transform, target.transform))
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        del state["_local"]
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._local = threading.local()
 
 
 def _stem(member: GeoTIFFSource, file: BandFile) -> str | None:
