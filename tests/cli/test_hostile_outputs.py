@@ -215,3 +215,17 @@ def test_a_model_with_the_wrong_output_size_leaves_no_output(tmp_path, image):
     with pytest.raises(tilerun.errors.ModelError, match=r"maps 48² tiles to shape .* not"):
         tilerun.run(image, Shrinking(), out, tilerun.PredictOptions(tile=48, backend="torch"))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_ctrl_c_names_where_the_chunks_are_also_for_an_overwrite_in_object_storage(tmp_path):
+    """An ``--overwrite`` in object storage writes the new store beside the old one (no rename
+    there): the line after Ctrl-C must name that ``.partial`` store, not the old output."""
+    from tilerun.cli.predict import _unfinished
+
+    url = f"file://{tmp_path}/out.zarr"
+    assert _unfinished(tmp_path / "out.zarr", overwrite=False) == f"{tmp_path}/out.zarr.partial"
+    assert _unfinished(url, overwrite=True) == url  # nothing written beside it yet
+    (tmp_path / "out.zarr.partial").mkdir(exist_ok=True)
+    (tmp_path / "out.zarr.partial" / "zarr.json").write_text('{"zarr_format": 3}')
+    assert _unfinished(url, overwrite=True) == url + ".partial"
+    assert _unfinished(url, overwrite=False) == url  # a plain run writes the output in place

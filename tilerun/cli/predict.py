@@ -237,7 +237,7 @@ def _run_single(input: Path | list[Path], target: str | Path,
                 console: Console, dry_run: bool, as_json: bool) -> None:
     """One scene (a raster, slide, URL, STAC Item, or a list of one scene's band files) into
     the store ``target``, with a progress bar; or its plan (``dry_run``)."""
-    from tilerun.sinks import completed_output, object_url, sink_for
+    from tilerun.sinks import completed_output, sink_for
 
     model, spec_file = model_and_spec
     finished = completed_output(target) if opts.resume else None
@@ -259,7 +259,7 @@ def _run_single(input: Path | list[Path], target: str | Path,
         if dry_run:
             click.echo("aborted (dry run: nothing was written)", err=True)
             raise SystemExit(130) from None
-        kept = target if object_url(target) else f"{target}.partial"
+        kept = _unfinished(target, opts.overwrite)
         click.echo(f"aborted: {kept} keeps the chunks written so far; run the same "
                    "command with --resume to continue", err=True)
         raise SystemExit(130) from None
@@ -269,6 +269,27 @@ def _run_single(input: Path | list[Path], target: str | Path,
             "[yellow]note:[/] no trained demo model is bundled: an untrained U-Net was used "
             "in its place, so the outputs are not meaningful"
         )
+
+
+def _unfinished(target: str | Path, overwrite: bool) -> str:
+    """Where an interrupted run's chunks are: ``OUT.partial`` for a folder; for an object
+    store, the URL itself, or its ``.partial`` sibling where ``--overwrite`` writes the new
+    store beside an old one (see :mod:`tilerun.sinks.object_store`)."""
+    from tilerun.sinks import object_url
+
+    if not object_url(target):
+        return f"{target}.partial"
+    from tilerun.extras import store_errors
+    from tilerun.sinks.object_store import staging_url
+    from tilerun.sinks.objects import ObjectLocation
+
+    staged = staging_url(str(target)) if overwrite else None
+    unreachable: tuple[type[BaseException], ...] = (OSError, *store_errors())
+    try:
+        beside = staged is not None and ObjectLocation(staged).get("zarr.json") is not None
+    except unreachable:
+        beside = False  # the store is out of reach: name the output itself
+    return staged if beside and staged is not None else str(target)
 
 
 def _run_job(inputs: tuple[str, ...], out: str | None, model: str | Path | ModelHandle | None,
