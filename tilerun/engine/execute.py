@@ -44,7 +44,14 @@ from tilerun.models import ModelHandle
 from tilerun.phases import PhaseCallback, clock, phase
 from tilerun.report.collect import finish_report
 from tilerun.sinks import Sink, completed_output
-from tilerun.sinks.layout.job_record import differences, input_digest, same_job, start_input_digest
+from tilerun.sinks.layout.job_record import (
+    changed_file,
+    differences,
+    file_stats,
+    input_digest,
+    same_job,
+    start_input_digest,
+)
 from tilerun.sinks.layout.store import open_target
 from tilerun.sinks.objects import store_problem
 
@@ -216,6 +223,7 @@ def _run(
     tune_allocator()
     job = prepare(source, model, out, options, sink, prepared)
     job = with_stats(job)
+    files = file_stats(job.source)
     shared = prepared is not None
     client = prepared.client if prepared is not None and client is None else client
     try:
@@ -230,6 +238,7 @@ def _run(
             results = _execute(graph, writes, options, on_chunk, client,
                                prepared.executor if prepared is not None else None)
         seconds = time.perf_counter() - start
+        _check_unchanged(job.source, files)
     except BaseException:
         job.sink.abort()
         raise
@@ -249,6 +258,16 @@ def _run(
 #: summary fields not stored in the output's record: where it is, and the whole call's
 #: timings (known only once the store is finished)
 UNRECORDED = frozenset({"output", "already_complete", "wall_seconds", "phases", "phase_notes"})
+
+
+def _check_unchanged(source: Any, files: dict[str, tuple[int, int]]) -> None:
+    """Refuse to publish an output whose input file was rewritten while the run read it: its
+    chunks may mix the old and the new pixels."""
+    changed = changed_file(files)
+    if changed is not None:
+        raise InputError(source.name, f"{changed} changed while the run read it (its size or "
+                         "time stamp moved), so the chunks may mix old and new pixels; nothing "
+                         "was published: run the command again once the input is final")
 
 
 def _summary(out: str | Path, job: Job, results: list[ChunkResult], resumed: int,

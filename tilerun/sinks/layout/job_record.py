@@ -114,6 +114,33 @@ def start_input_digest(source: Any) -> concurrent.futures.Future[dict[str, str] 
     return future
 
 
+def file_stats(source: Any) -> dict[str, tuple[int, int]]:
+    """Size and modification time (ns) of each of the source's files, taken as a run starts,
+    so that a file rewritten *while* the run reads it is noticed before the output is
+    published (:func:`changed_file`); the content digest answers for what happens between
+    runs."""
+    stats = {}
+    for path in source.content_files() or ():
+        try:
+            stat = Path(path).stat()
+        except OSError:
+            continue
+        stats[str(path)] = (stat.st_size, stat.st_mtime_ns)
+    return stats
+
+
+def changed_file(stats: Mapping[str, tuple[int, int]]) -> str | None:
+    """The first file of :func:`file_stats` whose size or time stamp moved since, or None."""
+    for name, (size, mtime) in stats.items():
+        try:
+            stat = Path(name).stat()
+        except OSError:
+            return name
+        if (stat.st_size, stat.st_mtime_ns) != (size, mtime):
+            return name
+    return None
+
+
 def inputs_match(before: Any, now: Any) -> bool:
     """Whether the input digested ``now`` is the one digested ``before``: every file read
     then is unchanged (a file missing then may have appeared)."""
