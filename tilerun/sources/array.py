@@ -95,14 +95,6 @@ class ArraySource(Source):
     def in_memory(self) -> np.ndarray | None:
         return self._array if isinstance(self._array, np.ndarray) else None
 
-    @property
-    def band_labels(self) -> tuple[tuple[str, ...], ...]:
-        return self._labels
-
-    @property
-    def scale_offset(self) -> ScaleOffset | None:
-        return self._scale_offset
-
     def read(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
         block = self._array[:, window.y : window.bottom, window.x : window.right]
         if isinstance(block, da.Array):

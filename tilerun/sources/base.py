@@ -95,16 +95,21 @@ class Source(ABC):
         """The declared nodata value, if any (NaN is a valid answer)."""
         return None
 
+    #: what :attr:`band_labels` and :attr:`scale_offset` return: a source that reads band
+    #: names or a scale/offset sets these when it opens
+    _labels: tuple[tuple[str, ...], ...] = ()
+    _scale_offset: ScaleOffset | None = None
+
     @property
     def band_labels(self) -> tuple[tuple[str, ...], ...]:
         """Per selected band, the names the input gives it (descriptions, band tags, STAC
         ``eo:bands``); empty when it names none. See :mod:`tilerun.sources.bandnames`."""
-        return ()
+        return self._labels
 
     @property
     def scale_offset(self) -> ScaleOffset | None:
         """The input's own scale/offset per selected band, None when it declares none."""
-        return None
+        return self._scale_offset
 
     def pixel_size(self) -> tuple[float, str] | None:
         """``(size, unit)`` of a pixel — metres for rasters, microns for slides — or None."""

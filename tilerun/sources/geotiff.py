@@ -106,6 +106,7 @@ class GeoTIFFSource(PerThreadHandles, Source):
         #: What rasterio opens: the URL as given (a Path would merge its ``//``), else a Path.
         self.path: str | Path = url if url is not None else Path(path)
         self.name = url if url is not None else str(path)
+        self._files: tuple[Path, ...] | None = None  # content_files(), once listed
         if not self.remote:
             self._check_local()
         try:
@@ -174,9 +175,15 @@ class GeoTIFFSource(PerThreadHandles, Source):
 
     def content_files(self) -> tuple[Path, ...] | None:
         """The files GDAL reads for this raster: the file, a VRT's sources, overviews and
-        side-car files (``dataset.files``); None for a URL."""
+        side-car files (``dataset.files``); None for a URL. Listed once (it opens the raster):
+        a run asks for the digest and for the files' time stamps."""
         if self.remote:
             return None
+        if self._files is None:
+            self._files = self._list_files()
+        return self._files
+
+    def _list_files(self) -> tuple[Path, ...]:
         try:
             with self._env(), quiet_readers(), rasterio.open(self.path) as ds:
                 listed = [Path(f) for f in ds.files]
@@ -184,14 +191,6 @@ class GeoTIFFSource(PerThreadHandles, Source):
             listed = []
         files = [Path(self.path)] + [f for f in listed if f != Path(self.path)]
         return tuple(f for f in files if f.is_file())
-
-    @property
-    def band_labels(self) -> tuple[tuple[str, ...], ...]:
-        return self._labels
-
-    @property
-    def scale_offset(self) -> ScaleOffset | None:
-        return self._scale_offset
 
     def _dataset(self) -> Any:
         """This thread's handle. Opening it again repeats what the first open told the user

@@ -114,10 +114,6 @@ class StackSource(PerThreadHandles, Source):
         return values.pop() if len(values) == 1 else None
 
     @property
-    def band_labels(self) -> tuple[tuple[str, ...], ...]:
-        return self._labels
-
-    @property
     def scale_offset(self) -> ScaleOffset | None:
         own = [m.scale_offset for m in self.members]
         scales = [f.scale if f.scale is not None else (o.scales[0] if o else 1.0)
